@@ -1,0 +1,42 @@
+"""The ``m2kt`` command.
+
+Each group of subcommands lives in its own module with a ``register(subparsers)`` function.
+Modules import torch only inside their handlers, so format commands (``validate``, ``inspect``,
+``verify``...) run on a machine without torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from m2kt_ref import __version__
+
+#: Subcommand modules, in the order their commands appear in ``m2kt --help``.
+COMMAND_MODULES = (
+    "m2kt_ref.cli.format_cmds",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the top-level parser with every subcommand registered."""
+    parser = argparse.ArgumentParser(
+        prog="m2kt", description="Model-to-Model Knowledge Transmission reference tool"
+    )
+    parser.add_argument("--version", action="version", version=f"m2kt {__version__}")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: parse arguments and run the chosen handler; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    return int(args.handler(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

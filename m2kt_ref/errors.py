@@ -1,0 +1,133 @@
+"""Every error m2kt raises, with the stable codes of the spec's registry (spec/errors.md).
+
+One base class, :class:`M2ktError`; each family of leaves also inherits the builtin that fits
+(``ValueError``, ``OSError``) so callers can catch either. Every instance carries a ``code`` from
+:data:`REGISTRY` and, where it applies, a ``path`` (a JSON Pointer into the packet's JSON form).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+#: code -> meaning. The spec's registry table is checked against this mapping by the tests.
+REGISTRY: dict[str, str] = {}
+
+
+def _register(codes: dict[str, str]) -> frozenset[str]:
+    for code in codes:
+        if code in REGISTRY:
+            raise RuntimeError(f"error code {code} registered twice")
+    REGISTRY.update(codes)
+    return frozenset(codes)
+
+
+class M2ktError(Exception):
+    """Base of all m2kt errors: a stable ``code``, a human ``message`` and an optional ``path``."""
+
+    codes: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(self, code: str, message: str, *, path: str | None = None) -> None:
+        if code not in self.codes:
+            raise RuntimeError(f"{type(self).__name__} cannot carry code {code!r}")
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.path = path
+
+    def __str__(self) -> str:
+        where = f" at {self.path}" if self.path else ""
+        return f"{self.message}{where}"
+
+    def to_dict(self) -> dict[str, str]:
+        """The machine-readable form used by ``--json`` output and the conformance protocol."""
+        out = {"code": self.code, "message": self.message}
+        if self.path:
+            out["path"] = self.path
+        return out
+
+
+class DecodeError(M2ktError, ValueError):
+    """The bytes are not a well-formed, deterministically encoded packet."""
+
+    codes = _register(
+        {
+            "TRUNCATED": "The input ends before the encoded structure is complete.",
+            "CBOR_MALFORMED": "The input is not well-formed CBOR (RFC 8949 §3).",
+            "NOT_A_PACKET": "The input is well-formed but lacks the packet envelope "
+            "(magic tag 55799 and the top-level map of §4.1).",
+            "NON_CANONICAL": "The encoding is not the deterministic encoding of §4.2 "
+            "(key order, minimal integers and lengths, shortest floats, number types).",
+            "INDEFINITE_LENGTH": "An indefinite-length string, array or map appears.",
+            "DUPLICATE_KEY": "A map holds the same key twice.",
+            "TRAILING_BYTES": "Bytes follow the end of the packet.",
+            "BAD_PADDING": "The envelope's pad is not the length §4.1 prescribes, or not zeros.",
+            "JSON_MALFORMED": "The JSON form is not valid JSON (RFC 8259) or base64 (RFC 4648 §4).",
+        }
+    )
+
+
+class LimitError(M2ktError, ValueError):
+    """A size, count or depth limit (§8) was exceeded; detected before allocating."""
+
+    codes = _register({"LIMIT_EXCEEDED": "A size, count or nesting-depth limit of §8 is exceeded."})
+
+
+class VersionError(M2ktError, ValueError):
+    """The packet declares a format this reader does not implement."""
+
+    codes = _register(
+        {
+            "UNSUPPORTED_VERSION": "The header's format or major version is not one this "
+            "reader implements.",
+            "CRITICAL_EXTENSION": "An extension marked critical is not understood.",
+        }
+    )
+
+
+class ValidationError(M2ktError, ValueError):
+    """The packet decodes but breaks a structural (schema) or semantic rule."""
+
+    codes = _register(
+        {
+            "SCHEMA_VIOLATION": "The body does not match the JSON Schema (missing or unknown "
+            "field, wrong type, value out of range).",
+            "DUPLICATE_ID": "Two concepts, traces, anchors or tensors share an id.",
+            "DANGLING_REFERENCE": "A reference names a concept or tensor that does not exist.",
+            "DIMENSION_MISMATCH": "A tensor's shape disagrees with the latent dimension or with "
+            "the item it describes.",
+            "NONFINITE_VALUE": "A float (in the body or a tensor) is NaN or infinite.",
+            "ISA_CYCLE": "The is_a edges of the abstraction graph contain a cycle.",
+            "UNKNOWN_RELATION": "An edge uses a relation that is neither registered nor "
+            "prefixed 'x-'.",
+        }
+    )
+
+
+class TensorError(M2ktError, ValueError):
+    """A tensor descriptor disagrees with its bytes."""
+
+    codes = _register(
+        {
+            "TENSOR_DTYPE": "Unknown dtype, or a scale missing (i8) or present (other dtypes).",
+            "TENSOR_SHAPE": "The byte length differs from dtype size times the shape's product.",
+            "TENSOR_LAYOUT": "Offsets are not aligned, overlap, leave holes, exceed the data "
+            "section, or padding bytes are not zero.",
+            "TENSOR_DIGEST": "A tensor's bytes do not match its SHA-256 digest.",
+        }
+    )
+
+
+class UsageError(M2ktError, ValueError):
+    """The caller asked for something impossible (bad option, missing file, no CUDA...)."""
+
+    codes = _register(
+        {
+            "USAGE": "The command line or call arguments are invalid.",
+        }
+    )
+
+
+class FileAccessError(M2ktError, OSError):
+    """A file could not be read or written (missing, unreadable, disk full)."""
+
+    codes = _register({"IO_ERROR": "A file could not be read or written."})
