@@ -23,6 +23,7 @@ import io
 import json
 import mmap
 import os
+import re
 import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
@@ -41,6 +42,7 @@ from m2kt_ref.errors import (
     LimitError,
     M2ktError,
     TensorError,
+    UsageError,
     ValidationError,
     VersionError,
 )
@@ -318,9 +320,10 @@ class _Reader:
         return out
 
     def expect(self, literal: bytes, what: str) -> None:
-        got = bytes(self.take(len(literal)))
-        if got != literal:
+        got = bytes(self.buf[self.pos : self.pos + len(literal)])
+        if got != literal[: len(got)]:
             raise _Mismatch(what)
+        self.take(len(literal))  # TRUNCATED when the input stops inside the literal
 
     def bstr_length(self, what: str) -> int:
         first = self.take(1)[0]
@@ -344,8 +347,8 @@ class _Mismatch(Exception):
 
 def _classify(buf: memoryview, limits: Limits) -> DecodeError | LimitError:
     """Explain why ``buf`` is not a packet envelope, using a strict generic CBOR decode."""
-    if len(buf) > limits.max_body_bytes * 2:
-        return DecodeError("NOT_A_PACKET", "input is not an m2kt packet envelope")
+    if len(buf) > limits.max_body_bytes * 2 or bytes(buf[: len(MAGIC)]) != MAGIC:
+        return DecodeError("NOT_A_PACKET", "input is not an m2kt packet envelope (spec §4.1)")
     stream = io.BytesIO(bytes(buf))
     try:
         value = cbor2.CBORDecoder(
@@ -355,8 +358,9 @@ def _classify(buf: memoryview, limits: Limits) -> DecodeError | LimitError:
         return _cbor_error(exc, "/")
     if stream.tell() != len(buf):
         return DecodeError("TRAILING_BYTES", f"{len(buf) - stream.tell()} bytes after the packet")
-    inner = value.value if isinstance(value, cbor2.CBORTag) and value.tag == 55799 else None
-    if isinstance(inner, dict) and {"pad", "body", "data"} <= set(inner) <= {
+    # The input starts with the magic tag, which cbor2 strips (older versions keep a CBORTag).
+    inner = value.value if isinstance(value, cbor2.CBORTag) and value.tag == 55799 else value
+    if isinstance(inner, Mapping) and {"pad", "body", "data"} <= set(inner) <= {
         "pad",
         "body",
         "data",
@@ -367,7 +371,7 @@ def _classify(buf: memoryview, limits: Limits) -> DecodeError | LimitError:
 
 
 def _cbor_error(exc: Exception, path: str) -> DecodeError | LimitError:
-    text = str(exc)
+    text = str(exc).lower()
     if isinstance(exc, cbor2.CBORDecodeEOF) or "premature end" in text or "unexpected end" in text:
         return DecodeError("TRUNCATED", "input ends inside a CBOR item", path=path)
     if "indefinite" in text:
@@ -379,9 +383,45 @@ def _cbor_error(exc: Exception, path: str) -> DecodeError | LimitError:
     return DecodeError("CBOR_MALFORMED", f"malformed CBOR ({text[:80]})", path=path)
 
 
-def decode_strict_cbor(item: bytes, limits: Limits, path: str) -> Any:
-    """Decode exactly one CBOR item with indefinite lengths and duplicate keys refused."""
+class _TagRefused(Exception):
+    """Raised inside the CBOR decoder when an item that may not hold tags holds one."""
+
+
+def _refuse_tag(*_: Any) -> Any:
+    raise _TagRefused
+
+
+class _EveryTag(dict):  # type: ignore[type-arg]
+    """``semantic_decoders`` that claims every tag number, so cbor2's built-in tag decoders
+    (bignums, dates, sets...) refuse too; ``tag_hook`` alone only sees tags cbor2 does not know."""
+
+    def __contains__(self, key: object) -> bool:
+        return True
+
+    def get(self, key: object, default: Any = None) -> Any:
+        return _refuse_tag
+
+    def __getitem__(self, key: object) -> Any:
+        return _refuse_tag
+
+
+def _caused_by(exc: BaseException | None, kind: type[BaseException]) -> bool:
+    while exc is not None:
+        if isinstance(exc, kind):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def decode_strict_cbor(item: bytes, limits: Limits, path: str, *, tags: bool = True) -> Any:
+    """Decode exactly one CBOR item with indefinite lengths and duplicate keys refused.
+
+    With ``tags=False`` any tag is refused as ``NON_CANONICAL`` (the body may hold none, §4.2).
+    """
     stream = io.BytesIO(item)
+    no_tags: dict[str, Any] = (
+        {} if tags else {"semantic_decoders": _EveryTag(), "tag_hook": _refuse_tag}
+    )
     try:
         value = cbor2.CBORDecoder(
             stream,
@@ -389,8 +429,11 @@ def decode_strict_cbor(item: bytes, limits: Limits, path: str) -> Any:
             allow_indefinite=False,
             allow_duplicate_keys=False,
             str_errors="strict",
+            **no_tags,
         ).decode()
     except Exception as exc:
+        if _caused_by(exc, _TagRefused):
+            raise DecodeError("NON_CANONICAL", "the body holds a CBOR tag", path=path) from None
         raise _cbor_error(exc, path) from None
     if stream.tell() != len(item):
         raise DecodeError(
@@ -448,7 +491,13 @@ def _split_envelope(buf: memoryview, limits: Limits) -> _Envelope:
 
 
 def _decode_body(body_bytes: bytes, limits: Limits) -> Any:
-    raw = decode_strict_cbor(body_bytes, limits, "/body")
+    raw = decode_strict_cbor(body_bytes, limits, "/body", tags=False)
+    _check_canonical(raw, body_bytes)
+    return raw
+
+
+def _check_canonical(raw: Any, body_bytes: bytes) -> None:
+    """Raise ``NON_CANONICAL`` unless ``body_bytes`` are the deterministic encoding of ``raw``."""
     try:
         canonical = canonical_cbor(raw)
     except Exception:
@@ -457,7 +506,6 @@ def _decode_body(body_bytes: bytes, limits: Limits) -> Any:
         ) from None
     if canonical != body_bytes:
         raise DecodeError("NON_CANONICAL", "body is not deterministically encoded", path="/body")
-    return raw
 
 
 def _check_reencodes(body: PacketBody, body_bytes: bytes) -> None:
@@ -504,6 +552,7 @@ def decode(
     limits: Limits = DEFAULT_LIMITS,
     *,
     verify_tensors: bool = True,
+    workers: int | None = None,
 ) -> Packet:
     """Decode and validate a packet; tensors stay zero-copy views of ``buf``.
 
@@ -512,17 +561,40 @@ def decode(
         limits: decoding limits, checked before allocation.
         verify_tensors: also check the data section (digests, padding, finiteness). Leave it on
             for untrusted input; turn it off only for bytes already verified.
+        workers: threads that hash tensor digests (default: one per CPU, at most 8).
 
     Raises:
         M2ktError: the first problem, with its spec code.
     """
     env = _split_envelope(memoryview(buf), limits)
-    raw = _decode_body(env.body_bytes, limits)
-    body = validate_body(raw, limits)
-    _check_reencodes(body, env.body_bytes)
+    raw = decode_strict_cbor(env.body_bytes, limits, "/body", tags=False)
+    # A valid body that re-encodes to its own bytes is canonical, so the canonical check of the
+    # raw value (a second full encode) runs only on failure, to report NON_CANONICAL first as
+    # iter_packet_errors does.
+    try:
+        body = validate_body(raw, limits)
+    except M2ktError as exc:
+        problem: M2ktError | None = exc
+    else:
+        problem = None
+    if problem is not None:
+        _check_canonical(raw, env.body_bytes)
+        raise problem
+    if canonical_cbor(body.to_data()) != env.body_bytes:
+        _check_canonical(raw, env.body_bytes)
+        _check_reencodes(body, env.body_bytes)
     if verify_tensors:
-        for problem in iter_tensor_data_errors(body, env.data):
+        for problem in iter_tensor_data_errors(body, env.data, workers=workers):
             raise problem
+    else:
+        # The size check is O(1) and keeps every tensor view inside the data section.
+        end = body.tensors[-1].offset + body.tensors[-1].length if body.tensors else 0
+        if len(env.data) != tz.aligned(end):
+            raise TensorError(
+                "TENSOR_LAYOUT",
+                f"data section holds {len(env.data)} bytes, descriptors need {tz.aligned(end)}",
+                path="/data",
+            )
     return Packet(body, env.body_bytes, env.data.toreadonly(), env.signatures)
 
 
@@ -565,8 +637,25 @@ def _b64(text: Any, path: str) -> bytes:
         raise DecodeError("JSON_MALFORMED", "invalid base64", path=path) from None
 
 
+def _check_depth(value: Any, limits: Limits, path: str) -> None:
+    """The nesting limit the CBOR decoder applies to a body, applied to the JSON form's body."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            if depth > limits.max_depth:
+                raise LimitError(
+                    "LIMIT_EXCEEDED", f"nesting depth exceeds {limits.max_depth}", path=path
+                )
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+
+
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
+
+
+_JSON_FORM_VERSION = re.compile(r"(0|[1-9][0-9]{0,3})\.(0|[1-9][0-9]{0,3})")
 
 
 def decode_json_data(
@@ -575,9 +664,21 @@ def decode_json_data(
     """Build a packet from its parsed JSON form; the result encodes to the canonical CBOR."""
     if not isinstance(doc, dict) or doc.get("m2kt_json") is None or "body" not in doc:
         raise DecodeError("NOT_A_PACKET", "not the JSON form of an m2kt packet")
+    version = doc["m2kt_json"]
+    if not isinstance(version, str) or not _JSON_FORM_VERSION.fullmatch(version):
+        raise ValidationError(
+            "SCHEMA_VIOLATION", "m2kt_json must be a MAJOR.MINOR string", path="/m2kt_json"
+        )
+    if version.split(".")[0] != "1":
+        raise VersionError(
+            "UNSUPPORTED_VERSION",
+            f"JSON form {version} (this reader implements 1.x)",
+            path="/m2kt_json",
+        )
     extra = set(doc) - {"m2kt_json", "body", "tensor_data", "signatures"}
     if extra:
         raise ValidationError("SCHEMA_VIOLATION", f"unknown member {sorted(extra)[0]!r}", path="/")
+    _check_depth(doc["body"], limits, "/body")
     body = validate_body(doc["body"], limits)
     tensor_data = doc.get("tensor_data")
     if not isinstance(tensor_data, dict):
@@ -592,8 +693,9 @@ def decode_json_data(
                 f"tensor_data for unknown tensor {name!r}",
                 path=f"/tensor_data/{name}",
             )
-    end = body.tensors[-1].offset + body.tensors[-1].length if body.tensors else 0
-    data = bytearray(tz.aligned(end))
+    # Decode every tensor first: the declared lengths are only trusted (and the data section
+    # allocated) once the bytes that back them are in hand.
+    decoded: list[bytes] = []
     for t in body.tensors:
         if t.name not in tensor_data:
             raise ValidationError(
@@ -606,6 +708,10 @@ def decode_json_data(
                 f"{t.name}: {len(raw)} bytes, descriptor says {t.length}",
                 path=f"/tensor_data/{t.name}",
             )
+        decoded.append(raw)
+    end = body.tensors[-1].offset + body.tensors[-1].length if body.tensors else 0
+    data = bytearray(tz.aligned(end))
+    for t, raw in zip(body.tensors, decoded, strict=True):
         data[t.offset : t.offset + t.length] = raw
     signatures = None
     if "signatures" in doc:
@@ -616,7 +722,14 @@ def decode_json_data(
     if verify_tensors:
         for problem in iter_tensor_data_errors(body, view):
             raise problem
-    return Packet(body, canonical_cbor(body.to_data()), view, signatures)
+    try:
+        body_bytes = canonical_cbor(body.to_data())
+    except UnicodeEncodeError:
+        # json.loads lets "\ud800" escapes through; RFC 8259 §8.2 text must be Unicode
+        raise DecodeError(
+            "JSON_MALFORMED", "a string holds a lone surrogate", path="/body"
+        ) from None
+    return Packet(body, body_bytes, view, signatures)
 
 
 def decode_json(
@@ -699,4 +812,4 @@ def write_packet(packet: Packet, path: str | Path, *, encoding: str = "cbor") ->
     elif encoding == "cbor":
         write_atomic(path, encode_chunks(packet))
     else:
-        raise ValueError(f"unknown encoding {encoding!r}")
+        raise UsageError("USAGE", f"unknown encoding {encoding!r} (cbor or json)")

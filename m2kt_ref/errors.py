@@ -131,3 +131,36 @@ class FileAccessError(M2ktError, OSError):
     """A file could not be read or written (missing, unreadable, disk full)."""
 
     codes = _register({"IO_ERROR": "A file could not be read or written."})
+
+
+class SignatureError(M2ktError, ValueError):
+    """Signing, key, trust or signature-policy failure (spec/signing.md §9)."""
+
+    codes = _register(
+        {
+            "UNSIGNED": "Signatures were required but the packet carries no signatures entry.",
+            "SIGNATURE_MALFORMED": "The signatures entry, or one COSE_Signature in it, is not "
+            "the deterministically encoded COSE_Sign of spec/signing.md §4 (tag, shape, "
+            "header labels and types, content type, kid equal to the signer key's SHA-256).",
+            "ALG_UNSUPPORTED": "A signer's protected header names an algorithm other than "
+            "EdDSA (-8).",
+            "PAYLOAD_MISMATCH": "The COSE payload is not the packet id (SHA-256 of this "
+            "packet's canonical body): the signatures belong to another packet.",
+            "SIGNATURE_INVALID": "An Ed25519 signature does not verify (including a "
+            "non-canonical S >= L or a small-order R).",
+            "KEY_MALFORMED": "A key (key file, trust-store entry or signer key) is not a "
+            "valid Ed25519 key in the documented form: wrong length, non-canonical "
+            "encoding, small order or outside the prime-order subgroup.",
+            "TRUST_STORE_MALFORMED": "A trust store is not the JSON document of "
+            "spec/signing.md §6, or lists one key twice with different attributes.",
+            "SIGNER_UNTRUSTED": "A signer's key is not in the verifier's trust store.",
+            "KEY_EXPIRED": "The signing time or the verification time is after the trusted "
+            "key's not_after.",
+            "KEY_NOT_YET_VALID": "The signing time or the verification time is before the "
+            "trusted key's not_before.",
+            "POLICY_UNMET": "Fewer distinct trusted signers with valid signatures than the "
+            "policy requires (k of n).",
+            "PROVENANCE_INCOMPLETE": "The packet's provenance lacks what spec/signing.md §8 "
+            "requires before a packet may be signed.",
+        }
+    )

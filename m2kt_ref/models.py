@@ -7,14 +7,17 @@ schema cannot say (references resolve, is_a is acyclic, tensor shapes fit) live 
 :mod:`m2kt_ref.semantics`.
 
 Optional fields are omitted, never null, and no field has a default: what was decoded is exactly
-what is re-encoded, which keeps decode -> encode byte-identical.
+what is re-encoded, which keeps decode -> encode byte-identical. An optional field is typed as its
+value type with :data:`OMITTED` (``None``) as the value read when it is absent: pydantic does not
+validate defaults, so omission is accepted while an explicit ``null`` is refused, as the schema
+says.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 #: Relations every reader understands (spec §3.5); others must start with ``x-``.
 RELATIONS = frozenset(
@@ -26,13 +29,29 @@ TensorName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/+*=<>-]{0,
 Label = Annotated[str, Field(max_length=1024)]
 PacketId = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 Digest = Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")]
-Count = Annotated[int, Field(ge=0)]
-Positive = Annotated[int, Field(ge=1)]
+#: Every integer in a body fits a signed or an unsigned 64-bit integer (spec §4.2): CBOR encodes
+#: it without a bignum tag and every reader can hold it.
+INT_MIN, INT_MAX = -(2**63), 2**64 - 1
+Int = Annotated[int, Field(ge=INT_MIN, le=INT_MAX)]
+Count = Annotated[int, Field(ge=0, le=INT_MAX)]
+Positive = Annotated[int, Field(ge=1, le=INT_MAX)]
 NonNegative = Annotated[float, Field(ge=0)]
 Unit = Annotated[float, Field(ge=0, le=1)]
 Token = Annotated[int, Field(ge=0, le=2**31 - 1)]
 Tokens = Annotated[list[Token], Field(min_length=1, max_length=4096)]
-Scalar = str | int | float | bool
+
+
+def _float_only(value: Any) -> Any:
+    # strict float still takes ints; an int that failed Int must not become a float silently
+    if isinstance(value, int):
+        raise ValueError("integer outside [-2**63, 2**64 - 1]")
+    return value
+
+
+Scalar = str | Int | Annotated[float, BeforeValidator(_float_only)] | bool
+
+#: Value of an optional field that is absent (see the module docstring).
+OMITTED: Any = None
 
 
 class _Section(BaseModel):
@@ -49,7 +68,7 @@ class Header(_Section):
     created: Annotated[
         str, Field(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?Z$")
     ]
-    title: Label | None = None
+    title: Label = OMITTED
 
 
 class Teacher(_Section):
@@ -60,7 +79,7 @@ class Teacher(_Section):
     latent_dim: Annotated[int, Field(ge=1, le=1 << 20)]
     layer: Label
     model_digest: Digest
-    n_parameters: Count | None = None
+    n_parameters: Count = OMITTED
 
 
 class Manifold(_Section):
@@ -79,8 +98,8 @@ class Concept(_Section):
     label: Label
     kind: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,63}$")]
     embedding: TensorName
-    manifold: Manifold | None = None
-    level: Count | None = None
+    manifold: Manifold = OMITTED
+    level: Count = OMITTED
 
 
 class Edge(_Section):
@@ -102,8 +121,8 @@ class TraceStep(_Section):
     """One step of a reasoning trace: the concept nearest to the teacher's state at that step."""
 
     concept: Identifier
-    similarity: Annotated[float, Field(ge=-1, le=1)] | None = None
-    position: Count | None = None
+    similarity: Annotated[float, Field(ge=-1, le=1)] = OMITTED
+    position: Count = OMITTED
 
 
 class Trace(_Section):
@@ -112,9 +131,9 @@ class Trace(_Section):
     id: Identifier
     input: Tokens
     answer: Count
-    answer_label: Label | None = None
+    answer_label: Label = OMITTED
     steps: Annotated[list[TraceStep], Field(min_length=1)]
-    states: TensorName | None = None
+    states: TensorName = OMITTED
 
 
 class Anchor(_Section):
@@ -124,7 +143,7 @@ class Anchor(_Section):
     input: Tokens
     position: Count
     state: TensorName
-    concept: Identifier | None = None
+    concept: Identifier = OMITTED
 
 
 class Generator(_Section):
@@ -146,7 +165,7 @@ class Provenance(_Section):
     task_inputs_used: Count
     concept_probes_used: Count
     parameters: dict[Annotated[str, Field(max_length=64)], Any]
-    seed: int | None = None
+    seed: Int = OMITTED
 
 
 class Safety(_Section):
@@ -154,10 +173,10 @@ class Safety(_Section):
 
     require_signature: bool
     min_signers: Positive
-    protected_concepts: list[Identifier] | None = None
-    max_parameter_drift: NonNegative | None = None
-    max_output_divergence: NonNegative | None = None
-    max_capability_drop: Unit | None = None
+    protected_concepts: list[Identifier] = OMITTED
+    max_parameter_drift: NonNegative = OMITTED
+    max_output_divergence: NonNegative = OMITTED
+    max_capability_drop: Unit = OMITTED
 
 
 class Extension(_Section):
@@ -174,7 +193,7 @@ class TensorInfo(_Section):
     offset: Count
     length: Count
     sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
-    scale: Annotated[float, Field(gt=0)] | None = None
+    scale: Annotated[float, Field(gt=0)] = OMITTED
 
 
 class PacketBody(_Section):
@@ -189,14 +208,14 @@ class PacketBody(_Section):
     provenance: Provenance
     safety: Safety
     tensors: list[TensorInfo]
-    extensions: (
-        dict[
-            Annotated[str, Field(pattern=r"^([a-z][a-z0-9_.-]{0,63}|x-[A-Za-z0-9_.-]{1,64})$")],
-            Extension,
-        ]
-        | None
-    ) = None
+    extensions: dict[
+        Annotated[str, Field(pattern=r"^([a-z][a-z0-9_.-]{0,63}|x-[A-Za-z0-9_.-]{1,64})$")],
+        Extension,
+    ] = OMITTED
 
     def to_data(self) -> dict[str, Any]:
-        """The body in the JSON data model (what both encodings carry), optional fields omitted."""
-        return self.model_dump(mode="python", exclude_none=True)
+        """The body in the JSON data model (what both encodings carry), optional fields omitted.
+
+        ``exclude_unset`` rather than ``exclude_none``: an extension's ``data`` may be null.
+        """
+        return self.model_dump(mode="python", exclude_unset=True)

@@ -12,7 +12,7 @@ from typing import Any
 
 from m2kt_ref import tensors as tz
 from m2kt_ref.errors import M2ktError, TensorError, ValidationError, VersionError
-from m2kt_ref.models import RELATIONS, PacketBody
+from m2kt_ref.models import INT_MAX, INT_MIN, RELATIONS, PacketBody
 
 #: Extensions this reader understands; a critical extension not listed here is refused.
 KNOWN_EXTENSIONS: frozenset[str] = frozenset()
@@ -146,8 +146,10 @@ def _json_model_problem(value: Any, depth: int = 0) -> str | None:
     """Why ``value`` is outside the JSON data model (None when it is inside)."""
     if depth > 32:
         return "nested too deeply"
-    if value is None or isinstance(value, (str, bool, int)):
+    if value is None or isinstance(value, (str, bool)):
         return None
+    if isinstance(value, int):
+        return None if INT_MIN <= value <= INT_MAX else "integer outside [-2**63, 2**64 - 1]"
     if isinstance(value, float):
         return None if math.isfinite(value) else "non-finite number"
     if isinstance(value, list):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -94,6 +95,8 @@ def encode(array: np.ndarray, dtype: str = "f32") -> EncodedTensor:
         stored = values.astype("<f2")
     elif dtype == "bf16":
         stored = _float32_to_bf16_bits(values)
+        if stored.size and int((stored & 0x7FFF).max()) >= 0x7F80:
+            raise ValidationError("NONFINITE_VALUE", "value overflows bf16")
     elif dtype == "i8":
         peak = float(np.abs(values).max()) if values.size else 0.0
         scale = peak / 127.0 if peak > 0 else 1.0
@@ -124,12 +127,14 @@ def to_float32(stored: np.ndarray, dtype: str, scale: float | None = None) -> np
 
 def all_finite(stored: np.ndarray, dtype: str) -> bool:
     """True when no element is NaN or infinite (i8 is always finite)."""
-    if dtype == "i8":
+    if dtype == "i8" or stored.size == 0:
         return True
-    if dtype == "bf16":
-        # exponent bits all ones <=> Inf or NaN
-        return not bool(((stored & 0x7F80) == 0x7F80).any())
-    return bool(np.isfinite(stored).all())
+    if dtype in ("bf16", "f16"):
+        # exponent bits all ones <=> Inf or NaN (integer work: numpy's f16 arithmetic is slow)
+        exponent = 0x7F80 if dtype == "bf16" else 0x7C00
+        return int((stored.view("<u2") & 0x7FFF).max()) < exponent
+    # min and max propagate NaN and expose infinities, without a temporary array
+    return bool(np.isfinite(stored.min()) and np.isfinite(stored.max()))
 
 
 def sha256_hex(data: memoryview | bytes) -> str:
@@ -137,9 +142,26 @@ def sha256_hex(data: memoryview | bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+#: Below this many bytes in all, hashing on one thread beats starting a pool.
+PARALLEL_HASH_BYTES = 8 << 20
+
+
 def sha256_many(buffers: list[memoryview], workers: int | None = None) -> list[str]:
-    """Hex SHA-256 of each buffer, hashed on a thread pool when there is more than one."""
-    if len(buffers) <= 1 or workers == 1:
+    """Hex SHA-256 of each buffer, in order.
+
+    With ``workers`` > 1 (default: the CPU count, at most 8) and enough bytes, the buffers are
+    split into that many runs of about equal size, each hashed on its own thread (hashlib
+    releases the GIL); one task per run rather than per buffer keeps many small tensors cheap.
+    """
+    total = sum(memoryview(b).nbytes for b in buffers)
+    n = min(workers or os.cpu_count() or 1, 8, len(buffers))
+    if n <= 1 or total < PARALLEL_HASH_BYTES:
         return [sha256_hex(b) for b in buffers]
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(sha256_hex, buffers))
+    runs: list[list[memoryview]] = [[] for _ in range(n)]
+    done = 0
+    for b in buffers:
+        runs[min(n - 1, done * n // total)].append(b)
+        done += memoryview(b).nbytes
+    with ThreadPoolExecutor(max_workers=n) as pool:
+        hashed = pool.map(lambda run: [sha256_hex(b) for b in run], runs)
+        return [digest for run in hashed for digest in run]

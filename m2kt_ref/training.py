@@ -303,7 +303,7 @@ def train_model(
                 tr = evaluate(model, x, y)
                 monitor = evaluate(model, vx, vy) if vx is not None else tr
                 model.train()
-                if os.environ.get("M2KT_TRACE"): print(step, loss_value, tr, monitor, flush=True)
+                if os.environ.get("M2KT_TRACE"): print(step, round(time.perf_counter() - start, 1), loss_value, tr, monitor, flush=True)
                 history.append(
                     {"step": step, "loss": loss_value, "train_acc": tr, "monitor_acc": monitor}
                 )

@@ -13,10 +13,15 @@ import sys
 from collections.abc import Sequence
 
 from m2kt_ref import __version__
+from m2kt_ref.errors import M2ktError
 
 #: Subcommand modules, in the order their commands appear in ``m2kt --help``.
 COMMAND_MODULES = (
     "m2kt_ref.cli.format_cmds",
+    "m2kt_ref.cli.sign_cmds",
+    "m2kt_ref.cli.teacher_cmds",
+    "m2kt_ref.cli.generate_cmds",
+    "m2kt_ref.cli.conformance_cmds",
 )
 
 
@@ -35,7 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: parse arguments and run the chosen handler; returns the exit status."""
     args = build_parser().parse_args(argv)
-    return int(args.handler(args) or 0)
+    try:
+        return int(args.handler(args) or 0)
+    except M2ktError as exc:
+        print(f"{exc.code}: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

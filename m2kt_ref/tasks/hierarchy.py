@@ -51,13 +51,13 @@ class _Node:
 class HierarchyTask(Task):
     """Queries over a random tree of pseudo-word nodes.
 
-    Rows (seq_len 3): ``[x, is-a?, y]`` -> ``yes``/``no`` (is ``y`` a strict ancestor of
-    ``x``?) and ``[x, ancestor@, Lk]`` -> the ancestor of ``x`` at depth ``k``
-    (``1 <= k < depth(x)``; questions about the root, everyone's ancestor, are left out as
-    trivial). Each positive is-a pair has one negative with ``y`` at the same depth as the true
-    ancestor (a hard negative), so yes/no are balanced per level. The parent queries
-    (``k = depth(x) - 1``) are the base facts, always in train: the test asks for what follows
-    from them (farther ancestors, is-a).
+    Rows (seq_len 3): ``[x, ancestor@, Lk]`` -> the node at depth ``k`` on the path from the
+    root to ``x`` (``1 <= k <= depth(x)``; ``k = depth(x)`` answers ``x`` itself), and
+    ``[x, is-a?, y]`` -> ``yes``/``no`` (is ``y`` a strict ancestor of ``x``?). Questions
+    about the root, everyone's ancestor, are left out as trivial. Each positive is-a pair has
+    one negative whose ``y`` sits at the same depth as the true ancestor (a hard negative), so
+    yes/no are balanced per level. The ancestor queries define the taxonomy: they are the base
+    facts, always in train; held-out problems are is-a judgements, which follow from them.
 
     Concepts: ``node:<dotted path>`` for each node (kind ``category`` for inner nodes, ``leaf``
     for leaves; ``level`` = depth, root ``node:root`` at 0), ``query:is_a``,
@@ -155,6 +155,10 @@ class HierarchyTask(Task):
         rows: list[tuple[int, int, int]] = []
         targets: list[int] = []
         for n in self.nodes[1:]:
+            # Reflexive query: the node at its own depth is itself. It ties each node's token to
+            # its answer class, without which is-a could not generalise beyond seen pairs.
+            rows.append((self._tok(n.index), anc, self.token_id(f"L{n.level}")))
+            targets.append(2 + n.index)
             for a in self.ancestors(n.index)[:-1]:  # the root is everyone's ancestor: trivial
                 lvl = self.nodes[a].level
                 rows.append((self._tok(n.index), anc, self.token_id(f"L{lvl}")))
@@ -169,12 +173,7 @@ class HierarchyTask(Task):
         return ProblemSet(np.array(rows, dtype=np.int64), np.array(targets, dtype=np.int64))
 
     def _base_fact_mask(self, problems: ProblemSet) -> np.ndarray:
-        anc = self.token_id(ANCESTOR_Q)
-        x = problems.inputs[:, 0] - 1
-        levels = np.array([n.level for n in self.nodes])
-        asked = problems.inputs[:, 2] - self.token_id("L0")
-        is_anc = problems.inputs[:, 1] == anc
-        return is_anc & (asked == levels[np.clip(x, 0, None)] - 1)
+        return problems.inputs[:, 1] == self.token_id(ANCESTOR_Q)
 
     def concepts(self) -> list[ConceptSpec]:
         out = []

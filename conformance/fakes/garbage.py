@@ -1,0 +1,27 @@
+#!/usr/bin/env python3
+"""Fake: answers some requests with garbage; ``--bad-handshake``: garbage from the start.
+
+* the JSON form: a line that is not JSON;
+* requests with limits: JSON that is not a protocol reply (an unknown outcome);
+* requests asking for tensor values: a valid reply for another seq.
+"""
+
+import json
+import sys
+
+import _fake
+
+
+def behave(msg):
+    inp = msg["input"]
+    if inp.get("encoding") == "json":
+        return "this is not JSON {"
+    if "limits" in inp:
+        return json.dumps({"seq": msg["seq"], "result": {"outcome": "maybe"}})
+    if inp.get("values"):
+        return json.dumps({"seq": msg["seq"] + 1000, "skipped": {"reason": "wrong seq"}})
+    return None
+
+
+start = '{"protocol": 99, "implementation": "?"}' if "--bad-handshake" in sys.argv else None
+sys.exit(_fake.serve("fake-garbage", behave, start=start))

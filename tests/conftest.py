@@ -1,0 +1,89 @@
+"""Shared fixtures: the demo packet in both encodings, an envelope builder, the ``cuda`` marker."""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+
+import pytest
+
+from m2kt_ref import codec
+from m2kt_ref.demo import demo_packet
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip tests marked ``cuda`` when torch or a CUDA device is missing."""
+    marked = [item for item in items if item.get_closest_marker("cuda")]
+    if not marked:
+        return
+    if importlib.util.find_spec("torch") is None:
+        reason = "torch is not installed"
+    else:
+        import torch
+
+        reason = "" if torch.cuda.is_available() else "no CUDA device"
+    if reason:
+        for item in marked:
+            item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.fixture(scope="session")
+def demo() -> codec.Packet:
+    """The demo packet (every section, every dtype, an extension)."""
+    return demo_packet()
+
+
+@pytest.fixture(scope="session")
+def demo_cbor(demo: codec.Packet) -> bytes:
+    return codec.encode(demo)
+
+
+@pytest.fixture(scope="session")
+def demo_json(demo: codec.Packet) -> bytes:
+    return codec.encode_json(demo)
+
+
+def build_envelope(
+    body: bytes, data: bytes | memoryview, signatures: bytes | None = None, pad: bytes | None = None
+) -> bytes:
+    """An envelope around arbitrary body bytes, written here rather than by the codec.
+
+    ``pad`` defaults to the zeros that put the data payload at a multiple of 64.
+    """
+
+    def bstr(n: int) -> bytes:
+        for info, width in ((None, 0), (24, 1), (25, 2), (26, 4), (27, 8)):
+            if info is None and n < 24:
+                return bytes([0x40 | n])
+            if info is not None and n < 1 << (8 * width):
+                return bytes([0x40 | info]) + n.to_bytes(width, "big")
+        raise ValueError(n)
+
+    def head(pad_bytes: bytes) -> bytes:
+        return b"".join(
+            (
+                b"\xd9\xd9\xf7",  # tag 55799
+                b"\xa4" if signatures is not None else b"\xa3",
+                b"\x63pad",
+                bstr(len(pad_bytes)),
+                pad_bytes,
+                b"\x64body",
+                bstr(len(body)),
+                body,
+                b"\x64data",
+                bstr(len(data)),
+            )
+        )
+
+    if pad is None:
+        pad = bytes(next(n for n in range(128) if len(head(bytes(n))) % 64 == 0))
+    out = head(pad) + bytes(data)
+    if signatures is not None:
+        out += b"\x6asignatures" + signatures
+    return out
+
+
+@pytest.fixture(scope="session")
+def envelope() -> Callable[..., bytes]:
+    """The :func:`build_envelope` helper, for tests that forge packets byte by byte."""
+    return build_envelope

@@ -1,0 +1,192 @@
+"""Decoding limits (spec §8): each one is enforced, and before the memory it guards is allocated."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import dataclasses
+import json
+import tracemalloc
+from collections.abc import Callable
+from typing import Any
+
+import cbor2
+import pytest
+
+from m2kt_ref import codec
+from m2kt_ref.errors import M2ktError
+from m2kt_ref.limits import DEFAULT_LIMITS, Limits
+
+MiB = 1 << 20
+
+
+def refused(call: Callable[[], Any]) -> M2ktError:
+    with pytest.raises(M2ktError) as info:
+        call()
+    return info.value
+
+
+def peak_of(call: Callable[[], Any]) -> tuple[int, M2ktError]:
+    """tracemalloc peak (bytes) while ``call`` fails, and the error it raised."""
+    tracemalloc.start()
+    try:
+        error = refused(call)
+        return tracemalloc.get_traced_memory()[1], error
+    finally:
+        tracemalloc.stop()
+
+
+def test_defaults_accept_the_demo(demo, demo_cbor):
+    assert codec.encode(codec.decode(demo_cbor, DEFAULT_LIMITS)) == demo_cbor
+    assert Limits() == DEFAULT_LIMITS
+    assert DEFAULT_LIMITS.to_dict()["max_depth"] == 32
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        DEFAULT_LIMITS.max_depth = 1  # type: ignore[misc]
+
+
+def _counts(demo) -> dict[str, int]:
+    body = demo.body
+    return {
+        "max_concepts": len(body.concepts),
+        "max_edges": len(body.graph.edges),
+        "max_traces": len(body.traces),
+        "max_trace_steps": max(len(t.steps) for t in body.traces),
+        "max_anchors": len(body.anchors),
+        "max_tensors": len(body.tensors),
+        "max_tensor_bytes": max(t.length for t in body.tensors),
+        "max_body_bytes": len(demo.body_bytes),
+        "max_packet_bytes": len(codec.encode(demo)),
+        "max_depth": 5,  # containers in containers: body / traces / trace / steps / step
+    }
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "max_concepts",
+        "max_edges",
+        "max_traces",
+        "max_trace_steps",
+        "max_anchors",
+        "max_tensors",
+        "max_tensor_bytes",
+        "max_body_bytes",
+        "max_packet_bytes",
+        "max_depth",
+    ],
+)
+def test_each_limit_is_enforced(demo, demo_cbor, demo_json, name):
+    at_limit = _counts(demo)[name]
+    exact = Limits(**{name: at_limit})
+    assert codec.encode(codec.decode(demo_cbor, exact)) == demo_cbor  # the limit is inclusive
+    tight = Limits(**{name: at_limit - 1})
+    error = refused(lambda: codec.decode(demo_cbor, tight))
+    assert error.code == "LIMIT_EXCEEDED", error
+    assert [p.code for p in codec.iter_packet_errors(demo_cbor, tight)] == ["LIMIT_EXCEEDED"]
+    if name not in ("max_body_bytes", "max_depth"):  # the JSON form has neither
+        assert refused(lambda: codec.decode_json(demo_json, tight)).code == "LIMIT_EXCEEDED"
+
+
+def test_signature_bytes(demo):
+    signatures = codec.canonical_cbor([b"\x00" * 100])
+    buf = codec.encode(demo.with_signatures(signatures))
+    assert codec.decode(buf, Limits(max_signature_bytes=len(signatures))).signatures == signatures
+    tight = Limits(max_signature_bytes=len(signatures) - 1)
+    assert refused(lambda: codec.decode(buf, tight)).code == "LIMIT_EXCEEDED"
+    text = codec.encode_json(demo.with_signatures(signatures))
+    assert refused(lambda: codec.decode_json(text, tight)).code == "LIMIT_EXCEEDED"
+
+
+def test_deep_nesting_in_the_body(demo, envelope):
+    raw = cbor2.loads(demo.body_bytes)
+    value: Any = 1
+    for _ in range(DEFAULT_LIMITS.max_depth + 1):
+        value = [value]
+    raw["provenance"]["parameters"]["deep"] = value
+    buf = envelope(cbor2.dumps(raw, canonical=True), demo.data)
+    error = refused(lambda: codec.decode(buf))
+    assert (error.code, error.path) == ("LIMIT_EXCEEDED", "/body")
+
+
+def test_counts_are_checked_before_the_schema(demo, envelope):
+    """Eleven junk concepts under a limit of ten: the count is refused, the junk never looked at."""
+    raw = cbor2.loads(demo.body_bytes)
+    raw["concepts"] = [{"junk": i} for i in range(11)]
+    buf = envelope(cbor2.dumps(raw, canonical=True), demo.data)
+    error = refused(lambda: codec.decode(buf, Limits(max_concepts=10)))
+    assert (error.code, error.path) == ("LIMIT_EXCEEDED", "/body/concepts")
+    assert refused(lambda: codec.decode(buf)).code == "SCHEMA_VIOLATION"
+
+
+# --------------------------------------------------------------------------- before allocation
+
+
+def _header(major: int, n: int) -> bytes:
+    return bytes([major << 5 | 27]) + n.to_bytes(8, "big")
+
+
+def test_huge_declared_body_is_refused_without_allocating():
+    buf = b"\xd9\xd9\xf7\xa3\x63pad\x40\x64body" + _header(2, 1 << 62) + b"\x00" * 16
+    peak, error = peak_of(lambda: codec.decode(buf))
+    assert error.code == "LIMIT_EXCEEDED" and error.path == "/body"
+    assert peak < MiB
+
+
+def test_huge_declared_data_is_refused_without_allocating(demo):
+    body = demo.body_bytes
+    head = (
+        b"\xd9\xd9\xf7\xa3\x63pad\x40\x64body"
+        + bytes([0x59])
+        + len(body).to_bytes(2, "big")
+        + body
+        + b"\x64data"
+    )
+    for declared in (1 << 40, (1 << 64) - 1):
+        buf = head + _header(2, declared)
+        peak, error = peak_of(lambda buf=buf: codec.decode(buf))
+        assert error.code == "TRUNCATED"
+        assert peak < MiB
+        limits = Limits(max_packet_bytes=len(buf) - 1)
+        assert refused(lambda buf=buf, limits=limits: codec.decode(buf, limits)).code == (
+            "LIMIT_EXCEEDED"
+        )
+
+
+def test_huge_declared_tensor_is_refused_without_allocating(demo, envelope):
+    raw = cbor2.loads(demo.body_bytes)
+    last = raw["tensors"][-1]
+    last["shape"] = [1 << 40]
+    last["length"] = 1 << 40
+    buf = envelope(cbor2.dumps(raw, canonical=True), demo.data)
+    peak, error = peak_of(lambda: codec.decode(buf))
+    assert error.code == "LIMIT_EXCEEDED" and error.path.startswith("/body/tensors/")
+    assert peak < 4 * MiB
+
+
+def test_json_form_checks_tensor_lengths_before_allocating(demo_json):
+    """A JSON form may declare a 4 GiB tensor with no bytes behind it: refused, not allocated."""
+    doc = json.loads(demo_json)
+    body = copy.deepcopy(doc["body"])
+    last = body["tensors"][-1]
+    # an f32 anchor state cannot change width alone, so append a big tensor at the end
+    big = {
+        "name": "huge",
+        "dtype": "f32",
+        "shape": [1 << 30],
+        "offset": codec.tz.aligned(last["offset"] + last["length"]),
+        "length": 4 << 30,
+        "sha256": "0" * 64,
+    }
+    body["tensors"].append(big)
+    text = json.dumps({**doc, "body": body, "tensor_data": {**doc["tensor_data"], "huge": "AAAA"}})
+    peak, error = peak_of(lambda: codec.decode_json(text))
+    assert error.code == "TENSOR_SHAPE" and error.path == "/tensor_data/huge"
+    assert peak < 8 * MiB
+    # and with the bytes present, the per-tensor limit still applies
+    small = {**big, "shape": [4], "length": 16}
+    body["tensors"][-1] = small
+    payload = base64.b64encode(bytes(16)).decode()
+    text = json.dumps({**doc, "body": body, "tensor_data": {**doc["tensor_data"], "huge": payload}})
+    assert refused(lambda: codec.decode_json(text, Limits(max_tensor_bytes=15))).code == (
+        "LIMIT_EXCEEDED"
+    )

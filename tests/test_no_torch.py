@@ -1,0 +1,83 @@
+"""The format half imports and runs without torch (checked in a process where torch is hidden)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+FORMAT_MODULES = (
+    "m2kt_ref.errors",
+    "m2kt_ref.tensors",
+    "m2kt_ref.models",
+    "m2kt_ref.codec",
+    "m2kt_ref.limits",
+    "m2kt_ref.semantics",
+    "m2kt_ref.demo",
+    "m2kt_ref.cli",
+)
+
+PROGRAM = textwrap.dedent(
+    """
+    import importlib, importlib.abc, io, sys
+    from contextlib import redirect_stdout
+
+    class HideTorch(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name == "torch" or name.startswith("torch."):
+                raise ModuleNotFoundError(f"No module named {name!r} (hidden)", name=name)
+            return None
+
+    sys.meta_path.insert(0, HideTorch())
+    for name in sys.argv[2:]:
+        importlib.import_module(name)
+    from m2kt_ref.cli import main
+
+    packet = sys.argv[1]
+    assert main(["demo", "-o", packet]) == 0
+    assert main(["validate", packet]) == 0
+    assert main(["inspect", packet]) == 0
+    help_text = io.StringIO()
+    try:
+        with redirect_stdout(help_text):
+            main(["--help"])
+    except SystemExit as exc:
+        assert exc.code == 0, exc.code
+    assert "validate" in help_text.getvalue()
+    assert not [m for m in sys.modules if m == "torch" or m.startswith("torch.")]
+    print("OK without torch")
+    """
+)
+
+
+def test_format_half_and_cli_run_without_torch(tmp_path):
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", PROGRAM, str(tmp_path / "p.m2kt"), *FORMAT_MODULES],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().endswith("OK without torch")
+
+
+def test_the_finder_really_hides_torch(tmp_path):
+    """The same program fails when asked to import torch, so the check above is not vacuous."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(
+        [sys.executable, "-c", PROGRAM, str(tmp_path / "p.m2kt"), "torch"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert result.returncode != 0 and "(hidden)" in result.stderr

@@ -1,0 +1,256 @@
+"""Task families: determinism, splits without leaks, concepts, probes, relations, traces."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from m2kt_ref.errors import UsageError
+from m2kt_ref.tasks import (
+    CONCEPT_KINDS,
+    PAD_ID,
+    RELATIONS,
+    STEP_ROLES,
+    TASKS,
+    TaskOptionError,
+    UnknownTaskError,
+    describe_tasks,
+    make_task,
+    parse_option_pairs,
+)
+
+SMALL = {
+    "modular": {"p": 11},
+    "hierarchy": {"depth": 3, "branching": 3},
+    "chain": {"n": 8, "functions": 2, "k": 3},
+}
+
+
+@pytest.fixture(params=sorted(SMALL))
+def task(request):
+    return make_task(request.param, **SMALL[request.param])
+
+
+def test_registry_lists_every_family():
+    assert set(TASKS) >= {"modular", "hierarchy", "chain"}
+    described = describe_tasks()
+    json.dumps(described)
+    for d in described:
+        assert d["name"] in TASKS and d["description"]
+        assert all({"name", "type", "default", "help"} <= set(o) for o in d["options"])
+
+
+def test_tasks_import_without_torch():
+    code = (
+        "import sys, m2kt_ref.tasks as t; t.make_task('chain').problems(); "
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_problems_shape_and_ranges(task):
+    ps = task.problems()
+    assert ps.inputs.dtype == np.int64 and ps.targets.dtype == np.int64
+    assert ps.inputs.shape == (len(ps), task.seq_len)
+    assert ps.inputs.min() >= 0 and ps.inputs.max() < task.vocab_size
+    assert ps.targets.min() >= 0 and ps.targets.max() < task.n_classes
+    assert task.vocab[PAD_ID] == "<pad>"
+    assert len(ps.row_keys()) == len(ps)  # every row is one problem
+    assert len(task.answer_labels) == task.n_classes
+
+
+def test_deterministic_per_seed(task):
+    other = make_task(task.name, **SMALL[task.name])
+    assert np.array_equal(task.problems().inputs, other.problems().inputs)
+    assert np.array_equal(task.problems().targets, other.problems().targets)
+    a, b, c = task.split(3), other.split(3), task.split(4)
+    assert np.array_equal(a.train.inputs, b.train.inputs)
+    assert np.array_equal(a.test.targets, b.test.targets)
+    assert np.array_equal(a.pool.inputs, b.pool.inputs)
+    assert not np.array_equal(a.test.inputs, c.test.inputs)
+    assert task.concepts() == other.concepts()
+    assert task.relations() == other.relations()
+    assert task.canonical_problems(5, 1) == other.canonical_problems(5, 1)
+
+
+def test_split_partitions_without_leak(task):
+    sp = task.split(0)
+    train, test, reserve, pool = (
+        sp.train.row_keys(),
+        sp.test.row_keys(),
+        sp.reserve.row_keys(),
+        sp.pool.row_keys(),
+    )
+    assert not train & test and not train & reserve and not test & reserve
+    assert len(train) + len(test) + len(reserve) == len(task.problems())
+    assert pool == train | reserve and not pool & test
+    assert len(sp.test) == round(sp.test_fraction * len(task.problems()))
+
+
+def test_base_facts_always_in_train():
+    t = make_task("chain", **SMALL["chain"])
+    for seed in range(3):
+        train = t.split(seed).train
+        assert (train.inputs[:, 2] == PAD_ID).sum() == 8 * 2  # every f_j(x) is in train
+
+
+def test_split_rejects_bad_fractions(task):
+    with pytest.raises(TaskOptionError):
+        task.split(0, train_fraction=0.8, test_fraction=0.5)
+    with pytest.raises(ValueError):
+        task.split(0, train_fraction=0.0)
+
+
+def test_concepts_and_probes(task):
+    concepts = task.concepts()
+    ids = [c.id for c in concepts]
+    assert len(ids) == len(set(ids))
+    problem_rows = task.problems().row_keys()
+    for c in concepts:
+        assert c.kind in CONCEPT_KINDS and c.label and c.probes
+        tokens, positions = c.probe_arrays()
+        assert tokens.shape[1] == task.seq_len
+        assert tokens.min() >= 0 and tokens.max() < task.vocab_size
+        assert ((positions >= 0) & (positions < task.seq_len)).all()
+        assert (tokens[np.arange(len(tokens)), positions] != PAD_ID).all()  # reads the concept
+        assert not {row.tobytes() for row in tokens} & problem_rows  # probes are not problems
+        json.dumps(c.to_dict())
+
+
+def test_relations_refer_to_concepts(task):
+    ids = {c.id for c in task.concepts()}
+    rels = task.relations()
+    assert rels
+    for r in rels:
+        assert r.relation in RELATIONS
+        assert r.source in ids and r.target in ids
+        assert r.context is None or r.context in ids
+        assert r.weight > 0
+        json.dumps(r.to_dict())
+
+
+def test_is_a_is_acyclic_tree():
+    t = make_task("hierarchy", depth=4, branching=3, structure_seed=7)
+    parents: dict[str, list[str]] = {}
+    for r in t.relations():
+        if r.relation == "is_a":
+            parents.setdefault(r.source, []).append(r.target)
+    levels = {c.id: c.level for c in t.concepts() if c.id.startswith("node:")}
+    assert 30 <= len(levels) <= 500  # tens to hundreds of nodes
+    for child, ps in parents.items():
+        assert len(ps) == 1 and levels[ps[0]] == levels[child] - 1  # depth strictly decreases
+    # DFS cycle check, independent of the level argument
+    state: dict[str, int] = {}
+
+    def visit(n: str) -> None:
+        state[n] = 1
+        for p in parents.get(n, []):
+            assert state.get(p) != 1, "cycle"
+            if p not in state:
+                visit(p)
+        state[n] = 2
+
+    for n in levels:
+        if n not in state:
+            visit(n)
+
+
+def test_hierarchy_answers_match_the_tree():
+    t = make_task("hierarchy", **SMALL["hierarchy"])
+    ps = t.problems()
+    yes_no = ps.targets < 2
+    assert abs(int((ps.targets == 1).sum()) - int((ps.targets == 0).sum())) <= 3  # balanced
+    for row, target in zip(ps.inputs[:200], ps.targets[:200], strict=True):
+        x = int(row[0]) - 1
+        if t.vocab[row[1]] == "is-a?":
+            assert (target == 1) == ((int(row[2]) - 1) in t.ancestors(x))
+        else:
+            level = int(t.vocab[row[2]][1:])
+            assert [a for a in t.ancestors(x) if t.nodes[a].level == level] == [int(target) - 2]
+    assert yes_no.any() and (~yes_no).any()
+
+
+def test_modular_answers():
+    t = make_task("modular", p=7, ops="+-*")
+    for row, target in zip(t.problems().inputs, t.problems().targets, strict=True):
+        a, op, b, eq = t.decode(row)
+        assert eq == "="
+        expected = {"+": int(a) + int(b), "-": int(a) - int(b), "*": int(a) * int(b)}[op] % 7
+        assert int(target) == expected
+    rel = {(r.source, r.target, r.relation, r.context) for r in t.relations()}
+    assert ("num:3", "num:4", "inverse_of", "op:+") in rel
+    assert ("num:2", "num:4", "inverse_of", "op:*") in rel  # 2 * 4 = 8 = 1 (mod 7)
+    assert ("num:6", "num:0", "precedes", None) in rel
+
+
+def test_chain_answers():
+    t = make_task("chain", **SMALL["chain"])
+    for row, target in zip(t.problems().inputs, t.problems().targets, strict=True):
+        y = int(row[0]) - 1
+        for tok in row[1:]:
+            if tok != PAD_ID:
+                y = int(t.tables[int(t.vocab[tok][1:]), y])
+        assert y == target
+
+
+def test_canonical_problems_cover_concepts(task):
+    sp = task.split(0)
+    probs = task.canonical_problems(40, 0, exclude=sp.test)
+    assert len(probs) == 40
+    test_rows = sp.test.row_keys()
+    ids = {c.id for c in task.concepts()}
+    covered = set()
+    for p in probs:
+        assert np.array(p.inputs, dtype=np.int64).tobytes() not in test_rows
+        assert p.steps[-1].role == "answer"
+        assert p.steps[-1].value == task.answer_labels[p.target]
+        for s in p.steps:
+            assert s.role in STEP_ROLES and s.concept_id in ids
+            assert 0 <= s.position < task.seq_len
+            covered.add(s.concept_id)
+        json.dumps(p.to_dict())
+    assert len(covered) >= 0.5 * len(ids)
+
+
+def test_chain_trace_has_intermediate_answers():
+    t = make_task("chain", n=8, functions=2, k=3)
+    row = t.encode(["s0", "f0", "f1", "f0"])
+    target = int(t.tables[0][t.tables[1][t.tables[0][0]]])
+    steps = t.decompose(row, target)
+    hops = [s for s in steps if s.role == "hop"]
+    assert [s.concept_id for s in hops] == [
+        f"sym:{t.tables[0][0]}",
+        f"sym:{t.tables[1][t.tables[0][0]]}",
+    ]
+    assert steps[-1].concept_id == f"sym:{target}"
+
+
+def test_unknown_task_and_options():
+    with pytest.raises(UnknownTaskError, match="known: "):
+        make_task("nope")
+    with pytest.raises(TaskOptionError, match="valid: "):
+        make_task("modular", q=3)
+    with pytest.raises(TaskOptionError):
+        make_task("modular", p="seven")
+    with pytest.raises(TaskOptionError):
+        make_task("modular", ops="+/")
+    with pytest.raises(TaskOptionError):
+        make_task("chain", k=1)
+    with pytest.raises(TaskOptionError):
+        make_task("hierarchy", depth=8, branching=8)
+    with pytest.raises(UsageError) as info:
+        make_task("nope")
+    assert info.value.code == "USAGE" and isinstance(info.value, ValueError)
+
+
+def test_string_options_are_coerced():
+    assert make_task("modular", **parse_option_pairs(["p=13", "ops=+"])).options.p == 13
+    with pytest.raises(TaskOptionError):
+        parse_option_pairs(["p"])
+    with pytest.raises(TaskOptionError):
+        parse_option_pairs(["p=3", "p=5"])
