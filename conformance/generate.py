@@ -152,7 +152,9 @@ def _vec(n: int) -> np.ndarray:
 
 FULL_TENSORS: dict[str, T] = {
     "concept/num:0/embedding": T("f32", [DIM], f32_bytes(_vec(DIM))),
-    "concept/num:0/directions": T("f16", [2, DIM], f16_bytes([[0.5, 0.5, 0.5, 0.5], [0.5, -0.5, 0.5, -0.5]])),
+    "concept/num:0/directions": T(
+        "f16", [2, DIM], f16_bytes([[0.5, 0.5, 0.5, 0.5], [0.5, -0.5, 0.5, -0.5]])
+    ),
     "concept/num:0/variances": T("f32", [2], f32_bytes([0.02, 0.01])),
     "concept/num:1/embedding": T("f32", [DIM], f32_bytes(_vec(DIM))),
     "concept/number/embedding": T("bf16", [DIM], bf16_bytes(_vec(DIM))),
@@ -379,9 +381,17 @@ def build(
 def pad_length(body_len: int, data_len: int) -> int:
     for n in range(128):
         start = (
-            len(MAGIC) + 1 + 4 + len(rawcbor.head(2, n)) + n + 5
-            + len(rawcbor.head(2, body_len)) + body_len + 5 + len(rawcbor.head(2, data_len))
-        )  # fmt: skip
+            len(MAGIC)
+            + 1
+            + 4
+            + len(rawcbor.head(2, n))
+            + n
+            + 5
+            + len(rawcbor.head(2, body_len))
+            + body_len
+            + 5
+            + len(rawcbor.head(2, data_len))
+        )
         if start % ALIGN == 0:
             return n
     raise AssertionError("unreachable")
@@ -582,7 +592,7 @@ def replace_tensor(tensors: dict[str, T], name: str, t: T) -> dict[str, T]:
     return out
 
 
-def reader_vectors(s: Suite) -> None:  # noqa: C901 - one flat list of cases reads best
+def reader_vectors(s: Suite) -> None:
     full = build(full_fields(), FULL_TENSORS)
     minimal = build(minimal_fields())
     full_raw, min_raw = full.encode(), minimal.encode()
@@ -677,9 +687,7 @@ def reader_vectors(s: Suite) -> None:  # noqa: C901 - one flat list of cases rea
     )
 
     def dag(f: dict[str, Any]) -> None:
-        f["concepts"] = [
-            {"id": c, "label": c, "kind": "k", "embedding": f"e/{c}"} for c in "abcd"
-        ]
+        f["concepts"] = [{"id": c, "label": c, "kind": "k", "embedding": f"e/{c}"} for c in "abcd"]
         f["graph"]["edges"] = [
             {"source": "a", "target": "b", "relation": "is_a", "weight": 1.0},
             {"source": "a", "target": "c", "relation": "is_a", "weight": 1.0},
@@ -762,7 +770,11 @@ def reader_vectors(s: Suite) -> None:  # noqa: C901 - one flat list of cases rea
             "x" * n
             for n in range(1, 200)
             if pad_length(
-                len(build(mutate(minimal_fields(), lambda f, n=n: f["header"].update(title="x" * n))).body_bytes),
+                len(
+                    build(
+                        mutate(minimal_fields(), lambda f, n=n: f["header"].update(title="x" * n))
+                    ).body_bytes
+                ),
                 0,
             )
             == want
@@ -941,12 +953,8 @@ def reader_vectors(s: Suite) -> None:  # noqa: C901 - one flat list of cases rea
         ),
         (
             "r-not-packet-extra-key",
-            "The envelope map has a fifth entry \"zzz\".",
-            MAGIC
-            + b"\xa4"
-            + min_raw[4:]
-            + enc("zzzzzzzzzzzz")
-            + b"\x00",
+            'The envelope map has a fifth entry "zzz".',
+            MAGIC + b"\xa4" + min_raw[4:] + enc("zzzzzzzzzzzz") + b"\x00",
         ),
         (
             "r-not-packet-json-array",
@@ -982,7 +990,7 @@ def reader_vectors(s: Suite) -> None:  # noqa: C901 - one flat list of cases rea
         ),
         (
             "unsorted-nested-keys",
-            "The teacher map's keys in alphabetical order (\"architecture\" before \"layer\"), "
+            'The teacher map\'s keys in alphabetical order ("architecture" before "layer"), '
             "not in encoded-bytes order (shorter first).",
             lambda b: {**b, "teacher": Pairs(tuple(sorted(b["teacher"].items())))},
             "teacher keys sorted as strings",
@@ -1126,7 +1134,7 @@ def reader_vectors(s: Suite) -> None:  # noqa: C901 - one flat list of cases rea
     # ---- duplicate keys
     s.invalid(
         "r-duplicate-key-body",
-        "The body map holds \"graph\" twice (8 + 1 entries, adjacent).",
+        'The body map holds "graph" twice (8 + 1 entries, adjacent).',
         body_variant(
             lambda b: Pairs(
                 tuple(
@@ -1143,13 +1151,11 @@ def reader_vectors(s: Suite) -> None:  # noqa: C901 - one flat list of cases rea
     )
     s.invalid(
         "r-duplicate-key-nested",
-        "The teacher map holds \"name\" twice with different values.",
+        'The teacher map holds "name" twice with different values.',
         body_variant(
             lambda b: {
                 **b,
-                "teacher": Pairs(
-                    (("name", "a"), ("name", "b"), *sorted_pairs(b["teacher"])[1:])
-                ),
+                "teacher": Pairs((("name", "a"), ("name", "b"), *sorted_pairs(b["teacher"])[1:])),
             }
         ),
         "DUPLICATE_KEY",
@@ -1159,7 +1165,7 @@ def reader_vectors(s: Suite) -> None:  # noqa: C901 - one flat list of cases rea
     )
     s.invalid(
         "r-duplicate-key-envelope",
-        "The envelope map holds \"pad\" twice.",
+        'The envelope map holds "pad" twice.',
         MAGIC + b"\xa4" + enc("pad") + enc(b"") + min_raw[4:],
         "DUPLICATE_KEY",
         spec=["envelope"],
@@ -1168,7 +1174,7 @@ def reader_vectors(s: Suite) -> None:  # noqa: C901 - one flat list of cases rea
     )
     s.invalid(
         "r-duplicate-key-json",
-        "The JSON form's top-level object holds \"m2kt_json\" twice.",
+        'The JSON form\'s top-level object holds "m2kt_json" twice.',
         b'{"m2kt_json":"1.0",' + json_form(minimal)[1:],
         "DUPLICATE_KEY",
         spec=["json"],
@@ -1230,8 +1236,7 @@ def reader_vectors(s: Suite) -> None:  # noqa: C901 - one flat list of cases rea
     )
     s.invalid(
         "r-bad-padding-misaligned",
-        "The pad is one byte short, so the data payload starts one byte before a multiple "
-        "of 64.",
+        "The pad is one byte short, so the data payload starts one byte before a multiple of 64.",
         full.encode(pad=bytes(max(pad_n - 1, 0)) if pad_n else bytes(63)),
         "BAD_PADDING",
         spec=["envelope", "data"],
@@ -1323,7 +1328,13 @@ def reader_vectors(s: Suite) -> None:  # noqa: C901 - one flat list of cases rea
         "r-limit-body-head-default",
         "The body byte string's head announces 2^33 bytes (above the default body limit of "
         "2^28) in a 60-byte input: rejected from the head, before reading or allocating.",
-        MAGIC + b"\xa3" + enc("pad") + enc(b"") + enc("body") + rawcbor.head(2, 1 << 33) + bytes(40),
+        MAGIC
+        + b"\xa3"
+        + enc("pad")
+        + enc(b"")
+        + enc("body")
+        + rawcbor.head(2, 1 << 33)
+        + bytes(40),
         "LIMIT_EXCEEDED",
         spec=["limits"],
         tags=["limits", "allocation"],
@@ -1395,7 +1406,7 @@ def reader_vectors(s: Suite) -> None:  # noqa: C901 - one flat list of cases rea
     for name, patch, desc in (
         ("major-2", {"version": "2.0"}, "version 2.0"),
         ("major-0", {"version": "0.9"}, "version 0.9"),
-        ("format", {"format": "m2kt-next"}, "format \"m2kt-next\""),
+        ("format", {"format": "m2kt-next"}, 'format "m2kt-next"'),
     ):
         s.invalid(
             f"r-version-{name}",
@@ -1423,9 +1434,15 @@ def reader_vectors(s: Suite) -> None:  # noqa: C901 - one flat list of cases rea
         )
 
     # ---- schema violations (on the minimal or the full body)
-    def schema(vid: str, desc: str, fn: Callable[[dict[str, Any]], Any], base: str = "minimal",
-               tags: list[str] | None = None, code: str = "SCHEMA_VIOLATION",
-               spec: list[str] | None = None) -> None:  # fmt: skip
+    def schema(
+        vid: str,
+        desc: str,
+        fn: Callable[[dict[str, Any]], Any],
+        base: str = "minimal",
+        tags: list[str] | None = None,
+        code: str = "SCHEMA_VIOLATION",
+        spec: list[str] | None = None,
+    ) -> None:
         fields = minimal_fields() if base == "minimal" else full_fields()
         tensors = None if base == "minimal" else FULL_TENSORS
         fn(fields)
@@ -1442,18 +1459,18 @@ def reader_vectors(s: Suite) -> None:  # noqa: C901 - one flat list of cases rea
     schema("r-schema-missing-section", "The safety section is missing.", lambda f: f.pop("safety"))
     schema(
         "r-schema-unknown-field",
-        "The body has an unknown top-level field \"comment\".",
+        'The body has an unknown top-level field "comment".',
         lambda f: f.update(comment="hi"),
     )
     schema(
         "r-schema-unknown-nested-field",
-        "A concept has an unknown field \"color\".",
+        'A concept has an unknown field "color".',
         lambda f: f["concepts"][0].update(color="red"),
         "full",
     )
     schema(
         "r-schema-wrong-type",
-        "teacher.latent_dim is the text \"4\".",
+        'teacher.latent_dim is the text "4".',
         lambda f: f["teacher"].update(latent_dim="4"),
     )
     schema(
@@ -1480,6 +1497,13 @@ def reader_vectors(s: Suite) -> None:  # noqa: C901 - one flat list of cases rea
         spec=["teacher"],
     )
     schema(
+        "r-schema-pattern-final-newline",
+        "teacher.model_digest followed by a line feed: schema patterns are ECMA-262, where $ "
+        "matches only at the very end (not before a final newline, as in some regex engines).",
+        lambda f: f["teacher"].update(model_digest="sha256:" + "ab" * 32 + "\n"),
+        spec=["teacher", "model"],
+    )
+    schema(
         "r-schema-id-pattern",
         "A concept id starting with a hyphen.",
         lambda f: f["concepts"][0].update(id="-num"),
@@ -1495,7 +1519,7 @@ def reader_vectors(s: Suite) -> None:  # noqa: C901 - one flat list of cases rea
     )
     schema(
         "r-schema-version-pattern",
-        "header.version \"1.0.0\" (MAJOR.MINOR only).",
+        'header.version "1.0.0" (MAJOR.MINOR only).',
         lambda f: f["header"].update(version="1.0.0"),
         spec=["header"],
     )
@@ -1507,8 +1531,10 @@ def reader_vectors(s: Suite) -> None:  # noqa: C901 - one flat list of cases rea
     )
     s.invalid(
         "r-schema-unknown-dtype",
-        "A tensor descriptor with dtype \"f64\", not in the dtype set.",
-        build(full_fields(), FULL_TENSORS, infos_hook=lambda i, d: i[0].update(dtype="f64")).encode(),
+        'A tensor descriptor with dtype "f64", not in the dtype set.',
+        build(
+            full_fields(), FULL_TENSORS, infos_hook=lambda i, d: i[0].update(dtype="f64")
+        ).encode(),
         "SCHEMA_VIOLATION",
         spec=["dtypes"],
         tags=["schema"],
@@ -1538,12 +1564,14 @@ def reader_vectors(s: Suite) -> None:  # noqa: C901 - one flat list of cases rea
     )
     s.invalid(
         "r-noncanonical-tag-in-body",
-        "provenance.parameters holds a tagged value (tag 1, epoch time): the body holds no "
-        "tags.",
+        "provenance.parameters holds a tagged value (tag 1, epoch time): the body holds no tags.",
         body_variant(
             lambda b: {
                 **b,
-                "provenance": {**b["provenance"], "parameters": {"t": Raw(b"\xc1\x1a\x65\x00\x00\x00")}},
+                "provenance": {
+                    **b["provenance"],
+                    "parameters": {"t": Raw(b"\xc1\x1a\x65\x00\x00\x00")},
+                },
             }
         ),
         "NON_CANONICAL",
@@ -1564,9 +1592,15 @@ def reader_vectors(s: Suite) -> None:  # noqa: C901 - one flat list of cases rea
     )
 
     # ---- semantic rules
-    def sem(vid: str, desc: str, code: str, fn: Callable[[dict[str, Any]], Any],
-            tensors: dict[str, T] | None = None, spec: list[str] | None = None,
-            tags: list[str] | None = None) -> None:  # fmt: skip
+    def sem(
+        vid: str,
+        desc: str,
+        code: str,
+        fn: Callable[[dict[str, Any]], Any],
+        tensors: dict[str, T] | None = None,
+        spec: list[str] | None = None,
+        tags: list[str] | None = None,
+    ) -> None:
         fields = full_fields()
         fn(fields)
         s.invalid(
@@ -1579,25 +1613,30 @@ def reader_vectors(s: Suite) -> None:  # noqa: C901 - one flat list of cases rea
             mutation=("full", "set", desc),
         )
 
-    sem("r-duplicate-id-concept", "Two concepts with the id \"num:1\".", "DUPLICATE_ID",
-        lambda f: f["concepts"][2].update(id="num:1"), tags=["duplicate-id"])  # fmt: skip
+    sem(
+        "r-duplicate-id-concept",
+        'Two concepts with the id "num:1".',
+        "DUPLICATE_ID",
+        lambda f: f["concepts"][2].update(id="num:1"),
+        tags=["duplicate-id"],
+    )
     sem(
         "r-duplicate-id-trace",
-        "Two traces with the id \"t0\".",
+        'Two traces with the id "t0".',
         "DUPLICATE_ID",
         lambda f: f["traces"].append(copy.deepcopy(f["traces"][0])),
         tags=["duplicate-id"],
     )
     sem(
         "r-duplicate-id-anchor",
-        "Two anchors with the id \"a0\".",
+        'Two anchors with the id "a0".',
         "DUPLICATE_ID",
         lambda f: f["anchors"].append(copy.deepcopy(f["anchors"][0])),
         tags=["duplicate-id"],
     )
     s.invalid(
         "r-duplicate-id-tensor",
-        "Two tensor descriptors named \"concept/num:1/embedding\" (the second is the bf16 one).",
+        'Two tensor descriptors named "concept/num:1/embedding" (the second is the bf16 one).',
         build(
             full_fields(),
             FULL_TENSORS,
@@ -1608,25 +1647,30 @@ def reader_vectors(s: Suite) -> None:  # noqa: C901 - one flat list of cases rea
         tags=["duplicate-id"],
         mutation=("full", "set", "tensors[4].name := tensors[3].name"),
     )
-    sem("r-dangling-edge", "An edge to the unknown concept \"num:9\".", "DANGLING_REFERENCE",
-        lambda f: f["graph"]["edges"][2].update(target="num:9"), tags=["dangling"])  # fmt: skip
+    sem(
+        "r-dangling-edge",
+        'An edge to the unknown concept "num:9".',
+        "DANGLING_REFERENCE",
+        lambda f: f["graph"]["edges"][2].update(target="num:9"),
+        tags=["dangling"],
+    )
     sem(
         "r-dangling-trace-step",
-        "A trace step naming the unknown concept \"num:9\".",
+        'A trace step naming the unknown concept "num:9".',
         "DANGLING_REFERENCE",
         lambda f: f["traces"][0]["steps"][1].update(concept="num:9"),
         tags=["dangling"],
     )
     sem(
         "r-dangling-anchor-concept",
-        "An anchor naming the unknown concept \"num:9\".",
+        'An anchor naming the unknown concept "num:9".',
         "DANGLING_REFERENCE",
         lambda f: f["anchors"][0].update(concept="num:9"),
         tags=["dangling"],
     )
     sem(
         "r-dangling-protected-concept",
-        "safety.protected_concepts names the unknown concept \"num:9\".",
+        'safety.protected_concepts names the unknown concept "num:9".',
         "DANGLING_REFERENCE",
         lambda f: f["safety"].update(protected_concepts=["num:9"]),
         tags=["dangling"],
@@ -1680,7 +1724,12 @@ def reader_vectors(s: Suite) -> None:  # noqa: C901 - one flat list of cases rea
         tensors=replace_tensor(
             FULL_TENSORS,
             "anchor/a0/state",
-            T("i8", [2, 2], FULL_TENSORS["anchor/a0/state"].raw, FULL_TENSORS["anchor/a0/state"].scale),
+            T(
+                "i8",
+                [2, 2],
+                FULL_TENSORS["anchor/a0/state"].raw,
+                FULL_TENSORS["anchor/a0/state"].scale,
+            ),
         ),
         tags=["dimension"],
     )
@@ -1701,7 +1750,7 @@ def reader_vectors(s: Suite) -> None:  # noqa: C901 - one flat list of cases rea
         )
     sem(
         "r-unknown-relation",
-        "An edge with relation \"causes\" (not registered, not x-).",
+        'An edge with relation "causes" (not registered, not x-).',
         "UNKNOWN_RELATION",
         lambda f: f["graph"]["edges"][2].update(relation="causes"),
         spec=["graph"],
@@ -1709,7 +1758,7 @@ def reader_vectors(s: Suite) -> None:  # noqa: C901 - one flat list of cases rea
     )
     sem(
         "r-unknown-relation-x-underscore",
-        "An edge with relation \"x_custom\" (x_ is not the extension prefix x-).",
+        'An edge with relation "x_custom" (x_ is not the extension prefix x-).',
         "UNKNOWN_RELATION",
         lambda f: f["graph"]["edges"][2].update(relation="x_custom"),
         spec=["graph"],
@@ -1763,9 +1812,15 @@ def reader_vectors(s: Suite) -> None:  # noqa: C901 - one flat list of cases rea
         )
 
     # ---- tensor descriptors and layout
-    def tensor_case(vid: str, desc: str, code: str, hook: Callable[..., Any],
-                    redigest: bool = True, tags: list[str] | None = None,
-                    spec: list[str] | None = None) -> None:  # fmt: skip
+    def tensor_case(
+        vid: str,
+        desc: str,
+        code: str,
+        hook: Callable[..., Any],
+        redigest: bool = True,
+        tags: list[str] | None = None,
+        spec: list[str] | None = None,
+    ) -> None:
         s.invalid(
             vid,
             desc,
@@ -2013,7 +2068,9 @@ def boundary_vectors(s: Suite) -> None:
         "r-schema-integer-key",
         "provenance.parameters has the integer key 1: map keys are text strings everywhere.",
         envelope(
-            enc({**minimal.body, "provenance": {**minimal.body["provenance"], "parameters": {1: 2}}}),
+            enc(
+                {**minimal.body, "provenance": {**minimal.body["provenance"], "parameters": {1: 2}}}
+            ),
             b"",
         ),
         "SCHEMA_VIOLATION",
@@ -2025,7 +2082,7 @@ def boundary_vectors(s: Suite) -> None:
     fields["graph"]["edges"][2]["relation"] = "IsA"
     s.invalid(
         "r-schema-relation-form",
-        "An edge with relation \"IsA\": not of the form of a relation name at all.",
+        'An edge with relation "IsA": not of the form of a relation name at all.',
         build(fields, FULL_TENSORS).encode(),
         "SCHEMA_VIOLATION",
         spec=["graph"],
@@ -2060,7 +2117,7 @@ def boundary_vectors(s: Suite) -> None:
     cases = [
         (
             "r-json-version-major-2",
-            "The JSON form's m2kt_json is \"2.0\".",
+            'The JSON form\'s m2kt_json is "2.0".',
             json_variant(lambda d: d.update(m2kt_json="2.0")),
             "UNSUPPORTED_VERSION",
         ),
@@ -2089,7 +2146,9 @@ def boundary_vectors(s: Suite) -> None:
             "r-json-limit-depth",
             "The JSON form's body nested 33 deep (the depth limit applies to the JSON form too).",
             json_variant(
-                lambda d: d["body"].update(extensions={"x-deep": {"critical": False, "data": nested(30)}})
+                lambda d: d["body"].update(
+                    extensions={"x-deep": {"critical": False, "data": nested(30)}}
+                )
             ),
             "LIMIT_EXCEEDED",
         ),
@@ -2174,14 +2233,25 @@ def producer_vectors(s: Suite) -> None:
     def describe(fields: dict[str, Any], tensors: dict[str, T]) -> dict[str, Any]:
         out = []
         for name, t in tensors.items():
-            d: dict[str, Any] = {"name": name, "dtype": t.dtype, "shape": t.shape, "b64": b64(t.raw)}
+            d: dict[str, Any] = {
+                "name": name,
+                "dtype": t.dtype,
+                "shape": t.shape,
+                "b64": b64(t.raw),
+            }
             if t.scale is not None:
                 d["scale"] = t.scale
             out.append(d)
         return {"fields": fields, "tensors": out}
 
-    def produce(vid: str, desc: str, fields: dict[str, Any], tensors: dict[str, T],
-                tags: list[str], spec: list[str]) -> None:  # fmt: skip
+    def produce(
+        vid: str,
+        desc: str,
+        fields: dict[str, Any],
+        tensors: dict[str, T],
+        tags: list[str],
+        spec: list[str],
+    ) -> None:
         b = build(fields, tensors)
         s.add(
             vid,
@@ -2194,8 +2264,14 @@ def producer_vectors(s: Suite) -> None:
             intermediate=intermediates(b, b.encode()),
         )
 
-    produce("p-produce-minimal", "Emit the minimal packet.", minimal_fields(), {}, [],
-            ["envelope", "deterministic"])  # fmt: skip
+    produce(
+        "p-produce-minimal",
+        "Emit the minimal packet.",
+        minimal_fields(),
+        {},
+        [],
+        ["envelope", "deterministic"],
+    )
     produce(
         "p-produce-full",
         "Emit the full packet: every section, four dtypes, tensors laid out in the given order "
@@ -2211,7 +2287,8 @@ def producer_vectors(s: Suite) -> None:
         t = DTYPE_TENSORS[dtype]
         produce(
             f"p-produce-dtype-{dtype}",
-            f"Emit a packet with one {dtype} tensor" + (" and its scale." if dtype == "i8" else "."),
+            f"Emit a packet with one {dtype} tensor"
+            + (" and its scale." if dtype == "i8" else "."),
             fields,
             {"e": t},
             ["dtype", f"dtype-{dtype}"],
@@ -2241,7 +2318,11 @@ def producer_vectors(s: Suite) -> None:
             "y" * n
             for n in range(1, 200)
             if pad_length(
-                len(build(mutate(minimal_fields(), lambda f, n=n: f["header"].update(title="y" * n))).body_bytes),
+                len(
+                    build(
+                        mutate(minimal_fields(), lambda f, n=n: f["header"].update(title="y" * n))
+                    ).body_bytes
+                ),
                 0,
             )
             == want
@@ -2432,7 +2513,9 @@ def write(out: Path, vectors: list[dict[str, Any]]) -> None:
                 "file": name,
                 "op": v["op"],
                 "profiles": v["profiles"],
-                "expect": v["expected"]["code"] if v["expected"]["outcome"] == "invalid" else "valid",
+                "expect": v["expected"]["code"]
+                if v["expected"]["outcome"] == "invalid"
+                else "valid",
                 "tags": v["tags"],
                 "sha256": sha(raw),
             }

@@ -86,8 +86,13 @@ def ed25519(seed_key: SigningKey, message: bytes) -> bytes:
     return nacl.signing.SigningKey(SEEDS[seed_key.kid]).sign(message).signature
 
 
-def cose_sign(payload: bytes | None, signers: list[Any], *, tagged: bool = True,
-              body_protected: bytes = BODY_PROTECTED) -> bytes:  # fmt: skip
+def cose_sign(
+    payload: bytes | None,
+    signers: list[Any],
+    *,
+    tagged: bool = True,
+    body_protected: bytes = BODY_PROTECTED,
+) -> bytes:
     item = enc([body_protected, {}, payload, signers])
     return (b"\xd8\x62" + item) if tagged else item
 
@@ -130,7 +135,7 @@ def spec_of(tags: list[str], encoding: str) -> list[str]:
     return out
 
 
-def add_vectors(s: Any, g: Any) -> None:  # noqa: C901 - one flat list of cases
+def add_vectors(s: Any, g: Any) -> None:
     """Append the verifier vectors to suite ``s``; ``g`` is the generate module (builders)."""
     full = g.build(g.full_fields(), g.FULL_TENSORS)
     payload = bytes.fromhex(full.packet_id)
@@ -180,10 +185,20 @@ def add_vectors(s: Any, g: Any) -> None:  # noqa: C901 - one flat list of cases
         out["signers"] = rows
         return out
 
-    def vector(vid: str, desc: str, b: Any, expect: str | list[SigningKey], *,
-               trust: dict[str, Any], k: int = 1, tags: list[str], spec: list[str] | None = None,
-               encoding: str = "cbor", mutation: tuple[str, str, str] | None = None,
-               limits: dict[str, int] | None = None) -> None:  # fmt: skip
+    def vector(
+        vid: str,
+        desc: str,
+        b: Any,
+        expect: str | list[SigningKey],
+        *,
+        trust: dict[str, Any],
+        k: int = 1,
+        tags: list[str],
+        spec: list[str] | None = None,
+        encoding: str = "cbor",
+        mutation: tuple[str, str, str] | None = None,
+        limits: dict[str, int] | None = None,
+    ) -> None:
         raw = b.encode() if encoding == "cbor" else g.json_form(b)
         inp: dict[str, Any] = {
             "encoding": encoding,
@@ -222,8 +237,14 @@ def add_vectors(s: Any, g: Any) -> None:  # noqa: C901 - one flat list of cases
     three = packet(signed_by(ALICE, BOB, MALLORY))
 
     # ---- valid
-    vector("v-valid-one-signer", "Signed by alice, who is trusted; k = 1.", one, [ALICE],
-           trust=store((ALICE, "alice")), tags=["valid"])  # fmt: skip
+    vector(
+        "v-valid-one-signer",
+        "Signed by alice, who is trusted; k = 1.",
+        one,
+        [ALICE],
+        trust=store((ALICE, "alice")),
+        tags=["valid"],
+    )
     vector(
         "v-valid-two-of-three",
         "Signed by alice and bob; the trust store lists alice, bob and carol; k = 2.",
@@ -250,15 +271,24 @@ def add_vectors(s: Any, g: Any) -> None:  # noqa: C901 - one flat list of cases
         [ALICE],
         trust=store(
             trust_entry(
-                ALICE.public_key, "alice", not_before="2025-01-01T00:00:00Z",
+                ALICE.public_key,
+                "alice",
+                not_before="2025-01-01T00:00:00Z",
                 not_after="2027-01-01T00:00:00Z",
-            )  # fmt: skip
+            )
         ),
         tags=["valid", "validity-window"],
     )
-    vector("v-valid-json-form", "A packet signed by alice and bob, in the JSON form.", two,
-           [ALICE, BOB], trust=trust_all, k=2, encoding="json",
-           tags=["valid", "json-form", "multi-signer"])  # fmt: skip
+    vector(
+        "v-valid-json-form",
+        "A packet signed by alice and bob, in the JSON form.",
+        two,
+        [ALICE, BOB],
+        trust=trust_all,
+        k=2,
+        encoding="json",
+        tags=["valid", "json-form", "multi-signer"],
+    )
     vector(
         "v-valid-trusted-by-kid-twice",
         "The trust store lists alice twice with identical attributes (allowed).",
@@ -269,9 +299,15 @@ def add_vectors(s: Any, g: Any) -> None:  # noqa: C901 - one flat list of cases
     )
 
     # ---- missing, stripped, substituted
-    vector("v-unsigned", "An unsigned packet under a policy that needs one signer.",
-           packet(None), "UNSIGNED", trust=trust_all, tags=["unsigned", "stripping"],
-           mutation=("full", "strip", "no signatures entry"))  # fmt: skip
+    vector(
+        "v-unsigned",
+        "An unsigned packet under a policy that needs one signer.",
+        packet(None),
+        "UNSIGNED",
+        trust=trust_all,
+        tags=["unsigned", "stripping"],
+        mutation=("full", "strip", "no signatures entry"),
+    )
     vector(
         "v-stripped-signer",
         "Signed by alice and bob, then bob's COSE_Signature removed; k = 2.",
@@ -282,8 +318,9 @@ def add_vectors(s: Any, g: Any) -> None:  # noqa: C901 - one flat list of cases
         tags=["stripping", "k-of-n"],
         mutation=("v-valid-two-of-three", "strip", "drop the second COSE_Signature"),
     )
-    other = g.build(g.mutate(g.full_fields(), lambda f: f["header"].update(title="another")),
-                    g.FULL_TENSORS)  # fmt: skip
+    other = g.build(
+        g.mutate(g.full_fields(), lambda f: f["header"].update(title="another")), g.FULL_TENSORS
+    )
     vector(
         "v-substituted-signatures",
         "Alice's valid signatures item taken from another packet (another title) and attached "
@@ -317,11 +354,22 @@ def add_vectors(s: Any, g: Any) -> None:  # noqa: C901 - one flat list of cases
     )
 
     # ---- trust and policy
-    vector("v-untrusted-signer", "Signed by mallory, who is not in the trust store.",
-           packet(signed_by(MALLORY)), "SIGNER_UNTRUSTED", trust=store((ALICE, "alice")),
-           tags=["untrusted"])  # fmt: skip
-    vector("v-empty-trust-store", "Signed by alice; the trust store is empty.", one,
-           "SIGNER_UNTRUSTED", trust={"keys": []}, tags=["untrusted"])  # fmt: skip
+    vector(
+        "v-untrusted-signer",
+        "Signed by mallory, who is not in the trust store.",
+        packet(signed_by(MALLORY)),
+        "SIGNER_UNTRUSTED",
+        trust=store((ALICE, "alice")),
+        tags=["untrusted"],
+    )
+    vector(
+        "v-empty-trust-store",
+        "Signed by alice; the trust store is empty.",
+        one,
+        "SIGNER_UNTRUSTED",
+        trust={"keys": []},
+        tags=["untrusted"],
+    )
     vector(
         "v-policy-unmet",
         "Signed by alice only; alice and bob trusted; k = 2.",
@@ -342,8 +390,9 @@ def add_vectors(s: Any, g: Any) -> None:  # noqa: C901 - one flat list of cases
         tags=["k-of-n", "multi-signer", "duplicate-signer"],
         mutation=("v-valid-one-signer", "duplicate", "COSE_Signature repeated"),
     )
-    strict = g.build(g.mutate(g.full_fields(), lambda f: f["safety"].update(min_signers=2)),
-                     g.FULL_TENSORS)  # fmt: skip
+    strict = g.build(
+        g.mutate(g.full_fields(), lambda f: f["safety"].update(min_signers=2)), g.FULL_TENSORS
+    )
     vector(
         "v-packet-min-signers",
         "The packet's safety.min_signers is 2 and only alice signed; the verifier's k = 1 is "
@@ -459,7 +508,7 @@ def add_vectors(s: Any, g: Any) -> None:  # noqa: C901 - one flat list of cases
     )
     vector(
         "v-alg-text",
-        "Alice's protected header says alg \"EdDSA\" (a text string, not -8).",
+        'Alice\'s protected header says alg "EdDSA" (a text string, not -8).',
         packet(cose_sign(payload, [signer(ALICE, payload, protected(ALICE, alg="EdDSA"))])),
         "ALG_UNSUPPORTED",
         trust=trust_all,
@@ -479,7 +528,9 @@ def add_vectors(s: Any, g: Any) -> None:  # noqa: C901 - one flat list of cases
         (
             "content-type",
             "The body protected header's content type is application/cbor.",
-            cose_sign(payload, [signer(ALICE, payload)], body_protected=enc({3: "application/cbor"})),
+            cose_sign(
+                payload, [signer(ALICE, payload)], body_protected=enc({3: "application/cbor"})
+            ),
         ),
         ("no-signers", "The COSE_Sign holds no COSE_Signature.", cose_sign(payload, [])),
         (
@@ -518,7 +569,9 @@ def add_vectors(s: Any, g: Any) -> None:  # noqa: C901 - one flat list of cases
         (
             "unprotected-header",
             "Alice's unprotected header is not empty ({4: kid}).",
-            cose_sign(payload, [[*signer(ALICE, payload)[:1], {4: ALICE.kid}, signer(ALICE, payload)[2]]]),
+            cose_sign(
+                payload, [[*signer(ALICE, payload)[:1], {4: ALICE.kid}, signer(ALICE, payload)[2]]]
+            ),
         ),
         (
             "short-payload",
@@ -561,11 +614,13 @@ def add_vectors(s: Any, g: Any) -> None:  # noqa: C901 - one flat list of cases
         "signed packets whose provenance is incomplete.",
         packet(
             sign_packet(
-                codec.decode(minimal.encode()), ALICE, signing_time=SIGNED_AT,
+                codec.decode(minimal.encode()),
+                ALICE,
+                signing_time=SIGNED_AT,
                 require_provenance=False,
             ).signatures,
             minimal,
-        ),  # fmt: skip
+        ),
         "PROVENANCE_INCOMPLETE",
         trust=trust_all,
         tags=["provenance"],

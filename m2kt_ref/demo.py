@@ -19,16 +19,21 @@ DEMO_CREATED = "2026-01-01T00:00:00Z"
 
 def demo_packet(*, n: int = 5, dim: int = 8, seed: int = 0) -> Packet:
     """A deterministic packet about the numbers 0..n-1 and addition mod n."""
+    # Integers over powers of two only: every value is exact, so the bytes (and the spec's worked
+    # example and conformance vectors built from them) are the same on every platform and BLAS.
     rng = np.random.default_rng(seed)
-    angle = 2 * np.pi * np.arange(n) / n
-    basis = rng.standard_normal((2, dim)).astype(np.float32)
-    centroids = np.cos(angle)[:, None] * basis[0] + np.sin(angle)[:, None] * basis[1]
-    centroids += 0.05 * rng.standard_normal((n, dim)).astype(np.float32)
+    basis = rng.integers(-8, 9, size=(2, dim)).astype(np.float32) / 8
+    centroids = (
+        np.stack(
+            [basis[0] * ((i * 4) % 9 - 4) / 4 + basis[1] * ((i * 7) % 9 - 4) / 4 for i in range(n)]
+        )
+        + rng.integers(-2, 3, size=(n, dim)).astype(np.float32) / 32
+    )
     tensors: dict[str, tz.EncodedTensor] = {}
     concepts: list[dict[str, Any]] = []
     for i in range(n):
         tensors[f"concept/num:{i}/embedding"] = tz.encode(centroids[i], "f32")
-        directions = np.linalg.qr(rng.standard_normal((dim, 2)))[0].T.astype(np.float32)
+        directions = np.eye(dim, dtype=np.float32)[[i % dim, (i + 1) % dim]]
         tensors[f"concept/num:{i}/directions"] = tz.encode(directions, "f16")
         tensors[f"concept/num:{i}/variances"] = tz.encode(np.array([0.02, 0.01]), "f32")
         concepts.append(
@@ -46,7 +51,7 @@ def demo_packet(*, n: int = 5, dim: int = 8, seed: int = 0) -> Packet:
                 "level": 1,
             }
         )
-    tensors["concept/number/embedding"] = tz.encode(centroids.mean(axis=0), "bf16")
+    tensors["concept/number/embedding"] = tz.encode(centroids.sum(axis=0) / 8, "bf16")
     concepts.append(
         {
             "id": "number",
@@ -76,7 +81,7 @@ def demo_packet(*, n: int = 5, dim: int = 8, seed: int = 0) -> Packet:
     for k, (a, b) in enumerate(((1, 2), (3, 4))):
         answer = (a + b) % n
         steps = [f"num:{a}", f"num:{b}", f"num:{answer}"]
-        states = centroids[[a, b, answer]] + 0.01 * rng.standard_normal((3, dim))
+        states = centroids[[a, b, answer]] + rng.integers(-1, 2, size=(3, dim)) / 64
         tensors[f"trace/t{k}/states"] = tz.encode(states, "bf16")
         traces.append(
             {

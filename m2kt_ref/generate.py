@@ -151,11 +151,11 @@ def knn_similarity(embeddings: np.ndarray, k: int) -> list[tuple[int, int, float
     if k < 1:
         return []
     cos = cosine_matrix(embeddings, embeddings)
-    out = []
-    for i in range(n):
-        order = sorted((j for j in range(n) if j != i), key=lambda j: (-cos[i, j], j))
-        out += [(i, j, max(float(cos[i, j]), 0.0)) for j in order[:k]]
-    return out
+    ranked = cos.copy()
+    np.fill_diagonal(ranked, -np.inf)  # never one's own neighbour
+    # a stable sort of -cos keeps equal cosines in index order: ties go to the lower index
+    order = np.argsort(-ranked, axis=1, kind="stable")[:, :k]
+    return [(i, int(j), max(float(cos[i, j]), 0.0)) for i in range(n) for j in order[i]]
 
 
 def cluster_cut_sizes(n: int, levels: int) -> list[int]:

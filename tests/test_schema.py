@@ -365,6 +365,26 @@ def test_json_text_rules_outside_the_schema(demo: codec.Packet) -> None:
     assert caught.value.code == "SCHEMA_VIOLATION"
 
 
+def test_json_form_gets_the_cbor_depth_limit(demo: codec.Packet) -> None:
+    """Body map, extensions, one extension, then data: 3 levels before the data's own."""
+
+    def nested(levels: int) -> Any:
+        value: Any = 0
+        for _ in range(levels):
+            value = [value]
+        return value
+
+    doc = json.loads(codec.encode_json(demo))
+    doc["body"]["extensions"]["x-demo.note"]["data"] = nested(29)
+    packet = codec.decode_json_data(doc)
+    assert codec.decode(codec.encode(packet)) == packet
+    doc["body"]["extensions"]["x-demo.note"]["data"] = nested(30)
+    assert schema.is_valid(doc)  # depth is a limit (§8), not a schema rule
+    with pytest.raises(M2ktError) as caught:
+        codec.decode_json_data(doc)
+    assert caught.value.code == "LIMIT_EXCEEDED"
+
+
 def test_extension_data_may_be_null(demo: codec.Packet) -> None:
     doc = json.loads(codec.encode_json(demo))
     doc["body"]["extensions"]["x-demo.note"]["data"] = None

@@ -15,8 +15,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "independent"))
 
-import m2kt_indep  # noqa: E402
-import m2kt_indep_verify  # noqa: E402, F401  (imported so fakes can patch it)
+import m2kt_indep
+import m2kt_indep_verify  # noqa: F401  (imported so fakes can patch it)
 
 Behaviour = Callable[[dict[str, Any]], str | None]
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Fake: exits with status 3 whenever it is given the JSON form; ``--at-start``: at once."""
+"""Fake: exits with status 3 whenever it is asked for tensor values; ``--at-start``: at once."""
 
 import os
 import sys
@@ -12,7 +12,7 @@ if "--at-start" in sys.argv:
 
 
 def behave(msg):
-    if msg["input"].get("encoding") == "json":
+    if msg["input"].get("values"):
         sys.stderr.write(f"fake-crash: crashing on {msg['id']}\n")
         sys.stderr.flush()
         os._exit(3)

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Fake: answers some requests with garbage; ``--bad-handshake``: garbage from the start.
 
-* the JSON form: a line that is not JSON;
-* requests with limits: JSON that is not a protocol reply (an unknown outcome);
-* requests asking for tensor values: a valid reply for another seq.
+* file inputs: a line that is not JSON;
+* requests that set max_depth: JSON that is not a protocol reply (an unknown outcome);
+* requests asking for tensor values: a well-formed reply for another seq.
 """
 
 import json
@@ -14,9 +14,9 @@ import _fake
 
 def behave(msg):
     inp = msg["input"]
-    if inp.get("encoding") == "json":
+    if "path" in inp:
         return "this is not JSON {"
-    if "limits" in inp:
+    if "max_depth" in inp.get("limits", {}):
         return json.dumps({"seq": msg["seq"], "result": {"outcome": "maybe"}})
     if inp.get("values"):
         return json.dumps({"seq": msg["seq"] + 1000, "skipped": {"reason": "wrong seq"}})

@@ -36,7 +36,9 @@ from urllib.parse import urljoin
 import jsonschema
 
 NAME, VERSION = "m2kt-indep", "1.0.0"
-SCHEMA_DIR = Path(os.environ.get("M2KT_SCHEMA_DIR", Path(__file__).resolve().parents[2] / "schemas"))
+SCHEMA_DIR = Path(
+    os.environ.get("M2KT_SCHEMA_DIR", Path(__file__).resolve().parents[2] / "schemas")
+)
 
 # Default limits (spec/packet-1.0.md §8).
 DEFAULT_LIMITS = {
@@ -278,6 +280,10 @@ def _inline(node: Any, base: str, docs: dict[str, Any]) -> Any:
             out[k] = {name: _inline(sub, base, docs) for name, sub in v.items()}
         elif k in ("const", "enum", "required"):
             out[k] = v
+        elif k == "pattern" and v.endswith("$") and not v.endswith("\\$"):
+            # ECMA-262 "$" matches only at the end of the text; Python's also before a final
+            # line feed, so "sha256:…\n" would pass. "\Z" is ECMA's "$" in Python.
+            out[k] = v[:-1] + "\\Z"
         else:
             out[k] = _inline(v, base, docs)
     return out
@@ -358,8 +364,10 @@ def _schema_errors(body: Any) -> list[jsonschema.ValidationError]:
         ):
             continue
         # scale present or missing for the dtype: TENSOR_DTYPE (semantic stage)
-        if len(path) == 2 and path[0] == "tensors" and {"if", "then", "else"} & set(
-            error.relative_schema_path
+        if (
+            len(path) == 2
+            and path[0] == "tensors"
+            and {"if", "then", "else"} & set(error.relative_schema_path)
         ):
             continue
         out.append(error)
@@ -578,7 +586,8 @@ def widen(dtype: str, chunk: bytes, scale: float | None) -> list[float]:
         ]
     f32 = struct.unpack("<f", struct.pack("<f", scale))[0]  # the scale rounded to binary32
     return [
-        struct.unpack("<f", struct.pack("<f", q * f32))[0] for (q,) in struct.iter_unpack("<b", chunk)
+        struct.unpack("<f", struct.pack("<f", q * f32))[0]
+        for (q,) in struct.iter_unpack("<b", chunk)
     ]
 
 
@@ -637,7 +646,7 @@ def split_envelope(buf: bytes, limits: dict[str, int]) -> tuple[bytes, bytes, by
         d._need(len(want))  # a prefix of what must come: truncated
 
     def bstr() -> int:
-        major, info, n = d._head()
+        major, _, n = d._head()
         if major != 2 or n is None:
             raise _Mismatch
         if d.noncanonical:
@@ -713,7 +722,9 @@ def decode_json(text: bytes, limits: dict[str, int]) -> Packet:
     if len(text) > limits["max_packet_bytes"]:
         raise Refused("LIMIT_EXCEEDED", "packet too large")
     try:
-        doc = json.loads(text.decode("utf-8"), object_pairs_hook=_no_dups, parse_constant=_no_constants)
+        doc = json.loads(
+            text.decode("utf-8"), object_pairs_hook=_no_dups, parse_constant=_no_constants
+        )
     except (ValueError, RecursionError):
         raise Refused("JSON_MALFORMED", "not JSON") from None
     for v in _walk(doc):  # json.loads lets "\ud800" through; JSON text is Unicode
@@ -722,7 +733,9 @@ def decode_json(text: bytes, limits: dict[str, int]) -> Packet:
     if not isinstance(doc, dict) or doc.get("m2kt_json") is None or "body" not in doc:
         raise Refused("NOT_A_PACKET", "not the JSON form")
     version = doc["m2kt_json"]
-    if not isinstance(version, str) or not re.fullmatch(r"(0|[1-9][0-9]{0,3})\.(0|[1-9][0-9]{0,3})", version):
+    if not isinstance(version, str) or not re.fullmatch(
+        r"(0|[1-9][0-9]{0,3})\.(0|[1-9][0-9]{0,3})", version
+    ):
         raise Refused("SCHEMA_VIOLATION", "m2kt_json is not MAJOR.MINOR")
     if version.split(".")[0] != "1":
         raise Refused("UNSUPPORTED_VERSION", f"JSON form {version}")
@@ -802,11 +815,15 @@ def summary(p: Packet, values: bool) -> dict[str, Any]:
         },
         "extensions": sorted(b.get("extensions", {})),
         "signed": p.signatures is not None,
-        "tensors": [{"name": t["name"], "dtype": t["dtype"], "shape": t["shape"]} for t in b["tensors"]],
+        "tensors": [
+            {"name": t["name"], "dtype": t["dtype"], "shape": t["shape"]} for t in b["tensors"]
+        ],
     }
     if values:
         out["tensor_values"] = {
-            t["name"]: widen(t["dtype"], p.data[t["offset"] : t["offset"] + t["length"]], t.get("scale"))
+            t["name"]: widen(
+                t["dtype"], p.data[t["offset"] : t["offset"] + t["length"]], t.get("scale")
+            )
             for t in b["tensors"]
         }
     return out
@@ -814,7 +831,11 @@ def summary(p: Packet, values: bool) -> dict[str, Any]:
 
 def op_decode(inp: dict[str, Any]) -> dict[str, Any]:
     p = decode_input(inp)
-    return {"outcome": "valid", "packet_id": p.packet_id, "summary": summary(p, bool(inp.get("values")))}
+    return {
+        "outcome": "valid",
+        "packet_id": p.packet_id,
+        "summary": summary(p, bool(inp.get("values"))),
+    }
 
 
 def op_verify(inp: dict[str, Any]) -> dict[str, Any]:
@@ -827,7 +848,11 @@ def op_verify(inp: dict[str, Any]) -> dict[str, Any]:
 
 
 def op_decode_result(p: Packet, inp: dict[str, Any]) -> dict[str, Any]:
-    return {"outcome": "valid", "packet_id": p.packet_id, "summary": summary(p, bool(inp.get("values")))}
+    return {
+        "outcome": "valid",
+        "packet_id": p.packet_id,
+        "summary": summary(p, bool(inp.get("values"))),
+    }
 
 
 OPERATIONS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {"decode": op_decode}

@@ -42,8 +42,9 @@ def rfc3339(text: Any, code: str) -> int:
     if not m:
         raise Refused(code, f"{text!r} is not an RFC 3339 UTC time")
     y, mo, d, h, mi, s = (int(g) for g in m.groups()[:6])
-    if not (1 <= mo <= 12 and 1 <= d <= calendar.monthrange(y, mo)[1] and h < 24 and mi < 60
-            and s < 60):  # fmt: skip
+    if not (
+        1 <= mo <= 12 and 1 <= d <= calendar.monthrange(y, mo)[1] and h < 24 and mi < 60 and s < 60
+    ):
         raise Refused(code, f"{text!r} is not a valid time")
     return calendar.timegm((y, mo, d, h, mi, s, 0, 0, 0))
 
@@ -55,7 +56,7 @@ def parse_trust_store(doc: Any) -> dict[bytes, dict[str, Any]]:
         return Refused("TRUST_STORE_MALFORMED", why)
 
     if not isinstance(doc, dict) or set(doc) != {"keys"} or not isinstance(doc["keys"], list):
-        raise bad("expected {\"keys\": [...]}")
+        raise bad('expected {"keys": [...]}')
     out: dict[bytes, dict[str, Any]] = {}
     for entry in doc["keys"]:
         if not isinstance(entry, dict) or set(entry) - ENTRY_MEMBERS:
@@ -82,7 +83,9 @@ def parse_trust_store(doc: Any) -> dict[bytes, dict[str, Any]]:
         kid = hashlib.sha256(raw).digest()
         if "kid" in entry and entry["kid"] != kid.hex():
             raise bad("kid is not the SHA-256 of x")
-        nb = rfc3339(entry["not_before"], "TRUST_STORE_MALFORMED") if "not_before" in entry else None
+        nb = (
+            rfc3339(entry["not_before"], "TRUST_STORE_MALFORMED") if "not_before" in entry else None
+        )
         na = rfc3339(entry["not_after"], "TRUST_STORE_MALFORMED") if "not_after" in entry else None
         if nb is not None and na is not None and nb > na:
             raise bad("not_before after not_after")
@@ -180,7 +183,7 @@ def check_signer(raw: Any, payload: bytes, limits: dict[str, int]) -> tuple[byte
 
 
 def verify(packet: Packet, policy: tuple, limits: dict[str, int]) -> list[str]:
-    """Hex key ids of the distinct trusted signers that count toward k, or raise the first problem."""
+    """Hex key ids of the distinct trusted signers counted toward k; raises the first problem."""
     trust, k, now = policy
     k = max(k, packet.body["safety"]["min_signers"])
     if packet.signatures is None:

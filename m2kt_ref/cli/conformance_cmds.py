@@ -27,13 +27,22 @@ def register(subparsers: Any) -> None:
     p.set_defaults(handler=_list)
 
     p = sub.add_parser("run", help="run one profile's vectors against an implementation")
-    p.add_argument("--impl", required=True, metavar="COMMAND",
-                   help="command that starts the implementation (split like a shell does)")  # fmt: skip
+    p.add_argument(
+        "--impl",
+        required=True,
+        metavar="COMMAND",
+        help="command that starts the implementation (split like a shell does)",
+    )
     p.add_argument("--profile", required=True, choices=("reader", "verifier", "producer"))
     p.add_argument("--report", choices=("text", "json", "junit"), default="text")
     p.add_argument("--only", nargs="+", metavar="ID", help="run just these vectors")
-    p.add_argument("--timeout", type=float, default=10.0, metavar="S",
-                   help="seconds per vector before the implementation is killed (default 10)")  # fmt: skip
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="seconds per vector before the implementation is killed (default 10)",
+    )
     p.add_argument("--output", "-o", type=Path, help="write the report here (default stdout)")
     p.add_argument("--verbose", "-v", action="store_true", help="text report: list passes too")
     p.add_argument("--suite", type=Path, help="suite directory (default: conformance/)")
@@ -57,8 +66,14 @@ def _list(args: argparse.Namespace) -> int:
                 for name, p in manifest["profiles"].items()
             },
             "vectors": [
-                {"id": v.id, "op": v.op, "profiles": list(v.profiles), "expect": v.expect,
-                 "spec": list(v.spec), "description": v.description}  # fmt: skip
+                {
+                    "id": v.id,
+                    "op": v.op,
+                    "profiles": list(v.profiles),
+                    "expect": v.expect,
+                    "spec": list(v.spec),
+                    "description": v.description,
+                }
                 for v in vectors
             ],
         }

@@ -101,7 +101,7 @@ def op_encode(inp: dict[str, Any]) -> dict[str, Any]:
 
 
 def op_produce(inp: dict[str, Any]) -> dict[str, Any]:
-    """producer: build a packet from body fields and raw tensors, then check it as a reader would."""
+    """producer: build a packet from body fields and raw tensors, then check it like a reader."""
     desc = inp.get("description")
     if not isinstance(desc, dict) or not isinstance(desc.get("fields"), dict):
         raise UsageError("USAGE", "description.fields must be an object")

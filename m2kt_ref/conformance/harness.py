@@ -112,7 +112,8 @@ class Implementation:
 
     def __init__(self, command: Sequence[str], *, cwd: str | None = None) -> None:
         self.command = list(command)
-        self._stderr = tempfile.TemporaryFile()
+        # kept open as long as the process runs: read for crash reports, closed by _close()
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115
         try:
             self.proc = subprocess.Popen(
                 self.command,
@@ -153,8 +154,10 @@ class Implementation:
             status = self.proc.wait(timeout=2)
         except subprocess.TimeoutExpired:
             status = None
-        text = f"implementation exited with status {status}" if status is not None else (
-            "implementation closed its output"
+        text = (
+            f"implementation exited with status {status}"
+            if status is not None
+            else ("implementation closed its output")
         )
         tail = self.stderr_tail()
         return f"{text}; stderr: {tail[-500:]}" if tail else text
@@ -299,9 +302,13 @@ def run_suite(
                 if impl is None:
                     if start_failures >= MAX_START_FAILURES:
                         record(
-                            Outcome(vector.id, "errored", vector.expect,
-                                    detail="not run: the implementation failed to start "
-                                    f"{MAX_START_FAILURES} times in a row")  # fmt: skip
+                            Outcome(
+                                vector.id,
+                                "errored",
+                                vector.expect,
+                                detail="not run: the implementation failed to start "
+                                f"{MAX_START_FAILURES} times in a row",
+                            )
                         )
                         continue
                     try:
@@ -312,8 +319,11 @@ def run_suite(
                             impl.kill()
                         impl = None
                         start_failures += 1
-                        record(Outcome(vector.id, "errored", vector.expect,
-                                       detail=f"start failed: {exc}"))  # fmt: skip
+                        record(
+                            Outcome(
+                                vector.id, "errored", vector.expect, detail=f"start failed: {exc}"
+                            )
+                        )
                         continue
                     if profile not in info["profiles"]:
                         impl.stop()
@@ -419,9 +429,12 @@ def junit_report(report: Report, vectors: Iterable[Vector] = ()) -> str:
         ET.SubElement(props, "property", name=f"implementation.{key}", value=str(value))
     for o in report.outcomes:
         case = ET.SubElement(
-            suite, "testcase", classname=f"conformance.{report.profile}", name=o.id,
+            suite,
+            "testcase",
+            classname=f"conformance.{report.profile}",
+            name=o.id,
             time=f"{o.seconds:.4f}",
-        )  # fmt: skip
+        )
         if o.status == "fail":
             el = ET.SubElement(case, "failure", message=f"expected {o.expected}, got {o.actual}")
             el.text = o.detail

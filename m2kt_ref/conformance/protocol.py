@@ -1,4 +1,4 @@
-"""The conformance protocol (spec/conformance.md §4): messages, their schema, and how replies are judged.
+"""The conformance protocol (spec/conformance.md §4): messages, schema, and judging replies.
 
 The harness and an implementation exchange one JSON object per line. Every message is described
 by ``schemas/conformance-protocol.schema.json``; :func:`check_message` validates one against its

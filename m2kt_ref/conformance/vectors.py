@@ -16,7 +16,7 @@ from m2kt_ref.errors import FileAccessError, UsageError
 
 
 def default_suite_dir() -> Path:
-    """Where the suite lives: ``$M2KT_CONFORMANCE_DIR``, else ``conformance/`` of the source tree."""
+    """The suite: ``$M2KT_CONFORMANCE_DIR``, else ``conformance/`` of the source tree."""
     env = os.environ.get("M2KT_CONFORMANCE_DIR")
     if env:
         return Path(env)
