@@ -8,19 +8,26 @@ time its dominant matmuls would take at that throughput:
 
 - procrustes: ``Xc^T Yc``, plus ``Xc W`` for the scale when ``d_T > d_S``: ``2 n d_T d_S`` or
   ``4 n d_T d_S`` (the ``d_T x d_S`` SVD is not counted);
-- ridge: the Gram on the smaller side and the right-hand side: primal ``2 n d_T^2 + 2 n d_T
-  d_S``, dual ``2 n^2 d_T + 2 n d_T d_S`` (Cholesky and solve, ``O(d^3)``, not counted);
+- ridge (default ``lam="auto"``) and ridge-fixed (``lam=1e-3``): the Gram on the smaller side
+  and the right-hand side: primal ``2 n d_T^2 + 2 n d_T d_S``, dual ``2 n^2 d_T + 2 n d_T d_S``
+  (the eigendecomposition for GCV, or the Cholesky factorisation, ``O(min(n, d_T)^3)``, is not
+  counted);
 - mlp: its ridge initialisation on the training split, plus ``6 b p`` per step (forward and
   backward, ``b`` rows, ``p = d_T d_S + d_T h + h d_S`` multiply-adds per row) and ``2 n_val p``
   per validation pass.
 
-A multiple near 1 means the fit is as fast as its arithmetic allows at the measured rate; above
-1 it is the overhead (centring copies, SVD/Cholesky, the optimiser, memory traffic of tall-skinny
-products). Data: ``x ~ N(0, 1)``, ``y = x M + 0.1 noise``, seeded.
+Both wall time and CPU time (all threads of the process) are reported, each against the peer's
+rate measured the same way: on a shared machine the wall figures follow the load, the CPU
+figures much less (other processes do not consume this process's CPU seconds, though they still
+evict its caches). A multiple near 1 means the fit is as fast as its arithmetic allows at the
+measured rate; above 1 it is the overhead (centring copies, SVD/eigh/Cholesky, the
+optimiser, memory traffic of tall-skinny products). Data: ``x ~ N(0, 1)``,
+``y = x M + 0.1 noise``, seeded.
 
 Usage (the figures in docs/performance.md, ## Alignment)::
 
-    python benchmarks/align.py                         # CPU, 1 and 2 threads; CUDA if present
+    python benchmarks/align.py --threads 1             # CPU, one thread; CUDA if present
+    python benchmarks/align.py --threads 2 --widths 1024x768 --device cpu
     python benchmarks/align.py --quick                 # smoke run (small sizes)
     python benchmarks/align.py --curve                 # quality against anchor count
     python benchmarks/align.py --threads 1 --counts 1000 --widths 256x192 --json out.json
@@ -45,7 +52,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from m2kt_ref.align import ALIGNERS, anchor_curve, fit_alignment
 
 MLP_OPTIONS = {"steps": 50, "eval_every": 25, "patience": 100, "hidden": 128, "batch_size": 256}
-METHOD_OPTIONS: dict[str, dict[str, Any]] = {"procrustes": {}, "ridge": {}, "mlp": MLP_OPTIONS}
+#: benchmark label -> (method, options); "ridge" is the default (lam="auto", GCV by eigh),
+#: "ridge-fixed" a fixed lam (Cholesky), to show what the GCV choice costs.
+METHOD_OPTIONS: dict[str, tuple[str, dict[str, Any]]] = {
+    "procrustes": ("procrustes", {}),
+    "ridge": ("ridge", {}),
+    "ridge-fixed": ("ridge", {"lam": 1e-3}),
+    "mlp": ("mlp", MLP_OPTIONS),
+}
 
 
 def sync(device: torch.device) -> None:
@@ -53,22 +67,25 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def timed(fn: Callable[[], Any], device: torch.device) -> float:
+def timed(fn: Callable[[], Any], device: torch.device) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of all the process's threads) of one call."""
     sync(device)
-    start = time.perf_counter()
+    wall, cpu = time.perf_counter(), time.process_time()
     fn()
     sync(device)
-    return time.perf_counter() - start
+    return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def matmul_gflops(device: torch.device, size: int = 1024, repeats: int = 5) -> float:
-    """Best-of-``repeats`` float32 GFLOP/s of one ``size x size`` by ``size x size`` product."""
+def matmul_gflops(device: torch.device, size: int = 1024, repeats: int = 5) -> tuple[float, float]:
+    """Float32 GFLOP/s of one ``size x size`` by ``size x size`` product, best of ``repeats``,
+    per wall second and per CPU second."""
     g = torch.Generator().manual_seed(0)
     a = torch.randn(size, size, generator=g).to(device)
     b = torch.randn(size, size, generator=g).to(device)
     a @ b  # warm-up
-    best = min(timed(lambda: a @ b, device) for _ in range(repeats))
-    return 2 * size**3 / best / 1e9
+    times = [timed(lambda: a @ b, device) for _ in range(repeats)]
+    flops = 2 * size**3 / 1e9
+    return flops / min(t[0] for t in times), flops / max(min(t[1] for t in times), 1e-9)
 
 
 def ridge_flops(n: int, d_t: int, d_s: int) -> float:
@@ -119,37 +136,45 @@ def run(
     rows = []
     # Warm-up: lazy imports (the optimiser pulls in torch._dynamo), kernels, allocator.
     xw, yw = make_data(300, 32, 24, device)
-    for method in methods:
-        fit_alignment(method, xw, yw, **METHOD_OPTIONS[method])
+    for label in methods:
+        method, options = METHOD_OPTIONS[label]
+        fit_alignment(method, xw, yw, **options)
     for d_t, d_s in widths:
         for n in counts:
             x, y = make_data(n, d_t, d_s, device)
-            for method in methods:
-                gflops = matmul_gflops(device)
-                options = METHOD_OPTIONS[method]
-                seconds = timed(
+            for label in methods:
+                method, options = METHOD_OPTIONS[label]
+                peer_wall, peer_cpu = matmul_gflops(device)
+                wall, cpu = timed(
                     lambda m=method, o=options, x=x, y=y: fit_alignment(m, x, y, **o), device
                 )
                 flops = dominant_flops(method, n, d_t, d_s)
-                ideal = flops / (gflops * 1e9)
+                on_cpu = device.type == "cpu"
                 row = {
                     "device": device.type,
                     "threads": threads,
-                    "method": method,
+                    "method": label,
                     "n": n,
                     "d_t": d_t,
                     "d_s": d_s,
-                    "fit_s": seconds,
                     "gflop": flops / 1e9,
-                    "matmul_gflops": gflops,
-                    "matmul_equiv_s": ideal,
-                    "multiple": seconds / ideal,
+                    "fit_wall_s": wall,
+                    "fit_cpu_s": cpu if on_cpu else None,
+                    "matmul_gflops_wall": peer_wall,
+                    "matmul_gflops_cpu": peer_cpu if on_cpu else None,
+                    "multiple_wall": wall / (flops / (peer_wall * 1e9)),
+                    "multiple_cpu": cpu / (flops / (peer_cpu * 1e9)) if on_cpu else None,
                 }
                 rows.append(row)
+                cpu_cols = (
+                    f"{cpu:.3f} | {peer_cpu:.0f} | {row['multiple_cpu']:.2f}"
+                    if on_cpu
+                    else "- | - | -"
+                )
                 print(
-                    f"| {device.type} | {threads if threads is not None else '-'} | {method} "
-                    f"| {n} | {d_t}->{d_s} | {seconds:.3f} | {flops / 1e9:.1f} "
-                    f"| {gflops:.0f} | {ideal:.3f} | {seconds / ideal:.2f} |",
+                    f"| {device.type} | {threads if threads is not None else '-'} | {label} "
+                    f"| {n} | {d_t}->{d_s} | {flops / 1e9:.1f} | {wall:.3f} | {peer_wall:.0f} "
+                    f"| {row['multiple_wall']:.2f} | {cpu_cols} |",
                     flush=True,
                 )
             del x, y
@@ -199,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", default="1,2", help="CPU thread counts, comma-separated")
     parser.add_argument("--counts", default="1000,10000,100000", help="anchor counts")
     parser.add_argument("--widths", default="256x192,1024x768,768x1024", help="d_T x d_S pairs")
-    parser.add_argument("--methods", default=",".join(ALIGNERS))
+    parser.add_argument("--methods", default=",".join(METHOD_OPTIONS))
     parser.add_argument("--device", choices=["cpu", "cuda", "all"], default="all")
     parser.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
@@ -208,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.curve:
-        curve(args.methods.split(","))
+        curve([m for m in args.methods.split(",") if m in ALIGNERS])
         return 0
     counts = [int(c) for c in args.counts.split(",")]
     widths = parse_widths(args.widths)
@@ -221,10 +246,10 @@ def main(argv: list[str] | None = None) -> int:
         f"{torch.get_num_threads()} default threads; mlp options {MLP_OPTIONS}"
     )
     print(
-        "| device | threads | method | n | d_T->d_S | fit s | GFLOP | matmul GFLOP/s "
-        "| matmul-equiv s | multiple |"
+        "| device | threads | method | n | d_T->d_S | GFLOP | fit wall s | matmul GFLOP/s (wall) "
+        "| multiple (wall) | fit CPU s | matmul GFLOP/s (CPU) | multiple (CPU) |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     rows: list[dict[str, Any]] = []
     if args.device in ("cpu", "all"):
         for t in threads:

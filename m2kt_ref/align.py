@@ -24,12 +24,14 @@ Three maps, all of the form ``y = f(x)`` with ``x`` a teacher state and ``y`` a 
 
 ``ridge`` (:class:`RidgeMap`)
     ``f(x) = mean_y + (x - mean_x) @ W``, ``W = argmin ||Xc W - Yc||_F^2 + lam_eff ||W||_F^2``
-    (intercept unpenalised). Solved on the smaller side by Cholesky: the primal
+    (intercept unpenalised), solved on the smaller side: the primal
     ``(Xc^T Xc + lam I_{d_T}) W = Xc^T Yc`` when ``n >= d_T``, else the dual
-    ``W = Xc^T (Xc Xc^T + lam I_n)^{-1} Yc``; both give the same ``W``. By default ``lam`` is
-    relative: ``lam_eff = lam * ||Xc||_F^2 / d_T`` (a fraction of the mean eigenvalue of the
-    ``d_T x d_T`` Gram matrix), so it does not depend on the units of the teacher's states.
-    With ``lam_eff = 0`` (or if Cholesky fails because ``lam_eff`` vanishes in rounding), the
+    ``W = Xc^T (Xc Xc^T + lam I_n)^{-1} Yc``; both give the same ``W``. ``lam`` is relative by
+    default: ``lam_eff = lam * ||Xc||_F^2 / d_T``, a fraction of the mean eigenvalue of the
+    ``d_T x d_T`` Gram matrix, so it does not depend on the units of the teacher's states. The
+    default ``lam="auto"`` picks it by generalised cross-validation from one eigendecomposition
+    of the smaller Gram matrix; a number fixes it and the system is solved by Cholesky. With
+    ``lam_eff = 0`` (or if Cholesky fails because ``lam_eff`` vanishes in rounding), the
     minimum-norm least-squares solution via the pseudo-inverse is used instead.
 
 ``mlp`` (:class:`MLPMap`)
@@ -339,14 +341,32 @@ class ProcrustesMap(AlignmentMap):
         return {"weight": (d_t, d_s), "scale": ()}
 
 
+def _check_lam(lam: float | str) -> float | str:
+    if lam == "auto":
+        return "auto"
+    if isinstance(lam, bool) or not isinstance(lam, (int, float)):
+        raise UsageError("USAGE", f"ridge lam must be a number >= 0 or 'auto', got {lam!r}")
+    if not (lam >= 0 and math.isfinite(lam)):
+        raise UsageError("USAGE", f"ridge lam must be a finite number >= 0, got {lam}")
+    return float(lam)
+
+
+#: Relative ridge strengths tried by ``lam="auto"`` (times the mean Gram eigenvalue).
+GCV_GRID = tuple(10.0 ** (k / 4) for k in range(-24, 9))  # 1e-6 ... 1e2, 4 per decade
+
+
 def _ridge_solve(
-    xc: torch.Tensor, yc: torch.Tensor, lam: float, relative: bool
+    xc: torch.Tensor, yc: torch.Tensor, lam: float | str, relative: bool
 ) -> tuple[torch.Tensor, dict[str, Any]]:
     """Ridge weight ``[d_T, d_S]`` for centred anchors, solved on the smaller side."""
     n, d_t = xc.shape
-    lam_eff = lam * float(torch.linalg.matrix_norm(xc)) ** 2 / d_t if relative else lam
+    mean_eig = float(torch.linalg.matrix_norm(xc)) ** 2 / d_t
     primal = n >= d_t
-    info = {"lam_eff": lam_eff, "side": "primal" if primal else "dual", "solver": "cholesky"}
+    side = "primal" if primal else "dual"
+    if lam == "auto":
+        return _ridge_gcv(xc, yc, mean_eig, primal)
+    lam_eff = float(lam) * mean_eig if relative else float(lam)
+    info: dict[str, Any] = {"lam_eff": lam_eff, "side": side, "solver": "cholesky"}
     if lam_eff == 0:
         # Plain least squares: the minimum-norm solution, via the pseudo-inverse of the anchors
         # themselves (a Gram matrix would square their condition number).
@@ -366,23 +386,77 @@ def _ridge_solve(
     return weight, info
 
 
+def _ridge_gcv(
+    xc: torch.Tensor, yc: torch.Tensor, mean_eig: float, primal: bool
+) -> tuple[torch.Tensor, dict[str, Any]]:
+    """Ridge with the strength chosen by generalised cross-validation (Golub, Heath and Wahba
+    1979) over :data:`GCV_GRID`, from one eigendecomposition of the smaller Gram matrix.
+
+    With ``Xc = sum_k s_k u_k v_k^T`` and ``p_k = ||u_k^T Yc||^2``, ridge at ``lam`` shrinks
+    component ``k`` by ``t_k = s_k^2 / (s_k^2 + lam)``, so ``RSS(lam) = sum_k (1 - t_k)^2 p_k +
+    (||Yc||^2 - sum_k p_k)`` and ``df(lam) = sum_k t_k``; ``GCV = RSS / (n - 1 - df)^2`` (the
+    intercept uses one degree of freedom). The grid is scored in float64 (vectors only).
+    """
+    n, d_t = xc.shape
+    side = "primal" if primal else "dual"
+    if mean_eig == 0:
+        # Constant teacher anchors: nothing to regress on.
+        zero = xc.new_zeros(d_t, yc.shape[1])
+        return zero, {"lam_eff": 0.0, "lam": None, "side": side, "solver": "gcv-eigh"}
+    if primal:
+        evals, vecs = torch.linalg.eigh(xc.T @ xc)
+        coef = vecs.T @ (xc.T @ yc)  # v_k^T Xc^T Yc = s_k u_k^T Yc
+    else:
+        evals, vecs = torch.linalg.eigh(xc @ xc.T)
+        coef = vecs.T @ yc  # u_k^T Yc
+    evals = evals.clamp_min(0)
+    e64 = evals.double()
+    alive = e64 > e64.max() * max(n, d_t) * torch.finfo(xc.dtype).eps
+    p64 = coef.double().pow(2).sum(dim=1)
+    if primal:
+        p64 = torch.where(alive, p64 / e64.clamp_min(torch.finfo(torch.float64).tiny), 0.0)
+    else:
+        p64 = torch.where(alive, p64, 0.0)
+    outside = max(float(yc.double().pow(2).sum() - p64.sum()), 0.0)
+    grid = torch.tensor(GCV_GRID, dtype=torch.float64, device=xc.device) * mean_eig
+    shrink = e64[None, :] / (e64[None, :] + grid[:, None])  # [grid, r]
+    rss = ((1 - shrink) ** 2 * p64[None, :]).sum(dim=1) + outside
+    dof = n - 1 - shrink.sum(dim=1)
+    gcv = torch.where(dof > 1e-6, rss / dof.clamp_min(1e-6) ** 2, torch.inf)
+    best = int(torch.argmin(gcv))
+    lam_eff = float(grid[best])
+    inv = (1.0 / (evals + lam_eff)).to(xc.dtype)
+    sol = vecs @ (coef * inv[:, None])
+    weight = sol if primal else xc.T @ sol
+    info = {
+        "lam_eff": lam_eff,
+        "lam": GCV_GRID[best],
+        "gcv": float(gcv[best]),
+        "side": side,
+        "solver": "gcv-eigh",
+    }
+    return weight, info
+
+
 class RidgeMap(AlignmentMap):
     """Ridge least squares with an unpenalised intercept; see module doc.
 
     Args:
-        lam: regularisation strength (``>= 0``).
-        relative: scale ``lam`` by the mean eigenvalue of the teacher Gram matrix,
+        lam: regularisation strength (``>= 0``), or ``"auto"`` (default): chosen by generalised
+            cross-validation among :data:`GCV_GRID` relative strengths (see :func:`_ridge_gcv`).
+            A fixed small ``lam`` overfits badly when the anchor count is close to ``d_T``
+            (the interpolation peak); ``"auto"`` avoids it at the cost of one eigendecomposition
+            instead of a Cholesky factorisation.
+        relative: scale a numeric ``lam`` by the mean eigenvalue of the teacher Gram matrix,
             ``||Xc||_F^2 / d_T`` (default), so it is unit-free; else use ``lam`` as is.
     """
 
     method = "ridge"
     state_keys = ("mean_x", "mean_y", "weight")
 
-    def __init__(self, *, lam: float = 1e-3, relative: bool = True) -> None:
+    def __init__(self, *, lam: float | str = "auto", relative: bool = True) -> None:
         super().__init__()
-        if not (lam >= 0 and math.isfinite(lam)):
-            raise UsageError("USAGE", f"ridge lam must be a finite number >= 0, got {lam}")
-        self.options = {"lam": float(lam), "relative": bool(relative)}
+        self.options = {"lam": _check_lam(lam), "relative": bool(relative)}
 
     def _fit(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         xc, mean_x = _centre(x)
@@ -415,7 +489,8 @@ class MLPMap(AlignmentMap):
         max_val: cap on held-out rows (the validation loss is computed every ``eval_every``).
         eval_every: steps between validation evaluations.
         patience: evaluations without improvement before stopping.
-        lam: relative ridge strength of the linear initialisation (as :class:`RidgeMap`).
+        lam: ridge strength of the linear initialisation, relative or ``"auto"`` (as
+            :class:`RidgeMap`).
         seed: seeds the split, the initialisation and the batches (a CPU generator, so the
             random draws are the same on every device).
     """
@@ -445,7 +520,7 @@ class MLPMap(AlignmentMap):
         max_val: int = 8192,
         eval_every: int = 25,
         patience: int = 8,
-        lam: float = 1e-3,
+        lam: float | str = "auto",
         seed: int = 0,
     ) -> None:
         super().__init__()
@@ -457,8 +532,8 @@ class MLPMap(AlignmentMap):
             raise UsageError("USAGE", "mlp steps must be >= 0, patience >= 1, max_val >= 0")
         if not 0.0 <= val_fraction < 1.0:
             raise UsageError("USAGE", f"mlp val_fraction must be in [0, 1), got {val_fraction}")
-        if not (lr > 0 and weight_decay >= 0 and lam >= 0):
-            raise UsageError("USAGE", "mlp lr must be > 0, weight_decay and lam >= 0")
+        if not (lr > 0 and weight_decay >= 0):
+            raise UsageError("USAGE", "mlp lr must be > 0 and weight_decay >= 0")
         self.options = {
             "hidden": int(hidden),
             "steps": int(steps),
@@ -469,7 +544,7 @@ class MLPMap(AlignmentMap):
             "max_val": int(max_val),
             "eval_every": int(eval_every),
             "patience": int(patience),
-            "lam": float(lam),
+            "lam": _check_lam(lam),
             "seed": int(seed),
         }
 
@@ -558,7 +633,9 @@ class MLPMap(AlignmentMap):
                         bad += 1
                         if bad >= o["patience"]:
                             break
-        if not n_val:
+        # No held-out rows: keep the last state, unless training diverged (then the ridge
+        # initialisation, still in ``best``).
+        if not n_val and all(bool(torch.isfinite(v).all()) for v in params.values()):
             best = {k: v.detach().clone() for k, v in params.items()}
             best_step = step
         self.fit_info = {
@@ -566,8 +643,8 @@ class MLPMap(AlignmentMap):
             "best_step": best_step,
             "n_train": int(n_tr),
             "n_val": int(n_val),
-            "val_mse_ridge": init_loss,
-            "val_mse_best": best_loss,
+            "val_mse_ridge": init_loss if n_val else None,
+            "val_mse_best": best_loss if n_val else None,
         }
         return {
             "mean_x": mean_x,

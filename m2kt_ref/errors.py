@@ -164,3 +164,20 @@ class SignatureError(M2ktError, ValueError):
             "requires before a packet may be signed.",
         }
     )
+
+
+class IngestError(M2ktError, ValueError):
+    """Student-side ingestion stopped or undone (spec/algorithms.md §3-§4)."""
+
+    codes = _register(
+        {
+            "INGEST_REFUSED": "The packet failed signature or trust verification (or the "
+            "signature policy) and the caller did not opt out explicitly; nothing was ingested.",
+            "INGEST_INCOMPATIBLE": "The packet does not fit the student: another task, tokens "
+            "outside the student's vocabulary, input rows of another length, or no anchors to "
+            "align with.",
+            "INGEST_ROLLED_BACK": "A safety check failed after ingestion (parameter drift, output "
+            "divergence or capability drop beyond its bound); the student was restored to its "
+            "pre-ingestion weights.",
+        }
+    )

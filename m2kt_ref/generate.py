@@ -382,6 +382,89 @@ def _pick_states(states: torch.Tensor, positions: Sequence[int], layer: str) -> 
     return states[torch.arange(len(states)), pos].float().numpy()
 
 
+def abstraction_graph(
+    task: Task,
+    embeddings: np.ndarray,
+    knn: int,
+    clusters: Sequence[Cluster],
+    cluster_ids: Sequence[str],
+    cluster_embeddings: Sequence[np.ndarray],
+) -> dict[tuple[str, str, str], float]:
+    """The edges of spec/algorithms.md §1.3 as ``{(source, target, relation): weight}``.
+
+    Declared relations first, then ``similar_to`` (k nearest neighbours), then ``part_of`` (each
+    concept or cluster to the smallest cluster strictly containing it); symmetric relations put
+    the concept listed first as the source, and repeats keep the largest weight.
+
+    Raises:
+        UsageError: ``USAGE`` for a declared weight outside [0, 1] or an unknown concept id.
+    """
+    ids = [c.id for c in task.concepts()]
+    order = {cid: i for i, cid in enumerate([*ids, *cluster_ids])}
+    edges: dict[tuple[str, str, str], float] = {}
+
+    def add(source: str, target: str, relation: str, weight: float) -> None:
+        if relation in SYMMETRIC_RELATIONS and order[target] < order[source]:
+            source, target = target, source
+        key = (source, target, relation)
+        edges[key] = max(edges.get(key, -1.0), weight)
+
+    for rel in task.relations():
+        w = float(rel.weight)
+        if not 0.0 <= w <= 1.0 or rel.source not in order or rel.target not in order:
+            raise UsageError(
+                "USAGE",
+                f"task relation {rel.source} -{rel.relation}-> {rel.target} has weight {w} "
+                "outside [0, 1] or names an unknown concept",
+            )
+        add(rel.source, rel.target, rel.relation, w)
+    for i, j, w in knn_similarity(embeddings, knn):
+        add(ids[i], ids[j], "similar_to", w)
+    sets = [frozenset(c.members) for c in clusters]
+
+    def smallest(holders: list[int]) -> int:
+        return min(holders, key=lambda j: (len(sets[j]), j))
+
+    def closeness(a: np.ndarray, b: np.ndarray) -> float:
+        return max(float(cosine_matrix(a[None], b[None])[0, 0]), 0.0)
+
+    for i, cid in enumerate(ids):
+        holders = [j for j, m in enumerate(sets) if i in m]
+        if holders:
+            j = smallest(holders)
+            add(cid, cluster_ids[j], "part_of", closeness(embeddings[i], cluster_embeddings[j]))
+    for a, members in enumerate(sets):
+        holders = [j for j, m in enumerate(sets) if members < m]
+        if holders:
+            j = smallest(holders)
+            w = closeness(cluster_embeddings[a], cluster_embeddings[j])
+            add(cluster_ids[a], cluster_ids[j], "part_of", w)
+    return edges
+
+
+def reconstruction_errors(
+    originals: Mapping[str, tuple[str, np.ndarray]], encoded: Mapping[str, tz.EncodedTensor]
+) -> dict[str, float]:
+    """Relative RMS error of each tensor group (spec/algorithms.md §1.8).
+
+    Args:
+        originals: tensor name -> (group, float32 values).
+        encoded: tensor name -> the stored tensor.
+    """
+    groups: dict[str, list[str]] = {}
+    for name, (group, _) in originals.items():
+        groups.setdefault(group, []).append(name)
+    out = {}
+    for group, names in groups.items():
+        restored = []
+        for n in names:
+            t = encoded[n]
+            stored = np.frombuffer(t.data, dtype=tz.STORAGE_DTYPES[t.dtype])
+            restored.append(tz.to_float32(stored, t.dtype, t.scale))
+        out[group] = relative_rms_error([originals[n][1].reshape(-1) for n in names], restored)
+    return out
+
+
 def _device_of(model: nn.Module) -> str:
     for p in model.parameters():
         return p.device.type
@@ -492,7 +575,6 @@ def generate_from_model(
     specs = task.concepts()
     ids = [c.id for c in specs]
     labels = [c.label for c in specs]
-    index = {cid: i for i, cid in enumerate(ids)}
     protected = list(dict.fromkeys(protected))
 
     ledger = InputLedger(model)
@@ -540,44 +622,11 @@ def generate_from_model(
         for j, c in enumerate(clusters)
     ]
     cluster_emb = [emb[list(c.members)].mean(axis=0) for c in clusters]
-    order = {cid: i for i, cid in enumerate(ids + cluster_ids)}
+    known = set(ids) | set(cluster_ids)
     for cid in protected:
-        if cid not in order:
+        if cid not in known:
             raise UsageError("USAGE", f"protected concept {cid!r} is not a concept of the packet")
-
-    edges: dict[tuple[str, str, str], float] = {}
-
-    def add_edge(source: str, target: str, relation: str, weight: float) -> None:
-        if relation in SYMMETRIC_RELATIONS and order[target] < order[source]:
-            source, target = target, source
-        k = (source, target, relation)
-        edges[k] = max(edges.get(k, -1.0), weight)
-
-    for rel in task.relations():
-        w = float(rel.weight)
-        if not 0.0 <= w <= 1.0 or rel.source not in index or rel.target not in index:
-            raise UsageError(
-                "USAGE",
-                f"task relation {rel.source} -{rel.relation}-> {rel.target} has weight {w} "
-                "outside [0, 1] or names an unknown concept",
-            )
-        add_edge(rel.source, rel.target, rel.relation, w)
-    for i, j, w in knn_similarity(emb, knn):
-        add_edge(ids[i], ids[j], "similar_to", w)
-    # part_of: each concept / cluster -> the smallest cluster strictly containing it
-    member_sets = [frozenset(c.members) for c in clusters]
-    for i in range(len(specs)):
-        holders = [j for j, m in enumerate(member_sets) if i in m]
-        if holders:
-            j = min(holders, key=lambda j: (len(member_sets[j]), j))
-            cos = cosine_matrix(emb[i : i + 1], cluster_emb[j][None])[0, 0]
-            add_edge(ids[i], cluster_ids[j], "part_of", max(float(cos), 0.0))
-    for a, ma in enumerate(member_sets):
-        holders = [j for j, m in enumerate(member_sets) if ma < m]
-        if holders:
-            j = min(holders, key=lambda j: (len(member_sets[j]), j))
-            cos = cosine_matrix(cluster_emb[a][None], cluster_emb[j][None])[0, 0]
-            add_edge(cluster_ids[a], cluster_ids[j], "part_of", max(float(cos), 0.0))
+    edges = abstraction_graph(task, emb, knn, clusters, cluster_ids, cluster_emb)
     lap("graph")
 
     # assemble sections; tensors keep their float32 originals for the error report
@@ -674,23 +723,7 @@ def generate_from_model(
 
     # 8. reduced precision
     encoded = {name: tz.encode(values, dtype) for name, (_, values) in originals.items()}
-    errors: dict[str, float] = {}
-    if dtype != "f32":
-        groups: dict[str, list[str]] = {}
-        for name, (group, _) in originals.items():
-            groups.setdefault(group, []).append(name)
-        for group, names in groups.items():
-            restored = [
-                tz.to_float32(
-                    np.frombuffer(encoded[n].data, dtype=tz.STORAGE_DTYPES[dtype]),
-                    dtype,
-                    encoded[n].scale,
-                )
-                for n in names
-            ]
-            errors[group] = relative_rms_error(
-                [originals[n][1].reshape(-1) for n in names], restored
-            )
+    errors = reconstruction_errors(originals, encoded) if dtype != "f32" else {}
 
     parameters: dict[str, Any] = {
         "layer": layer,
@@ -768,6 +801,7 @@ def generate_from_model(
     stats = {
         "packet_id": packet.packet_id,
         "packet_bytes": sum(memoryview(c).nbytes for c in encode_chunks(packet)),
+        "body_bytes": len(packet.body_bytes),
         "created": created_text,
         "layer": layer,
         "latent_dim": d,
@@ -866,6 +900,7 @@ __all__ = [
     "GenerationResult",
     "InputLedger",
     "abstraction_clusters",
+    "abstraction_graph",
     "cluster_cut_sizes",
     "concept_statistics",
     "cosine_matrix",
@@ -874,6 +909,7 @@ __all__ = [
     "generate_packet",
     "knn_similarity",
     "nearest_concepts",
+    "reconstruction_errors",
     "relative_rms_error",
     "resolve_created",
     "state_dict_digest",

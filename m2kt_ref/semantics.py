@@ -12,7 +12,7 @@ from typing import Any
 
 from m2kt_ref import tensors as tz
 from m2kt_ref.errors import M2ktError, TensorError, ValidationError, VersionError
-from m2kt_ref.models import INT_MAX, INT_MIN, RELATIONS, PacketBody
+from m2kt_ref.models import INT_MAX, INT_MIN, RELATIONS, PacketBody, TensorInfo
 
 #: Extensions this reader understands; a critical extension not listed here is refused.
 KNOWN_EXTENSIONS: frozenset[str] = frozenset()
@@ -194,7 +194,9 @@ def iter_tensor_data_errors(
 ) -> Iterator[M2ktError]:
     """Check the data section against the descriptors: size, zero padding, digests, finiteness.
 
-    Assumes the layout checks passed. Digests are hashed on a thread pool (one task per tensor).
+    Assumes the layout checks passed. Each tensor is hashed and then scanned while its bytes are
+    still in cache; tensors are spread over a thread pool by size (:func:`tensors.map_by_size`).
+    Problems come out in stages: layout, then digests, then values.
     """
     end = body.tensors[-1].offset + body.tensors[-1].length if body.tensors else 0
     if len(data) != tz.aligned(end):
@@ -211,24 +213,27 @@ def iter_tensor_data_errors(
         cursor = t.offset + t.length
     if any(data[cursor:]):
         yield TensorError("TENSOR_LAYOUT", "non-zero padding at the end", path="/data")
-    if digests:
-        chunks = [data[t.offset : t.offset + t.length] for t in body.tensors]
-        for i, (t, got) in enumerate(
-            zip(body.tensors, tz.sha256_many(chunks, workers), strict=True)
-        ):
-            if got != t.sha256:
-                yield TensorError(
-                    "TENSOR_DIGEST",
-                    f"{t.name}: bytes hash to {got[:16]}…",
-                    path=f"/body/tensors/{i}/sha256",
-                )
-    for i, t in enumerate(body.tensors):
+
+    def scan(t: TensorInfo) -> tuple[str | None, bool, bool]:
+        digest = tz.sha256_hex(data[t.offset : t.offset + t.length]) if digests else None
         stored = tz.view(data, t.dtype, tuple(t.shape), t.offset)
-        if not tz.all_finite(stored, t.dtype):
+        reserved = t.dtype == "i8" and stored.size > 0 and int(stored.min()) == -128
+        return digest, tz.all_finite(stored, t.dtype), reserved
+
+    results = tz.map_by_size(scan, body.tensors, [t.length for t in body.tensors], workers)
+    for i, (t, (got, _, _)) in enumerate(zip(body.tensors, results, strict=True)):
+        if got is not None and got != t.sha256:
+            yield TensorError(
+                "TENSOR_DIGEST",
+                f"{t.name}: bytes hash to {got[:16]}…",
+                path=f"/body/tensors/{i}/sha256",
+            )
+    for i, (t, (_, finite, reserved)) in enumerate(zip(body.tensors, results, strict=True)):
+        if not finite:
             yield ValidationError(
                 "NONFINITE_VALUE", f"{t.name} holds NaN or infinity", path=f"/body/tensors/{i}"
             )
-        if t.dtype == "i8" and bool((stored == -128).any()):
+        if reserved:
             yield TensorError(
                 "TENSOR_DTYPE", f"{t.name}: i8 value -128 is reserved", path=f"/body/tensors/{i}"
             )

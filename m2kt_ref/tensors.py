@@ -11,13 +11,17 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
 from m2kt_ref.errors import TensorError, ValidationError
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 #: Offsets of tensors inside the data section are multiples of this many bytes (spec §5.3).
 ALIGNMENT = 64
@@ -142,26 +146,33 @@ def sha256_hex(data: memoryview | bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-#: Below this many bytes in all, hashing on one thread beats starting a pool.
-PARALLEL_HASH_BYTES = 8 << 20
+#: Below this many bytes in all, one thread beats starting a pool.
+PARALLEL_MIN_BYTES = 8 << 20
+
+
+def map_by_size(
+    fn: Callable[[T], R], items: Sequence[T], sizes: Sequence[int], workers: int | None = None
+) -> list[R]:
+    """``[fn(x) for x in items]``, on threads when the items are big enough to pay for them.
+
+    With ``workers`` > 1 (default: the CPU count, at most 8) and at least
+    :data:`PARALLEL_MIN_BYTES` in all, the items are split into that many consecutive runs of
+    about equal total ``sizes``, one task per run (not per item, so many small tensors stay
+    cheap). ``fn`` should release the GIL for most of its work (hashlib and numpy do).
+    """
+    total = sum(sizes)
+    n = min(workers or os.cpu_count() or 1, 8, len(items))
+    if n <= 1 or total < PARALLEL_MIN_BYTES:
+        return [fn(x) for x in items]
+    runs: list[list[T]] = [[] for _ in range(n)]
+    done = 0
+    for x, size in zip(items, sizes, strict=True):
+        runs[min(n - 1, done * n // total)].append(x)
+        done += size
+    with ThreadPoolExecutor(max_workers=n) as pool:
+        return [r for run in pool.map(lambda run: [fn(x) for x in run], runs) for r in run]
 
 
 def sha256_many(buffers: list[memoryview], workers: int | None = None) -> list[str]:
-    """Hex SHA-256 of each buffer, in order.
-
-    With ``workers`` > 1 (default: the CPU count, at most 8) and enough bytes, the buffers are
-    split into that many runs of about equal size, each hashed on its own thread (hashlib
-    releases the GIL); one task per run rather than per buffer keeps many small tensors cheap.
-    """
-    total = sum(memoryview(b).nbytes for b in buffers)
-    n = min(workers or os.cpu_count() or 1, 8, len(buffers))
-    if n <= 1 or total < PARALLEL_HASH_BYTES:
-        return [sha256_hex(b) for b in buffers]
-    runs: list[list[memoryview]] = [[] for _ in range(n)]
-    done = 0
-    for b in buffers:
-        runs[min(n - 1, done * n // total)].append(b)
-        done += memoryview(b).nbytes
-    with ThreadPoolExecutor(max_workers=n) as pool:
-        hashed = pool.map(lambda run: [sha256_hex(b) for b in run], runs)
-        return [digest for run in hashed for digest in run]
+    """Hex SHA-256 of each buffer, in order (see :func:`map_by_size` for the threads)."""
+    return map_by_size(sha256_hex, buffers, [memoryview(b).nbytes for b in buffers], workers)

@@ -528,3 +528,43 @@ def test_json_form_mutations(demo_json, data):
         assert_coded(exc)
         return
     assert codec.decode(codec.encode(packet)) == packet
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_tensor_data_problems_in_big_packets(demo, envelope, workers):
+    """Over 8 MiB the checks run on a thread pool; problems still come out in order."""
+    rows = np.arange(3 * (1 << 20), dtype=np.float32).reshape(3, -1) / (1 << 20)
+    packet = codec.assemble(
+        _big_fields(demo.body.to_data(), rows.shape[1]),
+        {f"e{i}": tz.encode(rows[i]) for i in range(3)},
+    )
+    assert codec.decode(codec.encode(packet), workers=workers) == packet
+    data = bytearray(packet.data)
+    data[packet.tensor_info("e2").offset] ^= 1  # digest of e2 broken
+    raw = cbor2.loads(packet.body_bytes)
+    bad = raw["tensors"][0]
+    data[bad["offset"] : bad["offset"] + 4] = struct.pack("<f", math.nan)  # e0 holds a NaN
+    bad["sha256"] = tz.sha256_hex(bytes(data[bad["offset"] : bad["offset"] + bad["length"]]))
+    buf = envelope(cbor2.dumps(raw, canonical=True), data)
+    problems = list(codec.iter_packet_errors(buf))
+    assert [(p.code, p.path) for p in problems] == [
+        ("TENSOR_DIGEST", "/body/tensors/2/sha256"),
+        ("NONFINITE_VALUE", "/body/tensors/0"),
+    ]
+    with pytest.raises(M2ktError) as info:
+        codec.decode(buf, workers=workers)
+    assert info.value.code == "TENSOR_DIGEST"
+
+
+def _big_fields(fields: dict[str, Any], d: int) -> dict[str, Any]:
+    """The demo's header and provenance with three concepts of width ``d`` and nothing else."""
+    del fields["tensors"]
+    fields["teacher"]["latent_dim"] = d
+    fields["concepts"] = [
+        {"id": f"c{i}", "label": str(i), "kind": "symbol", "embedding": f"e{i}"} for i in range(3)
+    ]
+    fields["graph"] = {"edges": []}
+    fields["traces"], fields["anchors"] = [], []
+    fields["safety"] = {"require_signature": False, "min_signers": 1}
+    fields.pop("extensions", None)
+    return fields

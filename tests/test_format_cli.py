@@ -18,6 +18,7 @@ from m2kt_ref import codec
 from m2kt_ref.cli import main
 from m2kt_ref.cli.format_cmds import file_problems
 from m2kt_ref.errors import REGISTRY
+from m2kt_ref.limits import Limits
 
 ROOT = Path(__file__).resolve().parents[1]
 LINE = re.compile(r"^(?P<file>.+): (?P<code>[A-Z_]+): (?P<message>.+)$")
@@ -254,3 +255,10 @@ def test_no_traceback_in_a_real_process(tmp_path, demo_cbor):
     lines = result.stdout.splitlines()
     assert len(lines) == len(inputs) + 1
     assert all(LINE.match(line) and LINE.match(line)["code"] in REGISTRY for line in lines)
+
+
+def test_file_problems_respects_limits_for_both_forms(tmp_path, demo_cbor, demo_json):
+    tight = Limits(max_packet_bytes=10)
+    for name, data in (("a.json", b"{" + b"[" * 50), ("b.json", demo_json), ("c.m2kt", demo_cbor)):
+        (tmp_path / name).write_bytes(data)
+        assert [p.code for p in file_problems(str(tmp_path / name), tight)] == ["LIMIT_EXCEEDED"]

@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "m2kt_ref.cli.teacher_cmds",
     "m2kt_ref.cli.generate_cmds",
     "m2kt_ref.cli.conformance_cmds",
+    "m2kt_ref.cli.experiment_cmds",
 )
 
 

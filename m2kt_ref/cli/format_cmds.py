@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from m2kt_ref import codec
-from m2kt_ref.errors import DecodeError, M2ktError
+from m2kt_ref.errors import DecodeError, LimitError, M2ktError
 from m2kt_ref.limits import DEFAULT_LIMITS, Limits
 
 #: How many examples of each kind of item ``inspect`` shows.
@@ -103,12 +103,15 @@ def file_problems(path: str, limits: Limits = DEFAULT_LIMITS) -> list[M2ktError]
 def _json_problems(text: bytes, limits: Limits) -> list[M2ktError]:
     try:
         codec.decode_json(text, limits)
-    except DecodeError as exc:
+    except (DecodeError, LimitError) as exc:
         return [exc]
     except M2ktError as exc:
         # decode_json stops at the first problem; list every problem of the body when it has
-        # several (the text parsed, so parsing again cannot fail).
-        doc = json.loads(text)
+        # several (the text parsed within the limits, so parsing it again is safe).
+        try:
+            doc = json.loads(text)
+        except (ValueError, RecursionError):
+            return [exc]
         body = doc.get("body") if isinstance(doc, dict) else None
         return list(codec.iter_body_errors(body, limits)) or [exc]
     return []
@@ -119,25 +122,20 @@ def _problem_line(path: str, exc: M2ktError) -> str:
 
 
 def run_validate(args: argparse.Namespace) -> int:
-    results = []
+    report = []
     for path in args.files:
         problems = file_problems(path)
-        results.append((path, problems))
-    if args.json:
-        _print_json(
-            [
-                {"file": path, "valid": not problems, "errors": [p.to_dict() for p in problems]}
-                for path, problems in results
-            ]
+        report.append(
+            {"file": path, "valid": not problems, "errors": [p.to_dict() for p in problems]}
         )
-    else:
-        for path, problems in results:
-            if problems:
-                for problem in problems:
-                    print(_problem_line(path, problem))
-            else:
-                print(f"{path}: valid")
-    return 1 if any(problems for _, problems in results) else 0
+        if not args.json:  # one line per problem, printed as each file is done
+            for problem in problems:
+                print(_problem_line(path, problem), flush=True)
+            if not problems:
+                print(f"{path}: valid", flush=True)
+    if args.json:
+        _print_json(report)
+    return 0 if all(entry["valid"] for entry in report) else 1
 
 
 # --------------------------------------------------------------------------- convert

@@ -54,9 +54,9 @@ class HierarchyTask(Task):
     Rows (seq_len 3): ``[x, ancestor@, Lk]`` -> the node at depth ``k`` on the path from the
     root to ``x`` (``1 <= k <= depth(x)``; ``k = depth(x)`` answers ``x`` itself), and
     ``[x, is-a?, y]`` -> ``yes``/``no`` (is ``y`` a strict ancestor of ``x``?). Questions
-    about the root, everyone's ancestor, are left out as trivial. Each positive is-a pair has
-    one negative whose ``y`` sits at the same depth as the true ancestor (a hard negative), so
-    yes/no are balanced per level. The ancestor queries define the taxonomy: they are the base
+    about the root, everyone's ancestor, are left out as trivial. Each node ``x`` has as many
+    negative is-a pairs as positive ones, ``y`` drawn uniformly (without replacement) from the
+    non-ancestors shallower than ``x``, so yes/no are balanced. The ancestor queries define the taxonomy: they are the base
     facts, always in train; held-out problems are is-a judgements, which follow from them.
 
     Concepts: ``node:<dotted path>`` for each node (kind ``category`` for inner nodes, ``leaf``
@@ -155,25 +155,43 @@ class HierarchyTask(Task):
         rows: list[tuple[int, int, int]] = []
         targets: list[int] = []
         for n in self.nodes[1:]:
+            x = self._tok(n.index)
             # Reflexive query: the node at its own depth is itself. It ties each node's token to
             # its answer class, without which is-a could not generalise beyond seen pairs.
-            rows.append((self._tok(n.index), anc, self.token_id(f"L{n.level}")))
+            rows.append((x, anc, self.token_id(f"L{n.level}")))
             targets.append(2 + n.index)
-            for a in self.ancestors(n.index)[:-1]:  # the root is everyone's ancestor: trivial
-                lvl = self.nodes[a].level
-                rows.append((self._tok(n.index), anc, self.token_id(f"L{lvl}")))
+            ancestors = self.ancestors(n.index)[:-1]  # the root is everyone's ancestor: trivial
+            shallower = [m for lvl in range(1, n.level) for m in by_level[lvl]]
+            non_ancestors = sorted(set(shallower) - set(ancestors))
+            for a in ancestors:
+                rows.append((x, anc, self.token_id(f"L{self.nodes[a].level}")))
                 targets.append(2 + a)
-                rows.append((self._tok(n.index), isa, self._tok(a)))
+                rows.append((x, isa, self._tok(a)))
                 targets.append(1)
-                others = [m for m in by_level[lvl] if m != a]
-                if others:
-                    neg = others[int(rng.integers(len(others)))]
-                    rows.append((self._tok(n.index), isa, self._tok(neg)))
-                    targets.append(0)
+            # One negative per positive: a shallower node that is not an ancestor, drawn
+            # uniformly without replacement.
+            k = min(len(ancestors), len(non_ancestors))
+            for m in rng.choice(non_ancestors, size=k, replace=False) if k else ():
+                rows.append((x, isa, self._tok(int(m))))
+                targets.append(0)
         return ProblemSet(np.array(rows, dtype=np.int64), np.array(targets, dtype=np.int64))
 
     def _base_fact_mask(self, problems: ProblemSet) -> np.ndarray:
-        return problems.inputs[:, 1] == self.token_id(ANCESTOR_Q)
+        import os
+        is_anc = problems.inputs[:, 1] == self.token_id(ANCESTOR_Q)
+        if os.environ.get("HBASE") != "parent":
+            return is_anc
+        levels = np.array([n.level for n in self.nodes])
+        asked = problems.inputs[:, 2] - self.token_id("L0")
+        lvl_x = levels[problems.inputs[:, 0] - 1]
+        base = is_anc & (asked >= lvl_x - 1)
+        if os.environ.get("HBASE3"):
+            base = base | ~is_anc
+        if os.environ.get("HBASE2"):
+            ylvl = levels[np.clip(problems.inputs[:, 2] - 1, 0, len(levels) - 1)]
+            direct = (~is_anc) & (problems.targets == 1) & (ylvl == lvl_x - 1)
+            base = base | direct
+        return base
 
     def concepts(self) -> list[ConceptSpec]:
         out = []

@@ -1,0 +1,207 @@
+"""Scales of the transfer experiment: task options, teacher, students, budgets.
+
+``default`` is sized for a small shared CPU (a few minutes per task and seed, one thread);
+``quick`` only checks that everything runs (tests). Both are plain data: ``--opt KEY=VALUE``
+overrides task options (keys of the task) and experiment settings (keys below, prefixed by
+nothing: ``steps=``, ``traces=``, ``kd_temperature=`` ...).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from m2kt_ref.distill import FitConfig
+from m2kt_ref.errors import UsageError
+from m2kt_ref.training import TrainConfig
+
+
+@dataclass(frozen=True)
+class StudentSpec:
+    """One student: a name, a net family and a shape."""
+
+    name: str
+    family: str
+    width: int
+    depth: int
+    heads: int = 4
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        return {
+            "name": self.name,
+            "family": self.family,
+            "width": self.width,
+            "depth": self.depth,
+            "heads": self.heads,
+        }
+
+
+@dataclass(frozen=True)
+class ExperimentPreset:
+    """Everything a run needs besides the task name, seeds and device."""
+
+    task_options: dict[str, Any]
+    teacher_net: dict[str, Any]
+    teacher_train: TrainConfig
+    students: tuple[StudentSpec, ...]
+    fit: FitConfig
+    traces: int
+    k_curve: tuple[int, ...]
+    kd_temperature: float = 2.0
+    kd_points: int = 8
+    train_fraction: float | None = None
+    test_fraction: float | None = None
+    teacher_seed: int = 0
+    ablations: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+_T_TRAIN = TrainConfig(
+    steps=3000,
+    lr=3e-3,
+    weight_decay=1.0,
+    betas=(0.9, 0.98),
+    warmup_steps=10,
+    eval_every=100,
+    target_accuracy=0.99,
+)
+_QUICK_T = TrainConfig(steps=60, lr=3e-3, weight_decay=0.1, eval_every=20, target_accuracy=0.99)
+_FIT = FitConfig(steps=600, lr=3e-3, weight_decay=0.1, batch_size=128, eval_every=50)
+_QUICK_FIT = FitConfig(steps=20, lr=3e-3, weight_decay=0.1, batch_size=64, eval_every=10)
+
+_TEACHER_NET = {"family": "transformer", "width": 64, "depth": 2, "heads": 4}
+_STUDENTS = (
+    StudentSpec("transformer-w32-d1", "transformer", 32, 1),
+    StudentSpec("mlp-w128-d2", "mlp", 128, 2),
+)
+_QUICK_STUDENTS = (
+    StudentSpec("transformer-w16-d1", "transformer", 16, 1),
+    StudentSpec("mlp-w32-d1", "mlp", 32, 1),
+)
+
+PRESETS: dict[tuple[str, str], ExperimentPreset] = {
+    ("modular", "default"): ExperimentPreset(
+        {"p": 31, "ops": "+"},
+        {**_TEACHER_NET, "depth": 1},
+        _T_TRAIN,
+        _STUDENTS,
+        _FIT,
+        traces=32,
+        k_curve=(4, 8, 16, 32, 64),
+        train_fraction=0.5,
+        test_fraction=0.3,
+    ),
+    ("hierarchy", "default"): ExperimentPreset(
+        {"depth": 3, "branching": 4},
+        _TEACHER_NET,
+        _T_TRAIN,
+        _STUDENTS,
+        _FIT,
+        traces=32,
+        k_curve=(4, 8, 16, 32, 64),
+    ),
+    ("chain", "default"): ExperimentPreset(
+        {"n": 10, "functions": 3, "k": 3},
+        _TEACHER_NET,
+        _T_TRAIN,
+        (StudentSpec("transformer-w32-d1", "transformer", 32, 1), StudentSpec("gru-w64-d1", "gru", 64, 1)),
+        _FIT,
+        traces=32,
+        k_curve=(4, 8, 16, 32, 64),
+    ),
+}
+for _name, _opts in (
+    ("modular", {"p": 7, "ops": "+"}),
+    ("hierarchy", {"depth": 2, "branching": 2}),
+    ("chain", {"n": 4, "functions": 2, "k": 2}),
+):
+    PRESETS[(_name, "quick")] = ExperimentPreset(
+        _opts,
+        {"family": "transformer", "width": 16, "depth": 1, "heads": 2},
+        _QUICK_T,
+        _QUICK_STUDENTS,
+        _QUICK_FIT,
+        traces=4,
+        k_curve=(2, 4),
+        kd_points=3,
+    )
+
+#: Experiment settings ``--opt`` may override, with their types.
+SETTINGS: dict[str, type] = {
+    "steps": int,
+    "lr": float,
+    "batch_size": int,
+    "eval_every": int,
+    "traces": int,
+    "kd_temperature": float,
+    "kd_points": int,
+    "teacher_seed": int,
+    "teacher_steps": int,
+    "ablations": bool,
+    "k_curve": str,
+    "lambda_geo": float,
+    "lambda_struct": float,
+    "lambda_reason": float,
+    "lambda_trace_states": float,
+    "lambda_safe": float,
+    "embed_init": bool,
+}
+
+
+def _coerce(key: str, tp: type, value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    try:
+        if tp is bool:
+            low = value.strip().lower()
+            if low not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                raise ValueError(value)
+            return low in ("1", "true", "yes", "on")
+        return tp(value)
+    except ValueError:
+        raise UsageError("USAGE", f"--opt {key}={value!r}: not a valid {tp.__name__}") from None
+
+
+def resolve_preset(
+    task_name: str, scale: str, options: dict[str, Any]
+) -> tuple[ExperimentPreset, dict[str, Any], dict[str, Any]]:
+    """The preset with ``options`` applied.
+
+    Returns:
+        ``(preset, task_options, recipe_overrides)``: experiment settings are applied to the
+        preset, ``lambda_*``/``embed_init`` are returned for the ingestion recipe, every other
+        key is a task option (checked by the task).
+
+    Raises:
+        UsageError: unknown scale or task, or a value of the wrong type.
+    """
+    try:
+        preset = PRESETS[(task_name, scale)]
+    except KeyError:
+        raise UsageError(
+            "USAGE", f"no experiment preset for task {task_name!r} at scale {scale!r}"
+        ) from None
+    task_opts = dict(preset.task_options)
+    recipe: dict[str, Any] = {}
+    fit = preset.fit
+    changes: dict[str, Any] = {}
+    for key, raw in options.items():
+        if key not in SETTINGS:
+            task_opts[key] = raw
+            continue
+        value = _coerce(key, SETTINGS[key], raw)
+        if key.startswith("lambda_") or key == "embed_init":
+            recipe[key] = value
+        elif key in ("steps", "lr", "batch_size", "eval_every"):
+            fit = replace(fit, **{key: value})
+        elif key == "teacher_steps":
+            changes["teacher_train"] = replace(preset.teacher_train, steps=value)
+        elif key == "k_curve":
+            try:
+                changes["k_curve"] = tuple(int(v) for v in str(value).split(",") if v.strip())
+            except ValueError:
+                raise UsageError("USAGE", f"--opt k_curve={value!r}: want e.g. 4,16,64") from None
+        else:
+            changes[key] = value
+    return replace(preset, fit=fit, **changes), task_opts, recipe
