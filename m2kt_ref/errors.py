@@ -108,7 +108,8 @@ class TensorError(M2ktError, ValueError):
 
     codes = _register(
         {
-            "TENSOR_DTYPE": "Unknown dtype, or a scale missing (i8) or present (other dtypes).",
+            "TENSOR_DTYPE": "A scale is missing (i8) or present (other dtypes), the reserved i8 "
+            "value -128 appears, or a dtype name reaches a reader that does not know it.",
             "TENSOR_SHAPE": "The byte length differs from dtype size times the shape's product.",
             "TENSOR_LAYOUT": "Offsets are not aligned, overlap, leave holes, exceed the data "
             "section, or padding bytes are not zero.",

@@ -4,7 +4,8 @@ Three layers, from the bottom:
 
 - *primitives* (numpy in, numpy out, no model, no packet): :func:`concept_statistics`,
   :func:`cosine_matrix`, :func:`knn_similarity`, :func:`abstraction_clusters`,
-  :func:`nearest_concepts`, :func:`relative_rms_error`;
+  :func:`nearest_concepts`, :func:`relative_rms_error`, and the two that assemble their results,
+  :func:`abstraction_graph` and :func:`reconstruction_errors`;
 - :func:`generate_from_model`: any ``nn.Module`` that maps token rows to logits, plus a
   :class:`~m2kt_ref.tasks.Task` and the name of the layer to read (works for models we did not
   write);

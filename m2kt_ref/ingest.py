@@ -55,7 +55,9 @@ __all__ = [
     "IngestRefusedError",
     "IngestResult",
     "PacketView",
+    "align_packet",
     "check_trust",
+    "default_curve_counts",
     "effective_policy",
     "ingest",
     "packet_view",
@@ -115,11 +117,12 @@ class IngestConfig:
     Safety: ``max_parameter_drift``, ``max_output_divergence``, ``max_capability_drop`` (the
     operator's bounds, :data:`DEFAULT_BOUNDS` by default; the stricter of the packet's and the
     config's applies, so a packet can tighten a bound but never loosen it; None leaves the
-    bound to the packet, or to :data:`DEFAULT_BOUNDS` when the packet has none), ``drift_ball`` (the hard bound projects the weights into a ball of
-    ``drift_ball * max_parameter_drift``, a margin below the check), ``require_signature`` and
-    ``min_signers`` (combined with the packet's policy, the stricter wins), ``rollback`` (restore
-    ``theta_0`` when a check fails; False keeps the unsafe student, decision ``kept_unsafe``,
-    for experiments), ``protect_task_problems`` (draw that many task problems as protected
+    bound to the packet, or to :data:`DEFAULT_BOUNDS` when the packet has none),
+    ``drift_ball`` (the hard bound projects the weights into a ball of ``drift_ball *
+    max_parameter_drift``, a margin below the check), ``require_signature`` and ``min_signers``
+    (combined with the packet's policy, the stricter wins), ``rollback`` (restore ``theta_0``
+    when a check fails; False keeps the unsafe student, decision ``kept_unsafe``, for
+    experiments), ``protect_task_problems`` (draw that many task problems as protected
     capability set, seeded).
     """
 
@@ -1649,3 +1652,103 @@ class _TrainLoop:
             "drift_ball": self.ball,
             "history": history,
         }
+
+
+# =========================================================================== alignment study
+
+
+def default_curve_counts(pool: int) -> list[int]:
+    """Anchor counts for the quality curve: powers of two from 2, and the whole pool."""
+    counts, c = [], 2
+    while c < pool:
+        counts.append(c)
+        c *= 2
+    if pool >= 2:
+        counts.append(pool)
+    return counts
+
+
+def align_packet(
+    packet: Packet,
+    student_model: nn.Module,
+    *,
+    methods: Sequence[str] = ("procrustes",),
+    config: IngestConfig | None = None,
+    curve_counts: Sequence[int] | None = None,
+    curve_test_size: float = 0.2,
+) -> dict[str, Any]:
+    """Fit the alignment map(s) from a packet's anchors to a student, without training it.
+
+    The student's states are read at ``config``'s student layer on every anchor input and
+    position (:class:`~m2kt_ref.adapter.HiddenStateReader`); the anchors are split exactly as
+    :func:`ingest` splits them (``holdout_fraction``, ``seed``), so the held-out metrics are
+    those an ingestion with the same config starts from.
+
+    Args:
+        packet: a decoded packet.
+        student_model: the student (not modified).
+        methods: alignment methods to fit (keys of :data:`m2kt_ref.align.ALIGNERS`).
+        config: supplies ``student_layer``, ``holdout_fraction``, ``min_holdout``, ``seed``,
+            ``csls_k``, ``align_options`` and ``device``.
+        curve_counts: anchor counts of the quality curve (default
+            :func:`default_curve_counts`); ``[]`` skips the curve.
+        curve_test_size: held-out share of the curve's fixed test set.
+
+    Returns:
+        ``{"packet_id", "teacher_dim", "student_dim", "layer", "anchors", "n_fit",
+        "n_heldout", "methods": {name: {"fit_info", "fit", "heldout"}}, "curve": {name:
+        [{"anchors", ...metrics}]}}``.
+
+    Raises:
+        IngestError: ``INGEST_INCOMPATIBLE``; UsageError: ``USAGE`` for a bad method or layer.
+    """
+    from m2kt_ref.adapter import HiddenStateReader
+    from m2kt_ref.align import anchor_curve
+    from m2kt_ref.training import resolve_device
+
+    cfg = config or IngestConfig()
+    for m in methods:
+        if m not in ALIGNERS:
+            raise UsageError(
+                "USAGE", f"unknown alignment method {m!r}; known: {', '.join(ALIGNERS)}"
+            )
+    view = packet_view(packet)
+    _check_compatible(view, packet, None, student_model)
+    layer = student_layer(student_model, cfg)
+    device = resolve_device(cfg.device)
+    student_model.to(device)
+    with HiddenStateReader(student_model, [layer], device=device) as reader:
+        y = reader.read_at(view.anchor_inputs, view.anchor_positions.tolist(), layer).double()
+    x = torch.from_numpy(view.anchor_states).double()
+    fit_rows, hold_rows = _split_anchors(len(view.anchor_ids), cfg)
+    out: dict[str, Any] = {
+        "packet_id": packet.packet_id,
+        "teacher_dim": int(x.shape[1]),
+        "student_dim": int(y.shape[1]),
+        "layer": layer,
+        "anchors": len(view.anchor_ids),
+        "n_fit": len(fit_rows),
+        "n_heldout": len(hold_rows),
+        "methods": {},
+        "curve": {},
+    }
+    n = len(view.anchor_ids)
+    n_test = round(n * curve_test_size)
+    pool = n - n_test
+    counts = default_curve_counts(pool) if curve_counts is None else list(curve_counts)
+    for m in methods:
+        options = dict(cfg.align_options) if m == cfg.align_method else {}
+        if m == "mlp":
+            options.setdefault("seed", cfg.seed)
+        cal = fit_alignment(m, x[fit_rows], y[fit_rows], **options)
+        out["methods"][m] = {
+            "fit_info": dict(cal.fit_info),
+            "fit": evaluate_alignment(cal, x[fit_rows], y[fit_rows], k=cfg.csls_k),
+            "heldout": _heldout_metrics(cal, x, y, hold_rows, cfg),
+        }
+        if counts and n_test >= 2 and pool >= 2:
+            opts = {k: v for k, v in options.items() if k != "seed"}
+            out["curve"][m] = anchor_curve(
+                m, x, y, counts, seed=cfg.seed, test_size=n_test, k=cfg.csls_k, **opts
+            )
+    return json_safe(out)

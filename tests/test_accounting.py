@@ -39,7 +39,7 @@ def _net(task, family="mlp", seed=0):
 
 def test_counts_distinct_rows_and_classifies(task):
     model = _net(task)
-    problems = task.problems().inputs
+    problems = task.problems().inputs.copy()
     probes = np.array([p.tokens for c in task.concepts() for p in c.probes], dtype=np.int64)
     other = np.full((2, task.seq_len), task.vocab_size - 1, dtype=np.int64)  # "= = = ="
     with InputCounter(task, [model]) as c:

@@ -556,3 +556,49 @@ def test_relative_rms_error():
     assert relative_rms_error(a, [np.array([3.0, 4.0])]) == 0.0
     assert relative_rms_error(a, [np.array([3.0, 4.5])]) == pytest.approx(0.1)
     assert relative_rms_error([np.zeros(2)], [np.zeros(2)]) == 0.0
+
+
+def test_declared_weight_outside_unit_interval_is_refused():
+    from m2kt_ref.tasks import ModularTask, Relation
+
+    class Overweight(ModularTask):
+        def relations(self):
+            return [*super().relations(), Relation("num:0", "num:2", "implies", 2.0)]
+
+    task = Overweight(p=5, ops="+")
+    model = _foreign_model(task)
+    with pytest.raises(Exception) as info:
+        generate_from_model(model, task, layer="3", created=CREATED)
+    assert info.value.code == "USAGE" and "num:0 -implies-> num:2" in str(info.value)
+
+
+def test_safety_overrides_and_teacher_fields():
+    task = make_task("modular", p=5, ops="+")
+    model = _foreign_model(task)
+    result = generate_from_model(
+        model,
+        task,
+        layer="3",
+        teacher_name="foreign",
+        safety={"max_parameter_drift": 0.1, "min_signers": 2},
+        protected=["num:0", "num:0"],
+        created=CREATED,
+    )
+    safety = result.packet.body.safety
+    assert safety.max_parameter_drift == 0.1 and safety.min_signers == 2
+    assert safety.protected_concepts == ["num:0"]
+    assert safety.max_capability_drop == DEFAULT_SAFETY["max_capability_drop"]
+    teacher = result.packet.body.teacher
+    assert teacher.name == "foreign"
+    assert teacher.n_parameters == sum(p.numel() for p in model.parameters())
+
+
+def _foreign_model(task):
+    torch.manual_seed(0)
+    return torch.nn.Sequential(
+        torch.nn.Embedding(task.vocab_size, 8),
+        torch.nn.Flatten(),
+        torch.nn.Linear(task.seq_len * 8, 8),
+        torch.nn.Tanh(),
+        torch.nn.Linear(8, task.n_classes),
+    )

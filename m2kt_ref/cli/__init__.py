@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "m2kt_ref.cli.sign_cmds",
     "m2kt_ref.cli.teacher_cmds",
     "m2kt_ref.cli.generate_cmds",
+    "m2kt_ref.cli.student_cmds",
     "m2kt_ref.cli.conformance_cmds",
     "m2kt_ref.cli.experiment_cmds",
 )

@@ -49,7 +49,7 @@ class ExperimentPreset:
     traces: int
     k_curve: tuple[int, ...]
     kd_temperature: float = 2.0
-    kd_points: int = 8
+    kd_points: int = 7
     train_fraction: float | None = None
     test_fraction: float | None = None
     teacher_seed: int = 0
@@ -66,9 +66,9 @@ _T_TRAIN = TrainConfig(
     eval_every=100,
     target_accuracy=0.99,
 )
-_QUICK_T = TrainConfig(steps=60, lr=3e-3, weight_decay=0.1, eval_every=20, target_accuracy=0.99)
-_FIT = FitConfig(steps=600, lr=3e-3, weight_decay=0.1, batch_size=128, eval_every=50)
-_QUICK_FIT = FitConfig(steps=20, lr=3e-3, weight_decay=0.1, batch_size=64, eval_every=10)
+_QUICK_T = TrainConfig(steps=30, lr=3e-3, weight_decay=0.1, eval_every=10, target_accuracy=0.99)
+_FIT = FitConfig(steps=400, lr=3e-3, weight_decay=0.1, batch_size=128, eval_every=40)
+_QUICK_FIT = FitConfig(steps=8, lr=3e-3, weight_decay=0.1, batch_size=32, eval_every=4)
 
 _TEACHER_NET = {"family": "transformer", "width": 64, "depth": 2, "heads": 4}
 _STUDENTS = (
@@ -88,9 +88,9 @@ PRESETS: dict[tuple[str, str], ExperimentPreset] = {
         _STUDENTS,
         _FIT,
         traces=32,
-        k_curve=(4, 8, 16, 32, 64),
-        train_fraction=0.5,
-        test_fraction=0.3,
+        k_curve=(4, 16, 64),
+        train_fraction=0.85,
+        test_fraction=0.1,
     ),
     ("hierarchy", "default"): ExperimentPreset(
         {"depth": 3, "branching": 4},
@@ -99,7 +99,9 @@ PRESETS: dict[tuple[str, str], ExperimentPreset] = {
         _STUDENTS,
         _FIT,
         traces=32,
-        k_curve=(4, 8, 16, 32, 64),
+        k_curve=(4, 16, 64),
+        train_fraction=0.85,
+        test_fraction=0.1,
     ),
     ("chain", "default"): ExperimentPreset(
         {"n": 10, "functions": 3, "k": 3},
@@ -108,7 +110,9 @@ PRESETS: dict[tuple[str, str], ExperimentPreset] = {
         (StudentSpec("transformer-w32-d1", "transformer", 32, 1), StudentSpec("gru-w64-d1", "gru", 64, 1)),
         _FIT,
         traces=32,
-        k_curve=(4, 8, 16, 32, 64),
+        k_curve=(4, 16, 64),
+        train_fraction=0.85,
+        test_fraction=0.1,
     ),
 }
 for _name, _opts in (
@@ -124,7 +128,7 @@ for _name, _opts in (
         _QUICK_FIT,
         traces=4,
         k_curve=(2, 4),
-        kd_points=3,
+        kd_points=2,
     )
 
 #: Experiment settings ``--opt`` may override, with their types.
@@ -146,6 +150,7 @@ SETTINGS: dict[str, type] = {
     "lambda_trace_states": float,
     "lambda_safe": float,
     "embed_init": bool,
+    "head_init": bool,
 }
 
 
@@ -191,7 +196,7 @@ def resolve_preset(
             task_opts[key] = raw
             continue
         value = _coerce(key, SETTINGS[key], raw)
-        if key.startswith("lambda_") or key == "embed_init":
+        if key.startswith("lambda_") or key in ("embed_init", "head_init"):
             recipe[key] = value
         elif key in ("steps", "lr", "batch_size", "eval_every"):
             fit = replace(fit, **{key: value})

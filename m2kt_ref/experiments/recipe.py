@@ -54,6 +54,7 @@ class RecipeConfig:
     lambda_trace_states: float = 1.0
     lambda_safe: float = 0.0
     embed_init: bool = True
+    head_init: bool = True
     use_concepts: bool = True
     use_graph: bool = True
     use_traces: bool = True
@@ -131,6 +132,35 @@ def _concept_tokens(task: Task, concept_ids: list[str]) -> list[int]:
     return toks
 
 
+def _pca_coords(emb_t: np.ndarray, d_s: int) -> np.ndarray:
+    """Centred concept embeddings on their ``d_S`` leading principal axes, unit RMS norm."""
+    x = emb_t.astype(np.float64) - emb_t.mean(0, keepdims=True)
+    _, _, vt = np.linalg.svd(x, full_matrices=False)
+    k = min(d_s, vt.shape[0])
+    coords = np.zeros((len(x), d_s))
+    coords[:, :k] = x @ vt[:k].T
+    rms = np.sqrt(np.mean(np.sum(coords**2, 1))) or 1.0
+    return coords / rms
+
+
+def _write_head(student: nn.Module, emb_t: np.ndarray, concept_labels: list[str], task: Task) -> int:
+    """Answer classes named like a concept get that concept's point as their head row."""
+    head = student.get_submodule("head")
+    weight = head.weight
+    coords = _pca_coords(emb_t, weight.shape[1])
+    by_label = {lab: i for i, lab in enumerate(concept_labels)}
+    scale = float(weight.detach().norm(dim=1).mean())
+    written = 0
+    with torch.no_grad():
+        for cls, lab in enumerate(task.answer_labels):
+            i = by_label.get(lab)
+            if i is None:
+                continue
+            weight[cls] = torch.as_tensor(coords[i] * scale, dtype=weight.dtype)
+            written += 1
+    return written
+
+
 def _write_embeddings(
     student: nn.Module, emb_t: np.ndarray, tokens: list[int], scale: float
 ) -> None:
@@ -179,6 +209,11 @@ def ingest_packet(
             student, arr["concept_emb"], _concept_tokens(task, arr["concept_ids"]),
             recipe.embed_scale,
         )
+    use_head = recipe.use_concepts and recipe.head_init
+    head_rows = 0
+    if use_head:
+        labels = [c.label for c in packet.body.concepts if c.id in set(arr["concept_ids"])]
+        head_rows = _write_head(student, arr["concept_emb"], labels, task)
     layer = default_layer(student.config)
     tap = _Tap(student.get_submodule(layer))
     a_rows = torch.as_tensor(arr["anchor_rows"], device=dev)
@@ -191,6 +226,7 @@ def ingest_packet(
         "student_layer": layer,
         "terms": {
             "embed_init": use_embed,
+            "head_init": head_rows,
             "geo": use_geo,
             "struct": use_struct,
             "reason": use_traces,

@@ -49,6 +49,7 @@ ABLATIONS: dict[str, dict[str, Any]] = {
     "no_reason": {"lambda_reason": 0.0},
     "no_trace_states": {"lambda_trace_states": 0.0},
     "no_embed_init": {"embed_init": False},
+    "no_head_init": {"head_init": False},
     "no_safe": {"lambda_safe": 0.0},
     "no_concepts": {"use_concepts": False},
     "no_graph": {"use_graph": False},
@@ -346,7 +347,7 @@ def _run_seed(
                 ablations[name] = e
         # K curve
         k_curve = []
-        for k in sorted(set(preset.k_curve)):
+        for k in sorted(set(preset.k_curve) | {preset.traces}):
             if k == preset.traces:
                 e = m2kt
             else:

@@ -1,0 +1,336 @@
+"""``m2kt align`` and ``m2kt ingest``: the student side (spec/algorithms.md §2–§4).
+
+Torch is imported inside the handlers only. Exit status of ``m2kt ingest``: 0 accepted; 1 an
+error, printed as ``CODE: message`` (among them ``INGEST_REFUSED`` when the trust gate stops the
+packet: the report with decision ``refused`` is still written to ``--out``); 3 a safety check
+failed after ingestion (``INGEST_ROLLED_BACK``: ``--out`` holds the restored, pre-ingestion
+student and the report; also 3 for ``kept_unsafe`` when rollback was disabled); 2 is argparse's
+status for a malformed command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from m2kt_ref.errors import UsageError
+
+#: Exit status when the student was rolled back (or kept though unsafe).
+EXIT_ROLLED_BACK = 3
+METHODS = ("procrustes", "ridge", "mlp")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``align`` and ``ingest`` to the ``m2kt`` parser."""
+    p = subparsers.add_parser(
+        "align",
+        help="fit the concept alignment map from a packet's anchors into a student",
+        description="Read the student's states on the packet's anchors, fit the Concept "
+        "Alignment Layer (teacher -> student space) with one or all methods, and print its "
+        "quality on held-out anchors and a curve of quality versus number of anchors. The "
+        "student is not changed; signatures are not checked (m2kt verify does).",
+    )
+    p.add_argument("packet", metavar="PACKET")
+    p.add_argument("--student", required=True, metavar="DIR", help="student model directory")
+    p.add_argument(
+        "--method",
+        choices=(*METHODS, "all"),
+        default="all",
+        help="alignment method (default: all three)",
+    )
+    p.add_argument("--holdout", type=float, default=0.2, metavar="F", help="held-out share (0.2)")
+    p.add_argument("--seed", type=int, default=0, help="anchor split and fit seed (0)")
+    p.add_argument(
+        "--curve",
+        metavar="N,N,...",
+        help="anchor counts of the quality curve (default: 2, 4, 8, ... and all); '' skips it",
+    )
+    p.add_argument("--layer", metavar="L", help="student layer (default: last block / layer)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(handler=align_command)
+
+    p = subparsers.add_parser(
+        "ingest",
+        help="ingest a verified knowledge packet into a student and verify the result",
+        description="Verify PACKET against trusted keys, align it to the student, minimise the "
+        "composite loss (geometry, structure, reasoning, safety), verify the result, roll back "
+        "when a safety bound fails, and write the student directory and report.json to --out. "
+        "Exit 0 accepted, 1 error or refused (INGEST_REFUSED), 3 rolled back.",
+    )
+    p.add_argument("packet", metavar="PACKET")
+    p.add_argument("--student", required=True, metavar="DIR", help="student model directory")
+    p.add_argument("--out", required=True, metavar="DIR", help="directory to write")
+    p.add_argument(
+        "--trust",
+        action="append",
+        default=[],
+        metavar="PUB",
+        help="a .pub file or a JSON trust store; repeat for several",
+    )
+    p.add_argument("--min-signers", type=int, default=1, metavar="K", help="k of n (default 1)")
+    p.add_argument(
+        "--allow-unverified",
+        action="store_true",
+        help="ingest even if the packet is unsigned or untrusted (recorded in the report)",
+    )
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA only)")
+    p.add_argument("--steps", type=int, metavar="N", help="maximum optimiser steps (300)")
+    p.add_argument("--seed", type=int, default=0, help="seed of every random draw (0)")
+    p.add_argument("--method", choices=METHODS, help="alignment method (procrustes)")
+    p.add_argument(
+        "--protect-problems",
+        type=int,
+        default=0,
+        metavar="N",
+        help="protect the student's accuracy on N task problems (its training split when it "
+        "has one, else drawn from the task)",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any IngestConfig field, repeatable (e.g. --set lambda_struct=0)",
+    )
+    p.add_argument("--sign-key", metavar="KEY", help="sign the report with this secret key")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    p.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(handler=ingest_command)
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False))
+
+
+def _threads(n: int) -> None:
+    if n < 1:
+        raise UsageError("USAGE", "--threads must be >= 1")
+    import torch
+
+    torch.set_num_threads(n)
+
+
+def _settings(pairs: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise UsageError("USAGE", f"--set {pair!r} is not KEY=VALUE")
+        out[key.strip()] = value
+    return out
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def align_command(args: argparse.Namespace) -> int:
+    from m2kt_ref import codec
+
+    packet = codec.read_packet(args.packet)
+    _threads(args.threads)
+    from m2kt_ref.ingest import IngestConfig, align_packet
+    from m2kt_ref.training import load_model_dir
+
+    if not 0.0 <= args.holdout < 1.0:
+        raise UsageError("USAGE", "--holdout must be in [0, 1)")
+    student = load_model_dir(args.student, device=args.device)
+    methods = list(METHODS) if args.method == "all" else [args.method]
+    curve = None
+    if args.curve is not None:
+        try:
+            curve = [int(c) for c in args.curve.split(",") if c.strip()]
+        except ValueError:
+            raise UsageError("USAGE", f"--curve {args.curve!r} is not a list of integers") from None
+    config = IngestConfig(
+        holdout_fraction=args.holdout, seed=args.seed, student_layer=args.layer, device=args.device
+    )
+    result = align_packet(packet, student.model, methods=methods, config=config, curve_counts=curve)
+    if args.json:
+        _print_json(result)
+        return 0
+    print(
+        f"packet {result['packet_id'][:16]}…: {result['anchors']} anchors, teacher d="
+        f"{result['teacher_dim']} -> student d={result['student_dim']} ({result['layer']}); "
+        f"fit on {result['n_fit']}, held out {result['n_heldout']}"
+    )
+    print(
+        f"{'method':<11} {'cosine':>7} {'centred':>8} {'top1':>6} {'csls':>6} {'cka':>6} "
+        f"{'resid':>6}   (held-out anchors)"
+    )
+    for name, m in result["methods"].items():
+        h = m["heldout"] or {}
+        print(
+            f"{name:<11} {_fmt(h.get('cosine')):>7} {_fmt(h.get('cosine_centred')):>8} "
+            f"{_fmt(h.get('top1_nn')):>6} {_fmt(h.get('top1_csls')):>6} {_fmt(h.get('cka')):>6} "
+            f"{_fmt(h.get('residual')):>6}"
+        )
+    for name, points in result["curve"].items():
+        cells = ", ".join(
+            f"{p['anchors']}: {_fmt(p['cosine_centred'], 2)}/{_fmt(p['top1_csls'], 2)}"
+            for p in points
+        )
+        print(f"curve {name} (anchors: centred cosine/csls top-1): {cells}")
+    return 0
+
+
+def ingest_command(args: argparse.Namespace) -> int:
+    from m2kt_ref import codec
+    from m2kt_ref.errors import M2ktError
+    from m2kt_ref.report import sign_report, write_report
+    from m2kt_ref.trust import TrustStore
+
+    key = None
+    if args.sign_key:
+        from m2kt_ref.keys import load_signing_key
+
+        key = load_signing_key(args.sign_key)  # fail before any work
+    if args.min_signers < 1:
+        raise UsageError("USAGE", "--min-signers must be >= 1")
+    if args.protect_problems < 0:
+        raise UsageError("USAGE", "--protect-problems must be >= 0")
+    trust = TrustStore.load(args.trust) if args.trust else None
+    packet = codec.read_packet(args.packet)
+    _threads(args.threads)
+    from m2kt_ref.ingest import IngestConfig, IngestRefusedError, ingest
+    from m2kt_ref.training import load_model_dir, resolve_device, save_model_dir
+
+    resolve_device(args.device)
+    updates: dict[str, Any] = {
+        "seed": args.seed,
+        "device": args.device,
+        "bf16": args.bf16,
+        "min_signers": args.min_signers,
+    }
+    if args.steps is not None:
+        updates["steps"] = args.steps
+    if args.method is not None:
+        updates["align_method"] = args.method
+    config = IngestConfig(**updates).with_settings(_settings(args.set))
+    student = load_model_dir(args.student, device=args.device)
+    task = student.task()
+    protected = None
+    if args.protect_problems:
+        if student.split_config:
+            protected = student.split().train.head(args.protect_problems)
+        else:
+            import dataclasses
+
+            config = dataclasses.replace(config, protect_task_problems=args.protect_problems)
+    out = Path(args.out)
+
+    def write(report: dict[str, Any]) -> dict[str, Any]:
+        if key is not None:
+            report = sign_report(report, key)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            from m2kt_ref.errors import FileAccessError
+
+            raise FileAccessError("IO_ERROR", f"cannot create {out}: {exc.strerror}") from None
+        write_report(out / "report.json", report)
+        return report
+
+    show = not args.no_progress and sys.stderr.isatty()
+    try:
+        result = ingest(
+            packet,
+            student.model,
+            task,
+            config,
+            trust=trust,
+            allow_unverified=args.allow_unverified,
+            progress=show,
+            protected=protected,
+        )
+    except IngestRefusedError as exc:
+        if exc.report is not None:
+            report = write(exc.report)
+            if args.json:
+                _print_json(report)
+        raise
+    report = result.report
+    split = student.split() if student.split_config else None
+    record = dict(student.record)
+    record["ingestions"] = [
+        *student.record.get("ingestions", []),
+        {
+            "packet_id": report["packet"]["id"],
+            "decision": report["decision"],
+            "digest_before": report["student"]["digest_before"],
+            "digest_after": report["student"]["digest_after"],
+            "report": "report.json",
+        },
+    ]
+    save_model_dir(
+        out,
+        result.model.to("cpu"),
+        student.net_config,
+        task,
+        record,
+        split=split,
+        train_config=student.train_config,
+    )
+    report = write(report)
+    if args.json:
+        _print_json(report)
+    else:
+        _print_summary(report, out)
+    if report["decision"] == "rolled_back":
+        try:
+            result.raise_for_decision()
+        except M2ktError as exc:
+            print(f"{exc.code}: {exc}", file=sys.stderr)
+        return EXIT_ROLLED_BACK
+    if report["decision"] != "accepted":
+        print(
+            f"warning: ingestion {report['decision']}: {'; '.join(report['reasons'])}",
+            file=sys.stderr,
+        )
+        return EXIT_ROLLED_BACK
+    return 0
+
+
+def _print_summary(report: dict[str, Any], out: Path) -> None:
+    a, t, s = report["alignment"], report["training"], report["safety"]
+    before, after = report["verification"]["before"], report["verification"]["after"]
+    held = a["heldout_before"] or {}
+    trust = report["trust"]
+    print(
+        f"packet {report['packet']['id'][:16]}… "
+        f"({'verified' if trust['verified'] else 'UNVERIFIED, allowed by the caller'}); "
+        f"{a['method']} alignment {a['teacher_dim']} -> {a['student_dim']}, held-out csls "
+        f"top-1 {_fmt(held.get('top1_csls'), 2)}"
+    )
+    print(
+        f"{t['steps']} steps ({t['stop_reason']}), loss {_fmt(t['initial'].get('loss'))} -> "
+        f"{_fmt(t['final'].get('loss'))}, {t['wall_s']:.1f}s"
+    )
+
+    def pair(getter: Any) -> str:
+        return f"{_fmt(getter(before), 2)} -> {_fmt(getter(after), 2)}"
+
+    print(
+        "concept retrieval "
+        + pair(lambda m: m["concept_retrieval"]["top1_csls"])
+        + ", relations "
+        + pair(lambda m: m["relations"]["overall"]["agreement"])
+        + ", trace steps "
+        + pair(lambda m: m["traces"]["step_agreement"])
+        + ", trace answers "
+        + pair(lambda m: m["traces"]["answer_agreement"])
+    )
+    print(
+        f"drift {_fmt(s['parameter_drift'])}, divergence {_fmt(s['output_divergence'])}, "
+        f"capability {_fmt(s['capability_before'])} -> {_fmt(s['capability_after'])}; "
+        f"task inputs {report['data']['task_inputs_used']}, probes "
+        f"{report['data']['concept_probes_used']}"
+    )
+    print(f"{report['decision']} -> {out}" + ("; report signed" if "receipt" in report else ""))

@@ -1,0 +1,107 @@
+"""The transfer experiment at quick scale: it runs end to end through the CLI, its results
+validate against schemas/results.schema.json, and every method's counted inputs equal the inputs
+it actually used. No accuracy is asserted: at quick scale the figures mean nothing (1 thread)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+jsonschema = pytest.importorskip("jsonschema")
+
+from m2kt_ref import codec  # noqa: E402
+from m2kt_ref.cli import main  # noqa: E402
+from m2kt_ref.errors import UsageError, ValidationError  # noqa: E402
+from m2kt_ref.experiments import ABLATIONS, kd_grid, kd_inputs_to_match  # noqa: E402
+from m2kt_ref.experiments.presets import resolve_preset  # noqa: E402
+from m2kt_ref.experiments.report import results_schema, validate_results  # noqa: E402
+from m2kt_ref.tasks import make_task  # noqa: E402
+
+OPTS = ["--opt", "p=5", "--opt", "k_curve=2"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("exp")
+    rc = main(["experiment", "--scale", "quick", "--out", str(out), "--quiet", "--threads", "1",
+               *OPTS])
+    assert rc == 0
+    return out, json.loads((out / "results.json").read_text())
+
+
+def test_outputs_exist_and_validate(run):
+    out, doc = run
+    jsonschema.Draft202012Validator(results_schema()).validate(doc)
+    validate_results(doc)
+    assert (out / "report.md").read_text().startswith("# Transfer experiment: modular")
+    assert (out / "transfer.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (out / "teacher-seed0" / "model.safetensors").is_file()
+    assert doc["task"] == "modular" and doc["seeds"] == [0]
+    # relative performance is the ratio of the two accuracies the run measured
+    t = doc["teacher"]["accuracy"]
+    if t:
+        assert doc["relative_performance"] == pytest.approx(doc["m2kt"]["accuracy"] / t)
+    students = doc["students"]
+    families = {s["spec"]["family"] for s in students.values()}
+    assert "transformer" in families and families - {"transformer"}
+    for s in students.values():
+        assert set(s["ablations"]) == set(ABLATIONS) - {"no_safe"}  # λ_safe is 0 by default
+        assert [p["traces"] for p in s["k_curve"]] == [2, 4]
+
+
+def test_accounting_equals_inputs_actually_used(run):
+    out, doc = run
+    task = make_task("modular", p=5, ops="+")
+    packet = codec.read_packet(out / "packet-seed0.m2kt")
+    trace_rows = {np.array(t.input, dtype=np.int64).tobytes() for t in packet.body.traces}
+    assert packet.body.provenance.task_inputs_used == len(trace_rows)
+    seed = doc["per_seed"][0]
+    assert seed["packet"]["signature_verified"] is True
+    assert seed["packet"]["counted"]["task_inputs"] == len(trace_rows)
+    split = task.split(0, None, None)  # quick preset: the task's default fractions
+    pool = split.pool
+    for s in seed["students"].values():
+        # M2KT: the trace problems (teacher side) and the same rows again on the student side
+        assert s["m2kt"]["inputs_used"] == len(trace_rows)
+        assert s["m2kt"]["student_side"]["task_inputs"] == len(trace_rows)
+        assert s["m2kt"]["concept_probes"] == seed["packet"]["counted"]["concept_probes"]
+        # scratch: exactly M2KT's inputs (full batch at this size)
+        assert s["scratch"]["inputs_used"] == s["m2kt"]["inputs_used"]
+        # KD: each budget's transfer set, drawn from the pool's head
+        for r in s["kd"]["runs"]:
+            assert r["inputs_used"] == len({row.tobytes() for row in pool.inputs[: r["budget"]]})
+        assert s["kd"]["runs"][-1]["budget"] == len(pool)
+
+
+def test_results_violations_are_reported(run):
+    _, doc = run
+    bad = dict(doc)
+    del bad["kd"]
+    with pytest.raises(ValidationError) as exc:
+        validate_results(bad)
+    assert exc.value.code == "SCHEMA_VIOLATION"
+
+
+def test_kd_grid_and_interpolation():
+    g = kd_grid(1000, 7)
+    assert g[0] == 4 and g[-1] == 1000 and g == sorted(set(g))
+    curve = [{"inputs": 10, "accuracy": 0.2}, {"inputs": 100, "accuracy": 0.6},
+             {"inputs": 1000, "accuracy": 0.9}]
+    assert kd_inputs_to_match(curve, 0.1) == 10
+    # halfway in accuracy between 100 and 1000 is halfway in log space: sqrt(1e5)
+    assert kd_inputs_to_match(curve, 0.75) == pytest.approx(1e5**0.5)
+    assert kd_inputs_to_match(curve, 0.95) is None
+
+
+def test_bad_options_are_usage_errors():
+    with pytest.raises(UsageError):
+        resolve_preset("modular", "huge", {})
+    with pytest.raises(UsageError):
+        resolve_preset("modular", "quick", {"steps": "many"})
+    preset, task_opts, recipe = resolve_preset(
+        "modular", "quick", {"p": "11", "steps": "5", "lambda_geo": "0"}
+    )
+    assert preset.fit.steps == 5 and task_opts["p"] == "11" and recipe == {"lambda_geo": 0.0}
