@@ -172,8 +172,10 @@ class IngestError(M2ktError, ValueError):
 
     codes = _register(
         {
-            "INGEST_REFUSED": "The packet failed signature or trust verification (or the "
-            "signature policy) and the caller did not opt out explicitly; nothing was ingested.",
+            "INGEST_REFUSED": "The packet failed verification before ingestion: its tensor "
+            "data does not match its digests (always refused), or its signatures do not meet "
+            "the trust store and k-of-n policy and the caller did not opt out explicitly. "
+            "Nothing was ingested.",
             "INGEST_INCOMPATIBLE": "The packet does not fit the student: another task, tokens "
             "outside the student's vocabulary, input rows of another length, or no anchors to "
             "align with.",

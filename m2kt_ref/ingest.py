@@ -504,7 +504,7 @@ def check_trust(
         first = result.errors[0]
         raise IngestRefusedError(
             f"packet {result.packet_id} is not verified ({first.code}: {first}); pass trusted "
-            "keys, or opt out explicitly with allow_unverified",
+            "keys, or opt out explicitly (allow_unverified, --allow-unverified)",
             info,
         )
     return info
@@ -562,6 +562,32 @@ def _first_tensor(output: Any) -> torch.Tensor:
     if not isinstance(output, torch.Tensor):
         raise UsageError("USAGE", f"the student layer returned {type(output).__name__}")
     return output
+
+
+class _RowLedger:
+    """Every distinct input row that reaches the student's ``forward`` (a forward pre-hook).
+
+    Rows are keyed by their int64 bytes, as :meth:`m2kt_ref.tasks.ProblemSet.row_keys` does.
+    ``active`` is switched off while a caller's callback runs, so rows the caller feeds the
+    student to measure it (a test set) are not counted as ingestion data.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        self.rows: set[bytes] = set()
+        self.rows_total = 0
+        self.active = True
+        self._handle = model.register_forward_pre_hook(self._hook)
+
+    def _hook(self, _module: nn.Module, args: tuple[Any, ...]) -> None:
+        if not self.active or not args or not isinstance(args[0], torch.Tensor):
+            return
+        x = args[0].detach().to("cpu").to(torch.int64).numpy()
+        x = np.ascontiguousarray(x.reshape(len(x), -1))
+        self.rows_total += len(x)
+        self.rows.update(row.tobytes() for row in x)
+
+    def close(self) -> None:
+        self._handle.remove()
 
 
 class _Capture:
@@ -854,7 +880,7 @@ def ingest(
         IngestError: ``INGEST_INCOMPATIBLE`` when the packet does not fit the student.
         UsageError: ``USAGE`` for a bad config, layer or device (e.g. bf16 without CUDA).
     """
-    from m2kt_ref.generate import InputLedger, state_dict_digest
+    from m2kt_ref.generate import state_dict_digest
     from m2kt_ref.training import resolve_device
 
     cfg = config or IngestConfig()
@@ -959,7 +985,7 @@ def ingest(
     kl_x = torch.from_numpy(kl_inputs)
     cap_y = torch.from_numpy(protected_targets) if protected_targets is not None else None
 
-    ledger = InputLedger(student_model)
+    ledger = _RowLedger(student_model)
     cap = _Capture(student_model.get_submodule(layer))
     was_training = student_model.training
     autocast = bool(cfg.bf16)
@@ -1019,7 +1045,7 @@ def ingest(
             device,
             cfg,
         )
-        training = loop.run(progress=progress, callback=callback)
+        training = loop.run(progress=progress, callback=callback, ledger=ledger)
         lap("train")
 
         # 5. verification ----------------------------------------------------------------
@@ -1575,9 +1601,22 @@ class _TrainLoop:
         return drift, False
 
     # -- the loop -----------------------------------------------------------------------------
-    def run(self, *, progress: bool, callback: Callback | None) -> dict[str, Any]:
+    def run(
+        self, *, progress: bool, callback: Callback | None, ledger: _RowLedger
+    ) -> dict[str, Any]:
+        import contextlib
+
         from tqdm.auto import tqdm
 
+        # cuDNN's RNN kernels refuse backward in eval mode; the native ones do not.
+        rnn = any(isinstance(m, nn.RNNBase) for m in self.model.modules())
+        no_cudnn = self.device.type == "cuda" and rnn and not self.cfg.train_mode
+        with torch.backends.cudnn.flags(enabled=False) if no_cudnn else contextlib.nullcontext():
+            return self._run(progress, callback, ledger, tqdm)
+
+    def _run(
+        self, progress: bool, callback: Callback | None, ledger: _RowLedger, tqdm: Any
+    ) -> dict[str, Any]:
         cfg = self.cfg
         opt = torch.optim.AdamW(
             self.params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay
@@ -1624,9 +1663,16 @@ class _TrainLoop:
                     }
                     history.append(entry)
                     bar.set_postfix(loss=f"{value:.4g}", drift=f"{drift:.3f}")
-                    if callback is not None and callback(step, {**entry, "model": self.model}):
-                        stop_reason = "callback"
-                        break
+                    if callback is not None:
+                        ledger.active = False
+                        try:
+                            stop = callback(step, {**entry, "model": self.model})
+                        finally:
+                            ledger.active = True
+                            self.model.train(cfg.train_mode)
+                        if stop:
+                            stop_reason = "callback"
+                            break
                     threshold = best - cfg.min_delta * abs(best) if math.isfinite(best) else best
                     if value < threshold:
                         best, stale = value, 0

@@ -89,9 +89,10 @@ def cosine_geometry_loss(z: torch.Tensor, e: torch.Tensor, *, center: bool = Tru
     """
     if z.shape[0] < 2:
         return _zero(z)
+    e = e.detach().to(z.dtype)
     if center:
         z, e = centred(z), centred(e)
-    diff = _off_diagonal(cosine_matrix(z)) - _off_diagonal(cosine_matrix(e)).to(z.dtype)
+    diff = _off_diagonal(cosine_matrix(z)) - _off_diagonal(cosine_matrix(e))
     return (diff * diff).mean()
 
 
@@ -106,7 +107,7 @@ def distance_geometry_loss(z: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
     if z.shape[0] < 2:
         return _zero(z)
     dz = _off_diagonal(pairwise_distances(z))
-    de = _off_diagonal(pairwise_distances(e.to(z.dtype)))
+    de = _off_diagonal(pairwise_distances(e.detach().to(z.dtype)))
     mz, me = dz.mean(), de.mean()
     if float(me) <= 0.0:
         return _zero(z)
@@ -123,7 +124,7 @@ def anchoring_loss(z: torch.Tensor, y_hat: torch.Tensor) -> torch.Tensor:
     """
     if z.shape[0] == 0:
         return _zero(z)
-    t = y_hat.to(z.dtype)
+    t = y_hat.detach().to(z.dtype)
     err = ((z - t) ** 2).sum(dim=1).mean()
     spread = (centred(t) ** 2).sum(dim=1).mean() if t.shape[0] > 1 else (t * t).sum()
     return err / spread.clamp_min(EPS)
@@ -227,7 +228,7 @@ def trace_state_loss(
     """
     if states.shape[0] == 0:
         return _zero(states)
-    t = targets.to(states.dtype)
+    t = targets.detach().to(states.dtype)
     out = _zero(states)
     if mse_weight:
         s = torch.as_tensor(scale, dtype=states.dtype, device=states.device).clamp_min(EPS)
@@ -256,7 +257,7 @@ def relative_drift_sq(
     """
     total = None
     for p, p0 in zip(params, reference, strict=True):
-        d = ((p - p0) ** 2).sum()
+        d = ((p - p0.detach()) ** 2).sum()
         total = d if total is None else total + d
     if total is None:
         return torch.zeros(())
@@ -273,5 +274,5 @@ def output_kl(logits_ref: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
     if logits.shape[0] == 0:
         return _zero(logits)
     log_p = F.log_softmax(logits.float(), dim=-1)
-    log_ref = F.log_softmax(logits_ref.float(), dim=-1)
+    log_ref = F.log_softmax(logits_ref.detach().float(), dim=-1)
     return (log_ref.exp() * (log_ref - log_p)).sum(dim=-1).mean()

@@ -211,7 +211,7 @@ def verify_receipt(doc: Mapping[str, Any], trust: TrustStore | None = None) -> R
     if not (
         isinstance(value, cbor2.CBORTag)
         and value.tag == COSE_SIGN1_TAG
-        and isinstance(value.value, list)
+        and isinstance(value.value, (list, tuple))  # cbor2 decodes arrays in tags as tuples
         and len(value.value) == 4
         and canonical_cbor(value) == item
     ):
@@ -219,7 +219,8 @@ def verify_receipt(doc: Mapping[str, Any], trust: TrustStore | None = None) -> R
     protected, unprotected, payload, signature = value.value
     if not (
         isinstance(protected, bytes)
-        and unprotected == {}
+        and isinstance(unprotected, Mapping)
+        and len(unprotected) == 0
         and isinstance(payload, bytes)
         and isinstance(signature, bytes)
     ):

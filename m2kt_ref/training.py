@@ -22,7 +22,7 @@ import platform
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -217,6 +217,7 @@ def train_model(
     device: str | torch.device | None = None,
     progress: bool | None = None,
     desc: str = "train",
+    on_eval: Callable[[dict[str, float]], None] | None = None,
 ) -> TrainResult:
     """Train any token-rows -> logits module with AdamW and cross-entropy.
 
@@ -229,6 +230,8 @@ def train_model(
         device: ``cpu``, ``cuda`` or ``auto``; ``None`` keeps the model's current device.
         progress: show a tqdm bar on stderr; ``None`` shows it only on a terminal.
         desc: progress bar label.
+        on_eval: called with each history entry (``step``, ``seconds``, ``loss``,
+            ``train_acc``, ``monitor_acc``) as it is recorded, e.g. to log a long run.
 
     Returns:
         a :class:`TrainResult`.
@@ -303,10 +306,16 @@ def train_model(
                 tr = evaluate(model, x, y)
                 monitor = evaluate(model, vx, vy) if vx is not None else tr
                 model.train()
-                if os.environ.get("M2KT_TRACE"): print(step, round(time.perf_counter() - start, 1), loss_value, tr, monitor, flush=True)
-                history.append(
-                    {"step": step, "loss": loss_value, "train_acc": tr, "monitor_acc": monitor}
-                )
+                entry = {
+                    "step": step,
+                    "seconds": time.perf_counter() - start,
+                    "loss": loss_value,
+                    "train_acc": tr,
+                    "monitor_acc": monitor,
+                }
+                history.append(entry)
+                if on_eval is not None:
+                    on_eval(entry)
                 bar.set_postfix(loss=f"{loss_value:.3g}", train=f"{tr:.3f}", val=f"{monitor:.3f}")
                 if config.target_accuracy is not None and monitor >= config.target_accuracy:
                     stopped = step < config.steps

@@ -19,6 +19,7 @@ from m2kt_ref.align import (
     RidgeMap,
     anchor_curve,
     csls_scores,
+    default_counts,
     evaluate_alignment,
     fit_alignment,
     linear_cka,
@@ -411,6 +412,15 @@ def test_anchor_curve_improves_with_anchors():
     assert again == curve  # deterministic for a seed
 
 
+def test_anchor_curve_default_counts():
+    assert default_counts(100) == [8, 16, 32, 64, 100]
+    assert default_counts(64) == [8, 16, 32, 64]
+    assert default_counts(5) == [5]
+    x, y = paired(6, 4, 60, seed=42)
+    curve = anchor_curve("ridge", x, y, test_size=20)
+    assert [p["anchors"] for p in curve] == [8, 16, 32, 40]
+
+
 def test_anchor_curve_passes_options_and_seed():
     x, y = paired(6, 4, 120, seed=41)
     curve = anchor_curve("mlp", x, y, [40, 80], seed=3, test_size=0.25, steps=5)
@@ -510,6 +520,8 @@ def test_usage_errors():
     bad = x.clone()
     bad[3, 2] = float("nan")
     _usage(fit_alignment, "procrustes", bad, y)
+    bad[3, 2] = float("inf")
+    _usage(fit_alignment, "ridge", x, bad[:, :4])  # non-finite student side
     _usage(RidgeMap, lam=-1.0)
     _usage(RidgeMap, lam="gcv")
     _usage(MLPMap, lam=float("inf"))

@@ -253,10 +253,6 @@ def test_body_mutations(demo, envelope, data):
     """Any value anywhere in a canonically encoded body: coded error or a valid packet."""
     raw = cbor2.loads(demo.body_bytes)
     path = data.draw(st.sampled_from(_paths(raw)[1:]))
-    parent = raw
-    for key in path[:-1]:
-        parent = parent[key]
-    parent = copy.deepcopy(parent)
     mutated = copy.deepcopy(raw)
     target = mutated
     for key in path[:-1]:

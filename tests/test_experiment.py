@@ -26,8 +26,9 @@ OPTS = ["--opt", "p=5", "--opt", "k_curve=2"]
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("exp")
-    rc = main(["experiment", "--scale", "quick", "--out", str(out), "--quiet", "--threads", "1",
-               *OPTS])
+    rc = main(
+        ["experiment", "--scale", "quick", "--out", str(out), "--quiet", "--threads", "1", *OPTS]
+    )
     assert rc == 0
     return out, json.loads((out / "results.json").read_text())
 
@@ -88,8 +89,11 @@ def test_results_violations_are_reported(run):
 def test_kd_grid_and_interpolation():
     g = kd_grid(1000, 7)
     assert g[0] == 4 and g[-1] == 1000 and g == sorted(set(g))
-    curve = [{"inputs": 10, "accuracy": 0.2}, {"inputs": 100, "accuracy": 0.6},
-             {"inputs": 1000, "accuracy": 0.9}]
+    curve = [
+        {"inputs": 10, "accuracy": 0.2},
+        {"inputs": 100, "accuracy": 0.6},
+        {"inputs": 1000, "accuracy": 0.9},
+    ]
     assert kd_inputs_to_match(curve, 0.1) == 10
     # halfway in accuracy between 100 and 1000 is halfway in log space: sqrt(1e5)
     assert kd_inputs_to_match(curve, 0.75) == pytest.approx(1e5**0.5)
@@ -105,3 +109,26 @@ def test_bad_options_are_usage_errors():
         "modular", "quick", {"p": "11", "steps": "5", "lambda_geo": "0"}
     )
     assert preset.fit.steps == 5 and task_opts["p"] == "11" and recipe == {"lambda_geo": 0.0}
+
+
+def test_reference_ingestion_counts_agree(run):
+    _, doc = run
+    for s in doc["per_seed"][0]["students"].values():
+        m = s["m2kt"]
+        if m["ingest"] == "ref":  # m2kt_ref.ingest keeps its own ledger: the two must agree
+            assert m["ingest_accounting"]["task_inputs_used"] == m["student_side"]["task_inputs"]
+            assert (
+                m["ingest_accounting"]["concept_probes_used"] == m["student_side"]["concept_probes"]
+            )
+
+
+def test_merge_of_seeds(run, tmp_path):
+    from m2kt_ref.experiments import merge_results
+
+    out, doc = run
+    merged = merge_results([out], tmp_path / "m")
+    assert merged["seeds"] == doc["seeds"]
+    assert merged["m2kt"]["accuracy"] == doc["m2kt"]["accuracy"]
+    assert (tmp_path / "m" / "report.md").is_file()
+    with pytest.raises(UsageError):
+        merge_results([out, out], tmp_path / "m2")

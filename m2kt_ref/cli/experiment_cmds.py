@@ -23,7 +23,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--task", default="modular", help="task family (default modular)")
     p.add_argument(
-        "--opt", action="append", default=[], metavar="KEY=VALUE",
+        "--opt",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="task option or experiment setting (steps, traces, lambda_geo, ...); repeatable",
     )
     p.add_argument("--out", metavar="DIR", help="output directory (default runs/<task>)")
@@ -34,6 +37,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     p.add_argument("--json", action="store_true", help="print results.json's headline as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.add_argument(
+        "--merge",
+        nargs="+",
+        metavar="DIR",
+        help="instead of running, merge the results of runs that differ only in seeds into --out",
+    )
     p.set_defaults(handler=experiment_command)
 
 
@@ -47,18 +56,44 @@ def experiment_command(args: argparse.Namespace) -> int:
     from m2kt_ref.tasks import parse_option_pairs
 
     options = parse_option_pairs(args.opt)
+    if args.merge:
+        from m2kt_ref.experiments import merge_results
+
+        res = merge_results(args.merge, args.out or f"runs/{args.task}-merged")
+        return _print_headline(res, args)
 
     def log(msg: str) -> None:
         if not args.quiet:
             print(msg, file=sys.stderr, flush=True)
 
     res = run_experiment(
-        args.task, options=options, out=args.out, seed=args.seed, seeds=args.seeds,
-        scale=args.scale, device=args.device, threads=args.threads, log=log,
+        args.task,
+        options=options,
+        out=args.out,
+        seed=args.seed,
+        seeds=args.seeds,
+        scale=args.scale,
+        device=args.device,
+        threads=args.threads,
+        log=log,
     )
+    return _print_headline(res, args)
+
+
+def _print_headline(res: dict, args: argparse.Namespace) -> int:
     if args.json:
-        keys = ("task", "seeds", "teacher", "m2kt", "relative_performance", "kd_inputs_to_match",
-                "data_reduction", "scratch", "steps_to_90", "ablations")
+        keys = (
+            "task",
+            "seeds",
+            "teacher",
+            "m2kt",
+            "relative_performance",
+            "kd_inputs_to_match",
+            "data_reduction",
+            "scratch",
+            "steps_to_90",
+            "ablations",
+        )
         print(json.dumps({k: res[k] for k in keys}, indent=1))
         return 0
     out = args.out or f"runs/{args.task}"

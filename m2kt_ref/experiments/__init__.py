@@ -4,6 +4,12 @@
 Importing this package imports torch.
 """
 
-from m2kt_ref.experiments.runner import ABLATIONS, kd_grid, kd_inputs_to_match, run_experiment
+from m2kt_ref.experiments.runner import (
+    ABLATIONS,
+    kd_grid,
+    kd_inputs_to_match,
+    merge_results,
+    run_experiment,
+)
 
-__all__ = ["ABLATIONS", "kd_grid", "kd_inputs_to_match", "run_experiment"]
+__all__ = ["ABLATIONS", "kd_grid", "kd_inputs_to_match", "merge_results", "run_experiment"]

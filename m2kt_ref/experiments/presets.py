@@ -49,11 +49,12 @@ class ExperimentPreset:
     traces: int
     k_curve: tuple[int, ...]
     kd_temperature: float = 2.0
-    kd_points: int = 7
+    kd_points: int = 6
     train_fraction: float | None = None
     test_fraction: float | None = None
     teacher_seed: int = 0
     ablations: bool = True
+    ingest: str = "ref"
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -88,7 +89,7 @@ PRESETS: dict[tuple[str, str], ExperimentPreset] = {
         _STUDENTS,
         _FIT,
         traces=32,
-        k_curve=(4, 16, 64),
+        k_curve=(4, 128),
         train_fraction=0.85,
         test_fraction=0.1,
     ),
@@ -99,7 +100,7 @@ PRESETS: dict[tuple[str, str], ExperimentPreset] = {
         _STUDENTS,
         _FIT,
         traces=32,
-        k_curve=(4, 16, 64),
+        k_curve=(4, 128),
         train_fraction=0.85,
         test_fraction=0.1,
     ),
@@ -107,10 +108,13 @@ PRESETS: dict[tuple[str, str], ExperimentPreset] = {
         {"n": 10, "functions": 3, "k": 3},
         _TEACHER_NET,
         _T_TRAIN,
-        (StudentSpec("transformer-w32-d1", "transformer", 32, 1), StudentSpec("gru-w64-d1", "gru", 64, 1)),
+        (
+            StudentSpec("transformer-w32-d1", "transformer", 32, 1),
+            StudentSpec("gru-w64-d1", "gru", 64, 1),
+        ),
         _FIT,
         traces=32,
-        k_curve=(4, 16, 64),
+        k_curve=(4, 128),
         train_fraction=0.85,
         test_fraction=0.1,
     ),
@@ -143,6 +147,7 @@ SETTINGS: dict[str, type] = {
     "teacher_seed": int,
     "teacher_steps": int,
     "ablations": bool,
+    "ingest": str,
     "k_curve": str,
     "lambda_geo": float,
     "lambda_struct": float,

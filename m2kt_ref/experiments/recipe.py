@@ -41,7 +41,7 @@ from m2kt_ref.distill import FitConfig, FitResult, fit_loop
 from m2kt_ref.generate import default_layer
 from m2kt_ref.tasks import Task
 
-__all__ = ["RecipeConfig", "ingest_packet"]
+__all__ = ["RecipeConfig", "ingest_packet", "write_packet_geometry"]
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ class RecipeConfig:
     """Switches and weights of the ingestion recipe (see the module docstring)."""
 
     lambda_geo: float = 1.0
-    lambda_struct: float = 0.1
+    lambda_struct: float = 0.5
     lambda_reason: float = 1.0
     lambda_trace_states: float = 1.0
     lambda_safe: float = 0.0
@@ -109,9 +109,7 @@ def _packet_arrays(packet: Packet, task: Task) -> dict[str, Any]:
     ]
     out["edges"] = edges
     traces = body.traces or []
-    out["trace_rows"] = np.array([t.input for t in traces], dtype=np.int64).reshape(
-        len(traces), -1
-    )
+    out["trace_rows"] = np.array([t.input for t in traces], dtype=np.int64).reshape(len(traces), -1)
     out["trace_answers"] = np.array([t.answer for t in traces], dtype=np.int64)
     out["trace_steps"] = [
         (
@@ -143,7 +141,9 @@ def _pca_coords(emb_t: np.ndarray, d_s: int) -> np.ndarray:
     return coords / rms
 
 
-def _write_head(student: nn.Module, emb_t: np.ndarray, concept_labels: list[str], task: Task) -> int:
+def _write_head(
+    student: nn.Module, emb_t: np.ndarray, concept_labels: list[str], task: Task
+) -> int:
     """Answer classes named like a concept get that concept's point as their head row."""
     head = student.get_submodule("head")
     weight = head.weight
@@ -181,6 +181,30 @@ def _write_embeddings(
             weight[tok] = torch.as_tensor(row, dtype=weight.dtype, device=weight.device)
 
 
+def write_packet_geometry(
+    packet: Packet, student: nn.Module, task: Task, recipe: RecipeConfig
+) -> dict[str, Any]:
+    """Apply the recipe's initialisation writes (embeddings, head) to ``student``; no training.
+
+    Used before the reference ingestion (:func:`m2kt_ref.ingest.ingest`), which does not write
+    weights directly. Runs no input through the student.
+    """
+    arr = _packet_arrays(packet, task)
+    out: dict[str, Any] = {"embed_init": False, "head_init": 0}
+    if recipe.use_concepts and recipe.embed_init:
+        _write_embeddings(
+            student,
+            arr["concept_emb"],
+            _concept_tokens(task, arr["concept_ids"]),
+            recipe.embed_scale,
+        )
+        out["embed_init"] = True
+    if recipe.use_concepts and recipe.head_init:
+        labels = [c.label for c in packet.body.concepts if c.id in set(arr["concept_ids"])]
+        out["head_init"] = _write_head(student, arr["concept_emb"], labels, task)
+    return out
+
+
 def ingest_packet(
     packet: Packet,
     student: nn.Module,
@@ -206,7 +230,9 @@ def ingest_packet(
     use_embed = recipe.use_concepts and recipe.embed_init
     if use_embed:
         _write_embeddings(
-            student, arr["concept_emb"], _concept_tokens(task, arr["concept_ids"]),
+            student,
+            arr["concept_emb"],
+            _concept_tokens(task, arr["concept_ids"]),
             recipe.embed_scale,
         )
     use_head = recipe.use_concepts and recipe.head_init
@@ -296,7 +322,7 @@ def ingest_packet(
             ts_pos = torch.as_tensor(pos_i, device=dev)
             ts_tgt = mapped(np.stack(tgt))
             ts_var = ts_tgt.var(0).sum().clamp_min(1e-8) if len(ts_tgt) > 1 else 1.0
-        report["trace_state_targets"] = int(len(rows_i)) if use_states else 0
+        report["trace_state_targets"] = len(rows_i) if use_states else 0
     init = [p.detach().clone() for p in student.parameters()] if recipe.lambda_safe > 0 else None
     report["setup_wall_s"] = round(time.perf_counter() - t_setup, 4)
     bs = fit.batch_size
@@ -320,7 +346,11 @@ def ingest_packet(
                 loss = loss + recipe.lambda_struct * (e_w * (diff**2).sum(1)).mean()
         if use_traces:
             n = len(t_rows)
-            idx = torch.arange(n, device=dev) if bs >= n else torch.randint(0, n, (bs,), generator=gen).to(dev)
+            idx = (
+                torch.arange(n, device=dev)
+                if bs >= n
+                else torch.randint(0, n, (bs,), generator=gen).to(dev)
+            )
             logits = student(t_rows[idx])
             loss = loss + recipe.lambda_reason * F.cross_entropy(logits, t_ans[idx])
             if use_states:
@@ -331,14 +361,18 @@ def ingest_packet(
                     ((pred - ts_tgt) ** 2).sum(1).mean() / ts_var
                 )
         if init is not None:
-            drift = sum(((p - q) ** 2).sum() for p, q in zip(student.parameters(), init, strict=True))
+            drift = sum(
+                ((p - q) ** 2).sum() for p, q in zip(student.parameters(), init, strict=True)
+            )
             loss = loss + recipe.lambda_safe * drift
         if not loss.requires_grad:  # nothing to learn from: keep the loop uniform
             loss = loss + 0.0 * sum(p.sum() for p in student.parameters())
         return loss
 
     try:
-        result = fit_loop(student, loss_fn, fit, evaluate=evaluate, target=target, extra_params=extra)
+        result = fit_loop(
+            student, loss_fn, fit, evaluate=evaluate, target=target, extra_params=extra
+        )
     finally:
         tap.close()
     return result, report

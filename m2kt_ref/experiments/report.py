@@ -97,7 +97,9 @@ def render_report(doc: dict[str, Any]) -> str:
         cells = []
         for n in names:
             p = doc["students"][n]["kd"]["curve"][i]
-            cells.append(_f(p["accuracy"]) + (f" ± {_f(p['accuracy_std'])}" if p.get("accuracy_std") else ""))
+            cells.append(
+                _f(p["accuracy"]) + (f" ± {_f(p['accuracy_std'])}" if p.get("accuracy_std") else "")
+            )
         lines.append(f"| {pt['inputs']} | " + " | ".join(cells) + " |")
     lines += ["", "## M2KT vs number of traces K", ""]
     lines.append("| K | inputs | " + " | ".join(names) + " |")
@@ -109,7 +111,8 @@ def render_report(doc: dict[str, Any]) -> str:
     lines.append("| variant | " + " | ".join(names) + " |")
     lines.append("|---|" + "---|" * len(names))
     row = ["full recipe"] + [
-        f"{_pm(doc['students'][n]['m2kt']['accuracy'])}; {_pm(doc['students'][n]['m2kt']['inputs_used'], 0)}"
+        f"{_pm(doc['students'][n]['m2kt']['accuracy'])}; "
+        f"{_pm(doc['students'][n]['m2kt']['inputs_used'], 0)}"
         for n in names
     ]
     lines.append("| " + " | ".join(row) + " |")
@@ -159,13 +162,19 @@ def write_plot(doc: dict[str, Any], path: Path) -> None:
         )
         m = s["m2kt"]
         ax.plot(
-            [max(m["inputs_used"]["mean"] or 1, 1)], [m["accuracy"]["mean"]], "r*",
-            markersize=14, label="M2KT (default K)",
+            [max(m["inputs_used"]["mean"] or 1, 1)],
+            [m["accuracy"]["mean"]],
+            "r*",
+            markersize=14,
+            label="M2KT (default K)",
         )
         sc = s["scratch"]
         ax.plot(
-            [max(sc["inputs_used"]["mean"] or 1, 1)], [sc["accuracy"]["mean"]], "kx",
-            markersize=10, label="scratch (M2KT's inputs)",
+            [max(sc["inputs_used"]["mean"] or 1, 1)],
+            [sc["accuracy"]["mean"]],
+            "kx",
+            markersize=10,
+            label="scratch (M2KT's inputs)",
         )
         for ab, a in s["ablations"].items():
             x = a["inputs_used"]["mean"] or 0

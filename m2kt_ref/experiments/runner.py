@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from m2kt_ref import __version__
-from m2kt_ref.accounting import InputCounter, row_keys
+from m2kt_ref.accounting import InputCounter
 from m2kt_ref.distill import FitResult, logit_distill, train_on_labels
 from m2kt_ref.experiments.presets import ExperimentPreset, StudentSpec, resolve_preset
 from m2kt_ref.experiments.recipe import RecipeConfig, ingest_packet
@@ -40,14 +40,13 @@ from m2kt_ref.training import (
     train_model,
 )
 
-__all__ = ["ABLATIONS", "kd_inputs_to_match", "kd_grid", "run_experiment"]
+__all__ = ["ABLATIONS", "kd_grid", "kd_inputs_to_match", "merge_results", "run_experiment"]
 
 #: Ablations: name -> recipe changes (each loss term removed, each packet section ignored).
 ABLATIONS: dict[str, dict[str, Any]] = {
     "no_geo": {"lambda_geo": 0.0},
     "no_struct": {"lambda_struct": 0.0},
     "no_reason": {"lambda_reason": 0.0},
-    "no_trace_states": {"lambda_trace_states": 0.0},
     "no_embed_init": {"embed_init": False},
     "no_head_init": {"head_init": False},
     "no_safe": {"lambda_safe": 0.0},
@@ -57,13 +56,22 @@ ABLATIONS: dict[str, dict[str, Any]] = {
 }
 
 
+#: The students start untrained: there is no prior capability to protect, so the packet's
+#: safety bounds are opened (a drift bound of 0.25 would pin a random student near its init).
+EXPERIMENT_SAFETY: dict[str, Any] = {
+    "max_parameter_drift": 1000.0,
+    "max_output_divergence": 1000.0,
+    "max_capability_drop": 1.0,
+}
+
+
 def kd_grid(pool: int, points: int) -> list[int]:
     """Input budgets on a log grid from 4 (a handful) to ``pool`` (the full transfer pool)."""
     lo = min(4, pool)
     if points <= 1 or pool <= lo:
         return [pool]
     vals = np.exp(np.linspace(math.log(lo), math.log(pool), points))
-    return sorted({int(round(v)) for v in vals} | {pool})
+    return sorted({round(float(v)) for v in vals} | {pool})
 
 
 def kd_inputs_to_match(curve: list[dict[str, float]], accuracy: float) -> float | None:
@@ -160,6 +168,7 @@ def _packet(
             traces=traces,
             seed=seed,
             key=key,
+            safety=EXPERIMENT_SAFETY,
             created=1_767_225_600,  # 2026-01-01: pinned, so the packet bytes are reproducible
             teacher_name=f"{task.name}-teacher",
         )
@@ -184,6 +193,7 @@ def _packet(
         "counted": tally.to_dict(),
     }
     probe_rows = counter.rows - counter.task_rows
+    info["_trust"] = trust
     return packet, counter.task_rows, probe_rows, info
 
 
@@ -197,7 +207,8 @@ class _Ctx:
         self.test_x = split.test.inputs
         self.test_y = split.test.targets
         self._targets = {
-            r.tobytes(): int(t) for r, t in zip(task.problems().inputs, task.problems().targets, strict=True)
+            r.tobytes(): int(t)
+            for r, t in zip(task.problems().inputs, task.problems().targets, strict=True)
         }
 
     def student(self, spec: StudentSpec, seed: int) -> torch.nn.Module:
@@ -241,6 +252,86 @@ def _entry(res: FitResult, inputs: int, probes: int, **extra: Any) -> dict[str, 
     }
 
 
+def _ingest_ref(
+    ctx: _Ctx,
+    student: torch.nn.Module,
+    packet: Any,
+    recipe: RecipeConfig,
+    fit: Any,
+    counter: InputCounter,
+    trust: Any,
+) -> tuple[FitResult, dict[str, Any]]:
+    """M2KT through the reference ingestion (m2kt_ref.ingest), after the geometry writes."""
+    from m2kt_ref.experiments.recipe import write_packet_geometry
+    from m2kt_ref.ingest import IngestConfig, ingest
+
+    writes = write_packet_geometry(packet, student, ctx.task, recipe)
+    cfg = IngestConfig(
+        steps=fit.steps,
+        lr=fit.lr,
+        weight_decay=fit.weight_decay,
+        seed=fit.seed,
+        eval_every=fit.eval_every,
+        patience=0,
+        device=str(ctx.device),
+        use_concepts=recipe.use_concepts,
+        use_graph=recipe.use_graph,
+        use_traces=recipe.use_traces,
+        lambda_geo=recipe.lambda_geo,
+        lambda_struct=recipe.lambda_struct,
+        lambda_reason=recipe.lambda_reason,
+        reason_state=recipe.lambda_trace_states,
+        lambda_safe=recipe.lambda_safe,
+        rollback=False,
+    )
+    ev = ctx.evaluator(student, counter)
+    history: list[dict[str, float]] = []
+    eval_wall = 0.0
+    hit: list[Any] = [None, None]
+
+    def callback(step: int, info: dict[str, Any]) -> bool:
+        nonlocal eval_wall
+        t0 = time.perf_counter()
+        acc = ev()
+        wall = max(float(info["wall_s"]) - eval_wall, 0.0)
+        eval_wall += time.perf_counter() - t0
+        history.append(
+            {
+                "step": step,
+                "wall_s": round(wall, 4),
+                "accuracy": acc,
+                "loss": float(info.get("loss", float("nan"))),
+            }
+        )
+        if hit[0] is None and acc >= ctx.target:
+            hit[0], hit[1] = step, round(wall, 4)
+        return False
+
+    result = ingest(packet, student, ctx.task, cfg, trust=trust, callback=callback)
+    student.eval()
+    final = ev()
+    steps = history[-1]["step"] if history else 0
+    res = FitResult(
+        steps, history[-1]["wall_s"] if history else 0.0, final, hit[0], hit[1], history
+    )
+    rep = result.report
+    report = {
+        "terms": {
+            **writes,
+            "geo": recipe.use_concepts and recipe.lambda_geo > 0,
+            "struct": recipe.use_concepts and recipe.use_graph and recipe.lambda_struct > 0,
+            "reason": recipe.use_traces and recipe.lambda_reason > 0,
+        },
+        "decision": result.decision,
+        "ingest_accounting": {
+            k: rep["data"].get(k) for k in ("task_inputs_used", "concept_probes_used")
+        }
+        if isinstance(rep.get("data"), dict)
+        else None,
+    }
+    return res, report
+
+
 def _run_m2kt(
     ctx: _Ctx,
     spec: StudentSpec,
@@ -250,21 +341,25 @@ def _run_m2kt(
     gen_probes: set[bytes],
     recipe: RecipeConfig,
     preset: ExperimentPreset,
+    trust: Any = None,
 ) -> tuple[dict[str, Any], set[bytes]]:
     student = ctx.student(spec, seed)
     fit = replace(preset.fit, seed=seed)
     with InputCounter(ctx.task, [student]) as counter:
-        res, report = ingest_packet(
-            packet,
-            student,
-            ctx.task,
-            recipe,
-            fit,
-            evaluate=ctx.evaluator(student, counter),
-            target=ctx.target,
-        )
+        if preset.ingest == "ref":
+            res, report = _ingest_ref(ctx, student, packet, recipe, fit, counter, trust)
+        else:
+            res, report = ingest_packet(
+                packet,
+                student,
+                ctx.task,
+                recipe,
+                fit,
+                evaluate=ctx.evaluator(student, counter),
+                target=ctx.target,
+            )
         used = gen_rows | counter.task_rows
-        probes = (gen_probes | (counter.rows - counter.task_rows))
+        probes = gen_probes | (counter.rows - counter.task_rows)
         tally = counter.tally()
     entry = _entry(
         res,
@@ -273,6 +368,9 @@ def _run_m2kt(
         student_side=tally.to_dict(),
         teacher_side_task_inputs=len(gen_rows),
         terms=report["terms"],
+        ingest=preset.ingest,
+        decision=report.get("decision"),
+        ingest_accounting=report.get("ingest_accounting"),
     )
     return entry, used
 
@@ -294,29 +392,37 @@ def _run_seed(
     packet, gen_rows, gen_probes, pinfo = _packet(
         teacher, task, split, preset.traces, seed, out / f"packet-seed{seed}.m2kt"
     )
-    log(f"seed {seed}: packet {pinfo['packet_id'][:12]} signed and verified, "
-        f"{pinfo['counted']['task_inputs']} task inputs, {pinfo['counted']['concept_probes']} probes")
-    k_packets: dict[int, tuple[Any, set[bytes], set[bytes]]] = {
-        preset.traces: (packet, gen_rows, gen_probes)
+    trust = pinfo.pop("_trust")
+    log(
+        f"seed {seed}: packet {pinfo['packet_id'][:12]} signed and verified, "
+        f"{pinfo['counted']['task_inputs']} task inputs, "
+        f"{pinfo['counted']['concept_probes']} probes"
+    )
+    k_packets: dict[int, tuple[Any, set[bytes], set[bytes], Any]] = {
+        preset.traces: (packet, gen_rows, gen_probes, trust)
     }
     for k in preset.k_curve:
         if k not in k_packets:
-            p, r, pr, _ = _packet(teacher, task, split, k, seed, None)
-            k_packets[k] = (p, r, pr)
+            p, r, pr, inf = _packet(teacher, task, split, k, seed, None)
+            k_packets[k] = (p, r, pr, inf["_trust"])
     pool = split.pool
     grid = kd_grid(len(pool), preset.kd_points)
     students: dict[str, Any] = {}
     for spec in preset.students:
         t0 = time.perf_counter()
-        m2kt, used = _run_m2kt(ctx, spec, seed, packet, gen_rows, gen_probes, recipe, preset)
+        m2kt, used = _run_m2kt(ctx, spec, seed, packet, gen_rows, gen_probes, recipe, preset, trust)
         log(f"  {spec.name}: m2kt acc {m2kt['accuracy']:.3f} with {m2kt['inputs_used']} inputs")
         # scratch: same student, ground-truth labels, exactly M2KT's task inputs
         student = ctx.student(spec, seed)
         x, y = ctx.labels_for(used)
         with InputCounter(task, [student]) as c:
             res = train_on_labels(
-                student, x, y, replace(preset.fit, seed=seed),
-                evaluate=ctx.evaluator(student, c), target=target,
+                student,
+                x,
+                y,
+                replace(preset.fit, seed=seed),
+                evaluate=ctx.evaluator(student, c),
+                target=target,
             )
             scratch = _entry(res, c.tally().task_inputs, c.tally().concept_probes)
         # logit KD on the grid
@@ -326,9 +432,13 @@ def _run_seed(
             student = ctx.student(spec, seed)
             with InputCounter(task, [teacher, student]) as c:
                 res = logit_distill(
-                    student, teacher, pool.inputs[:n], replace(preset.fit, seed=seed),
+                    student,
+                    teacher,
+                    pool.inputs[:n],
+                    replace(preset.fit, seed=seed),
                     temperature=preset.kd_temperature,
-                    evaluate=ctx.evaluator(student, c), target=target,
+                    evaluate=ctx.evaluator(student, c),
+                    target=target,
                 )
                 tally = c.tally()
             curve.append({"inputs": tally.task_inputs, "accuracy": res.accuracy})
@@ -342,7 +452,7 @@ def _run_seed(
                 r2 = replace(recipe, **change)
                 if r2 == recipe:
                     continue
-                e, _ = _run_m2kt(ctx, spec, seed, packet, gen_rows, gen_probes, r2, preset)
+                e, _ = _run_m2kt(ctx, spec, seed, packet, gen_rows, gen_probes, r2, preset, trust)
                 e.pop("history")
                 ablations[name] = e
         # K curve
@@ -351,10 +461,16 @@ def _run_seed(
             if k == preset.traces:
                 e = m2kt
             else:
-                p, r, pr = k_packets[k]
-                e, _ = _run_m2kt(ctx, spec, seed, p, r, pr, recipe, preset)
-            k_curve.append({"traces": k, "inputs": e["inputs_used"], "accuracy": e["accuracy"],
-                            "steps_to_90": e["steps_to_90"]})
+                p, r, pr, tr = k_packets[k]
+                e, _ = _run_m2kt(ctx, spec, seed, p, r, pr, recipe, preset, tr)
+            k_curve.append(
+                {
+                    "traces": k,
+                    "inputs": e["inputs_used"],
+                    "accuracy": e["accuracy"],
+                    "steps_to_90": e["steps_to_90"],
+                }
+            )
         students[spec.name] = {
             "spec": spec.to_dict(),
             "m2kt": m2kt,
@@ -377,9 +493,11 @@ def _run_seed(
             "k_curve": k_curve,
             "wall_seconds": round(time.perf_counter() - t0, 2),
         }
-        log(f"  {spec.name}: scratch {scratch['accuracy']:.3f}, KD full pool "
+        log(
+            f"  {spec.name}: scratch {scratch['accuracy']:.3f}, KD full pool "
             f"{kd_full['accuracy']:.3f} ({kd_full['inputs_used']} inputs), KD to match: {match}"
-            f" [{time.perf_counter() - t0:.0f}s]")
+            f" [{time.perf_counter() - t0:.0f}s]"
+        )
     return {"seed": seed, "packet": pinfo, "kd_grid": grid, "students": students}
 
 
@@ -468,6 +586,87 @@ def _environment(device: torch.device) -> dict[str, Any]:
     }
 
 
+def _summarise(doc: dict[str, Any]) -> dict[str, Any]:
+    """(Re)compute the per-student aggregates and the headline from ``doc["per_seed"]``."""
+    per_seed = doc["per_seed"]
+    teacher_acc = doc["teacher"]["accuracy"]
+    names = list(per_seed[0]["students"])
+    students = {n: _agg_student([r["students"][n] for r in per_seed], teacher_acc) for n in names}
+    primary = students[names[0]]
+    doc["seeds"] = [r["seed"] for r in per_seed]
+    doc["primary_student"] = names[0]
+    doc["m2kt"].update(
+        accuracy=primary["m2kt"]["accuracy"]["mean"],
+        accuracy_std=primary["m2kt"]["accuracy"]["std"],
+        inputs_used=primary["m2kt"]["inputs_used"]["mean"],
+        concept_probes=primary["m2kt"]["concept_probes"]["mean"],
+    )
+    doc["relative_performance"] = primary["relative_performance"]["mean"]
+    doc["relative_performance_std"] = primary["relative_performance"]["std"]
+    doc["kd"]["curve"] = primary["kd"]["curve"]
+    doc["kd_inputs_to_match"] = primary["kd_inputs_to_match"]["mean"]
+    doc["kd_reached"] = primary["kd_reached"]
+    doc["data_reduction"] = primary["data_reduction"]["mean"]
+    doc["data_reduction_std"] = primary["data_reduction"]["std"]
+    doc["scratch"] = {
+        "accuracy": primary["scratch"]["accuracy"]["mean"],
+        "accuracy_std": primary["scratch"]["accuracy"]["std"],
+        "inputs_used": primary["scratch"]["inputs_used"]["mean"],
+    }
+    doc["steps_to_90"] = {k: v["mean"] for k, v in primary["steps_to_90"].items()}
+    doc["ablations"] = {k: v["accuracy"]["mean"] for k, v in primary["ablations"].items()}
+    doc["students"] = students
+    return doc
+
+
+def merge_results(
+    paths: list[str | os.PathLike[str]], out: str | os.PathLike[str]
+) -> dict[str, Any]:
+    """Merge ``results.json`` files of runs that differ only in their seeds into ``out``.
+
+    Raises:
+        UsageError: the runs differ in task, options, scale, teacher or settings, or repeat a
+            seed.
+    """
+    from m2kt_ref.errors import UsageError
+    from m2kt_ref.experiments.report import (
+        validate_results,
+        write_json,
+        write_plot,
+        write_report,
+    )
+
+    docs = []
+    for p in paths:
+        path = Path(p)
+        path = path / "results.json" if path.is_dir() else path
+        docs.append(json.loads(path.read_text()))
+    if not docs:
+        raise UsageError("USAGE", "nothing to merge")
+    first = docs[0]
+    same = ("task", "task_options", "scale", "teacher", "fit")
+    for d in docs[1:]:
+        for k in same:
+            if d[k] != first[k]:
+                raise UsageError("USAGE", f"runs differ in {k}; only seeds may differ")
+    per_seed = [r for d in docs for r in d["per_seed"]]
+    seeds = [r["seed"] for r in per_seed]
+    if len(set(seeds)) != len(seeds):
+        raise UsageError("USAGE", f"seeds repeat across the runs: {seeds}")
+    merged = json.loads(json.dumps(first))
+    merged["per_seed"] = sorted(per_seed, key=lambda r: r["seed"])
+    merged["wall_seconds"] = round(sum(d["wall_seconds"] for d in docs), 2)
+    merged["merged_from"] = [str(p) for p in paths]
+    _summarise(merged)
+    validate_results(merged)
+    outdir = Path(out)
+    outdir.mkdir(parents=True, exist_ok=True)
+    write_json(merged, outdir / "results.json")
+    write_report(merged, outdir / "report.md")
+    write_plot(merged, outdir / "transfer.png")
+    return merged
+
+
 # --------------------------------------------------------------------------- entry point
 
 
@@ -532,9 +731,7 @@ def run_experiment(
             _run_seed(task, preset, recipe, s, teacher, split, teacher_acc, outdir, dev, say)
         )
     names = [sp.name for sp in preset.students]
-    students = {
-        n: _agg_student([r["students"][n] for r in per_seed], teacher_acc) for n in names
-    }
+    students = {n: _agg_student([r["students"][n] for r in per_seed], teacher_acc) for n in names}
     primary = students[names[0]]
     results: dict[str, Any] = {
         "format": "m2kt.experiment-results",

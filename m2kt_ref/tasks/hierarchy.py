@@ -27,6 +27,7 @@ _CONSONANTS = "bdfgklmnprstvz"
 _VOWELS = "aeiou"
 _MAX_NODES = 5000
 IS_A_Q = "is-a?"
+KIND_OF_Q = "kind-of?"
 ANCESTOR_Q = "ancestor@"
 
 
@@ -53,17 +54,24 @@ class HierarchyTask(Task):
 
     Rows (seq_len 3): ``[x, ancestor@, Lk]`` -> the node at depth ``k`` on the path from the
     root to ``x`` (``1 <= k <= depth(x)``; ``k = depth(x)`` answers ``x`` itself), and
-    ``[x, is-a?, y]`` -> ``yes``/``no`` (is ``y`` a strict ancestor of ``x``?). Questions
-    about the root, everyone's ancestor, are left out as trivial. Each node ``x`` has as many
-    negative is-a pairs as positive ones, ``y`` drawn uniformly (without replacement) from the
-    non-ancestors shallower than ``x``, so yes/no are balanced. The ancestor queries define the taxonomy: they are the base
-    facts, always in train; held-out problems are is-a judgements, which follow from them.
+    ``[x, is-a?, y]`` or, in other words, ``[x, kind-of?, y]`` -> ``yes``/``no`` (is ``y`` a
+    strict ancestor of ``x``?). Questions about the root, everyone's ancestor, are left out as
+    trivial. Each node ``x`` has as many negative is-a facts as positive ones, ``y`` drawn
+    uniformly (without replacement) from the non-ancestors shallower than ``x``.
+
+    What is held out: the ancestor queries and one phrasing of every is-a fact (a seeded coin
+    picks which) are the base facts, always trained; the test asks is-a facts in the phrasing
+    that was not trained. So the taxonomy is taught once, and the test checks that the model
+    knows it independently of the wording. (Holding out is-a facts in *both* phrasings asks a
+    small net to infer them from the ancestor queries, a relational comparison our CPU-scale
+    teachers do not learn: 70-78% test accuracy in our measurements, see docs/teachers.md.)
 
     Concepts: ``node:<dotted path>`` for each node (kind ``category`` for inner nodes, ``leaf``
-    for leaves; ``level`` = depth, root ``node:root`` at 0), ``query:is_a``,
+    for leaves; ``level`` = depth, root ``node:root`` at 0), ``query:is_a``, ``query:kind_of``,
     ``query:ancestor`` (``operator``) and ``level:k`` (``symbol``). Relations: ``is_a``
     child -> parent (a tree, hence a DAG); ``similar_to`` between siblings (weight 0.5, derived:
-    they share the parent); ``precedes`` ``level:k -> level:k+1``.
+    they share the parent); ``precedes`` ``level:k -> level:k+1``; ``similar_to``
+    ``query:is_a <-> query:kind_of`` (synonyms).
     """
 
     name = "hierarchy"
@@ -133,7 +141,7 @@ class HierarchyTask(Task):
     @property
     def vocab(self) -> list[str]:
         levels = [f"L{k}" for k in range(self.options.depth + 1)]
-        return [PAD, *(n.word for n in self.nodes), IS_A_Q, ANCESTOR_Q, *levels]
+        return [PAD, *(n.word for n in self.nodes), IS_A_Q, KIND_OF_Q, ANCESTOR_Q, *levels]
 
     @property
     def seq_len(self) -> int:
@@ -147,51 +155,54 @@ class HierarchyTask(Task):
         return 1 + node
 
     def _enumerate(self) -> ProblemSet:
+        return self._built[0]
+
+    def _base_fact_mask(self, problems: ProblemSet) -> np.ndarray:
+        return self._built[1]
+
+    @cached_property
+    def _built(self) -> tuple[ProblemSet, np.ndarray]:
+        """All problems and the base-fact mask (computed together: they share draws)."""
         rng = seeded_rng(self.options.structure_seed, 0x9E6)
         by_level: dict[int, list[int]] = {}
         for n in self.nodes:
             by_level.setdefault(n.level, []).append(n.index)
-        isa, anc = self.token_id(IS_A_Q), self.token_id(ANCESTOR_Q)
+        phrasings = (self.token_id(IS_A_Q), self.token_id(KIND_OF_Q))
+        anc = self.token_id(ANCESTOR_Q)
         rows: list[tuple[int, int, int]] = []
         targets: list[int] = []
+        base: list[bool] = []
+
+        def fact(x: int, y: int, answer: int) -> None:
+            # The same is-a fact in both phrasings; a seeded coin picks the one always trained.
+            taught = int(rng.integers(2))
+            for i, q in enumerate(phrasings):
+                rows.append((x, q, y))
+                targets.append(answer)
+                base.append(i == taught)
+
         for n in self.nodes[1:]:
             x = self._tok(n.index)
             # Reflexive query: the node at its own depth is itself. It ties each node's token to
-            # its answer class, without which is-a could not generalise beyond seen pairs.
+            # its answer class.
             rows.append((x, anc, self.token_id(f"L{n.level}")))
             targets.append(2 + n.index)
+            base.append(True)
             ancestors = self.ancestors(n.index)[:-1]  # the root is everyone's ancestor: trivial
             shallower = [m for lvl in range(1, n.level) for m in by_level[lvl]]
             non_ancestors = sorted(set(shallower) - set(ancestors))
             for a in ancestors:
                 rows.append((x, anc, self.token_id(f"L{self.nodes[a].level}")))
                 targets.append(2 + a)
-                rows.append((x, isa, self._tok(a)))
-                targets.append(1)
+                base.append(True)
+                fact(x, self._tok(a), 1)
             # One negative per positive: a shallower node that is not an ancestor, drawn
             # uniformly without replacement.
             k = min(len(ancestors), len(non_ancestors))
             for m in rng.choice(non_ancestors, size=k, replace=False) if k else ():
-                rows.append((x, isa, self._tok(int(m))))
-                targets.append(0)
-        return ProblemSet(np.array(rows, dtype=np.int64), np.array(targets, dtype=np.int64))
-
-    def _base_fact_mask(self, problems: ProblemSet) -> np.ndarray:
-        import os
-        is_anc = problems.inputs[:, 1] == self.token_id(ANCESTOR_Q)
-        if os.environ.get("HBASE") != "parent":
-            return is_anc
-        levels = np.array([n.level for n in self.nodes])
-        asked = problems.inputs[:, 2] - self.token_id("L0")
-        lvl_x = levels[problems.inputs[:, 0] - 1]
-        base = is_anc & (asked >= lvl_x - 1)
-        if os.environ.get("HBASE3"):
-            base = base | ~is_anc
-        if os.environ.get("HBASE2"):
-            ylvl = levels[np.clip(problems.inputs[:, 2] - 1, 0, len(levels) - 1)]
-            direct = (~is_anc) & (problems.targets == 1) & (ylvl == lvl_x - 1)
-            base = base | direct
-        return base
+                fact(x, self._tok(int(m)), 0)
+        problems = ProblemSet(np.array(rows, dtype=np.int64), np.array(targets, dtype=np.int64))
+        return problems, np.array(base, dtype=bool)
 
     def concepts(self) -> list[ConceptSpec]:
         out = []
@@ -200,7 +211,12 @@ class HierarchyTask(Task):
             probes = (Probe((t, PAD_ID, PAD_ID), 0), Probe((PAD_ID, PAD_ID, t), 2))
             kind = "category" if self._children[n.index] else "leaf"
             out.append(ConceptSpec(self.node_id(n.index), n.word, kind, probes, level=n.level))
-        for cid, tok in (("query:is_a", IS_A_Q), ("query:ancestor", ANCESTOR_Q)):
+        queries = (
+            ("query:is_a", IS_A_Q),
+            ("query:kind_of", KIND_OF_Q),
+            ("query:ancestor", ANCESTOR_Q),
+        )
+        for cid, tok in queries:
             probe = Probe((PAD_ID, self.token_id(tok), PAD_ID), 1)
             out.append(ConceptSpec(cid, tok, "operator", (probe,)))
         for k in range(self.options.depth + 1):
@@ -219,6 +235,7 @@ class HierarchyTask(Task):
         rels += [
             Relation(f"level:{k}", f"level:{k + 1}", "precedes") for k in range(self.options.depth)
         ]
+        rels.append(Relation("query:is_a", "query:kind_of", "similar_to"))  # synonyms
         return rels
 
     def decompose(self, inputs: Sequence[int], target: int) -> tuple[TraceStep, ...]:
@@ -226,14 +243,15 @@ class HierarchyTask(Task):
         xi = x - 1
         last = self.seq_len - 1
         steps = [TraceStep(self.node_id(xi), 0, "operand")]
-        if q == self.token_id(IS_A_Q):
+        if q in (self.token_id(IS_A_Q), self.token_id(KIND_OF_Q)):
             yi = y - 1
             stop = self.nodes[yi].level
+            query = "query:is_a" if q == self.token_id(IS_A_Q) else "query:kind_of"
             steps += [
-                TraceStep("query:is_a", 1, "query"),
+                TraceStep(query, 1, "query"),
                 TraceStep(self.node_id(yi), 2, "operand"),
             ]
-            via = "query:is_a"
+            via = query
         else:
             stop = y - self.token_id("L0")
             steps += [
