@@ -19,16 +19,32 @@ gathering states at positions, the pairwise geometry, the sampled structure term
 term over all parameters and the projection after every step). CUDA rows are added when a GPU
 is present (and ``--bf16`` adds bf16 autocast rows there).
 
-Usage (the figures in docs/performance.md, ## Ingestion)::
+Two more modes measure quality rather than speed (the figures in docs/ingestion.md); each trains
+a quick-scale teacher per task family at the task's default options (seed 0), generates a signed
+packet (16 traces, pinned time) and ingests it with the default :class:`IngestConfig`:
+
+- ``--quality``: into a fresh student of another family, width and depth; prints the report's
+  alignment, structural, reasoning and safety metrics, before -> after, with the teacher's
+  ceiling, and the student's test accuracy;
+- ``--defence``: a poisoned packet (wrong answers on every trace, the first six concepts'
+  embeddings permuted among themselves and listed as protected, every directed relation
+  reversed, a safety section that tries to loosen every bound), signed by a trusted key, into
+  the teacher itself with its training split as protected capability: once without the safety
+  terms and bounds (the damage the poison does) and once with the defaults.
+
+Usage (the figures in docs/performance.md, ## Ingestion, and docs/ingestion.md)::
 
     python benchmarks/ingest.py                       # CPU 1 and 2 threads (+ CUDA if present)
     python benchmarks/ingest.py --quick               # smoke run
     python benchmarks/ingest.py --task hierarchy --threads 1 --json out.json
+    python benchmarks/ingest.py --quality             # metrics per family, one thread
+    python benchmarks/ingest.py --defence             # poisoned packets per family
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import statistics
@@ -163,6 +179,169 @@ def measure(
     }
 
 
+# -- quality and defence modes ------------------------------------------------------------------
+
+QUALITY_STUDENTS = {
+    "modular": ("transformer", 48, 2),
+    "hierarchy": ("gru", 48, 2),
+    "chain": ("mlp", 64, 2),
+}
+
+
+def _teacher_and_packet(name: str, key: Any) -> tuple[Any, Any, Any]:
+    from m2kt_ref.training import train_teacher
+
+    task = make_task(name)
+    run = train_teacher(task, scale="quick", seed=0, progress=False)
+    packet = generate_from_model(
+        run.model, task, traces=16, created=CREATED, exclude=run.split.test, key=key
+    ).packet
+    return task, run, packet
+
+
+def _pair(report: dict[str, Any], path: tuple[str, ...]) -> str:
+    def get(d: Any) -> Any:
+        for k in path:
+            d = d[k]
+        return d
+
+    v = report["verification"]
+    b, a = get(v["before"]), get(v["after"])
+    return f"{b:.2f} -> {a:.2f}" if b is not None and a is not None else "-"
+
+
+def quality(families: list[str], steps: int | None) -> list[dict[str, Any]]:
+    from m2kt_ref.keys import SigningKey
+    from m2kt_ref.training import evaluate
+    from m2kt_ref.trust import TrustedKey, TrustStore
+
+    key = SigningKey(bytes(range(32)))
+    trust = TrustStore([TrustedKey(key.public_key, "teacher-operator")])
+    rows = []
+    for name in families:
+        task, run, packet = _teacher_and_packet(name, key)
+        family, width, depth = QUALITY_STUDENTS[name]
+        student, _, _ = init_student(task, family=family, width=width, depth=depth, seed=1)
+        test = run.split.test
+        acc0 = evaluate(student, test.inputs, test.targets)
+        cfg = IngestConfig() if steps is None else IngestConfig(steps=steps)
+        report = ingest(packet, student, task, cfg, trust=trust, now=1767225600).report
+        acc1 = evaluate(student, test.inputs, test.targets)
+        v, al = report["verification"], report["alignment"]
+        row = {
+            "family": name,
+            "options": task.option_dict(),
+            "teacher": f"{run.net_config.family} {run.net_config.width}x{run.net_config.depth}",
+            "teacher_test_accuracy": run.record["test_accuracy"],
+            "student": f"{family} {width}x{depth}",
+            "packet": report["packet"]["counts"],
+            "heldout_alignment": al["heldout_before"],
+            "concept_csls": _pair(report, ("concept_retrieval", "top1_csls")),
+            "heldout_concept_csls": _pair(report, ("heldout_concept_retrieval", "top1_csls")),
+            "relations": _pair(report, ("relations", "overall", "agreement")),
+            "relations_teacher": v["teacher"]["relations"]["overall"]["agreement"],
+            "relations_by_type": {
+                k: f"{v['before']['relations']['by_relation'][k]['agreement']:.2f} -> "
+                f"{x['agreement']:.2f} (teacher "
+                f"{v['teacher']['relations']['by_relation'][k]['agreement']:.2f})"
+                for k, x in v["after"]["relations"]["by_relation"].items()
+            },
+            "trace_steps": _pair(report, ("traces", "step_agreement")),
+            "trace_steps_ceiling": v["teacher"]["trace_steps_mapped"],
+            "trace_answers": _pair(report, ("traces", "answer_agreement")),
+            "trace_state_cosine": _pair(report, ("traces", "state_cosine")),
+            "drift": report["safety"]["parameter_drift"],
+            "decision": report["decision"],
+            "steps": report["training"]["steps"],
+            "stop_reason": report["training"]["stop_reason"],
+            "train_s": report["training"]["wall_s"],
+            "task_inputs_used": report["data"]["task_inputs_used"],
+            "concept_probes_used": report["data"]["concept_probes_used"],
+            "student_test_accuracy": f"{acc0:.3f} -> {acc1:.3f}",
+        }
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    return rows
+
+
+def _poison(packet: Any, task: Any, key: Any) -> Any:
+    import numpy as np
+
+    from m2kt_ref import codec
+    from m2kt_ref import tensors as tz
+    from m2kt_ref.signing import sign_packet
+
+    fields = packet.body.to_data()
+    fields.pop("tensors")
+    tensors = {t.name: np.array(packet.tensor_f32(t.name)) for t in packet.body.tensors}
+    for t in fields["traces"]:
+        t["answer"] = (t["answer"] + 1) % task.n_classes
+        t.pop("answer_label", None)
+    protected = [c for c in fields["concepts"] if c["kind"] != "cluster"][:6]
+    embs = [tensors[c["embedding"]].copy() for c in protected]
+    perm = np.random.default_rng(0).permutation(len(protected))
+    for c, j in zip(protected, perm, strict=True):
+        tensors[c["embedding"]] = embs[j]
+    for e in fields["graph"]["edges"]:
+        if e["relation"] not in ("similar_to", "inverse_of"):
+            e["source"], e["target"] = e["target"], e["source"]
+    fields["safety"] = {
+        "require_signature": True,
+        "min_signers": 1,
+        "protected_concepts": [c["id"] for c in protected],
+        "max_parameter_drift": 100.0,
+        "max_output_divergence": 100.0,
+        "max_capability_drop": 1.0,
+    }
+    bad = codec.assemble(fields, {k: tz.encode(v, "f32") for k, v in tensors.items()})
+    return sign_packet(bad, key, signing_time=1767225600)
+
+
+def defence(families: list[str], steps: int | None) -> list[dict[str, Any]]:
+    import copy
+
+    from m2kt_ref.keys import SigningKey
+    from m2kt_ref.training import evaluate
+    from m2kt_ref.trust import TrustedKey, TrustStore
+
+    key = SigningKey(bytes(range(32)))
+    trust = TrustStore([TrustedKey(key.public_key, "teacher-operator")])
+    rows = []
+    for name in families:
+        task, run, packet = _teacher_and_packet(name, key)
+        bad = _poison(packet, task, key)
+        capability = run.split.train
+        base = IngestConfig() if steps is None else IngestConfig(steps=steps)
+        unsafe_cfg = dataclasses.replace(
+            base,
+            lambda_safe=0.0,
+            max_parameter_drift=None,
+            max_output_divergence=None,
+            max_capability_drop=None,
+            rollback=False,
+        )
+        row: dict[str, Any] = {"family": name, "capability_rows": len(capability)}
+        for label, cfg in (("unsafe", unsafe_cfg), ("default", base)):
+            model = copy.deepcopy(run.model)
+            r = ingest(bad, model, task, cfg, trust=trust, protected=capability, now=1767225600)
+            s = r.report["safety"]
+            row[label] = {
+                "decision": r.decision,
+                "reasons": r.report["reasons"],
+                "capability_before": s["capability_before"],
+                "capability_after_ingestion": s["capability_after"],
+                "capability_final": evaluate(model, capability.inputs, capability.targets),
+                "test_final": evaluate(model, run.split.test.inputs, run.split.test.targets),
+                "divergence": s["output_divergence"],
+                "drift": s["parameter_drift"],
+                "steps": r.report["training"]["steps"],
+            }
+        row["teacher_test_accuracy"] = run.record["test_accuracy"]
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--task", default="modular", choices=sorted(STUDENTS))
@@ -174,7 +353,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", choices=("cpu", "cuda", "all"), default="all")
     ap.add_argument("--quick", action="store_true", help="small task, few steps (smoke run)")
     ap.add_argument("--json", metavar="FILE", help="also write the rows as JSON")
+    ap.add_argument("--quality", action="store_true", help="metrics per family (docs/ingestion)")
+    ap.add_argument("--defence", action="store_true", help="poisoned packets per family")
+    ap.add_argument("--families", nargs="+", default=sorted(STUDENTS), choices=sorted(STUDENTS))
+    ap.add_argument("--ingest-steps", type=int, help="override IngestConfig.steps (modes)")
     args = ap.parse_args(argv)
+    if args.quality or args.defence:
+        torch.set_num_threads(1)
+        rows = (quality if args.quality else defence)(args.families, args.ingest_steps)
+        if args.json:
+            Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+        return 0
     options: dict[str, Any] = {}
     if args.quick:
         options = {"modular": {"p": 13}, "hierarchy": {"depth": 3}, "chain": {"n": 8, "k": 3}}[

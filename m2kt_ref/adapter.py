@@ -178,9 +178,10 @@ class HiddenStateReader:
         return len(self._seen)
 
     def seen(self, row: Any) -> bool:
-        """Whether this exact input row has passed through the reader."""
-        x = _as_tensor(np.asarray(row)[None] if not isinstance(row, torch.Tensor) else row[None])
-        return np.ascontiguousarray(x.numpy()).reshape(1, -1)[0].tobytes() in self._seen
+        """Whether this exact input row (same values, same dtype rule) has passed through."""
+        x = row[None] if isinstance(row, torch.Tensor) else np.asarray(row)[None]
+        key = np.ascontiguousarray(_as_tensor(x).detach().cpu().numpy()).reshape(-1).tobytes()
+        return key in self._seen
 
     def reset_counts(self) -> None:
         """Forget the rows seen so far."""

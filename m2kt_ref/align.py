@@ -75,6 +75,7 @@ from m2kt_ref.errors import UsageError
 
 __all__ = [
     "ALIGNERS",
+    "GCV_GRID",
     "AlignmentMap",
     "MLPMap",
     "ProcrustesMap",

@@ -791,7 +791,7 @@ def _now_text() -> str:
     return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _packet_summary(packet: Packet, view: PacketView) -> dict[str, Any]:
+def _packet_summary(packet: Packet) -> dict[str, Any]:
     body = packet.body
     t = body.teacher
     return {
@@ -807,11 +807,11 @@ def _packet_summary(packet: Packet, view: PacketView) -> dict[str, Any]:
             "model_digest": t.model_digest,
         },
         "counts": {
-            "concepts": len(view.concept_ids),
-            "edges": len(view.edge_relation),
-            "traces": len(view.trace_ids),
-            "anchors": len(view.anchor_ids),
-            "steps": len(view.step_trace),
+            "concepts": len(body.concepts),
+            "edges": len(body.graph.edges),
+            "traces": len(body.traces),
+            "anchors": len(body.anchors),
+            "steps": sum(len(t.steps) for t in body.traces),
         },
         "provenance": {
             "task_inputs_used": body.provenance.task_inputs_used,
@@ -921,15 +921,12 @@ def ingest(
     }
 
     # 1. trust gate -------------------------------------------------------------------------
+    base_report["packet"] = _packet_summary(packet)
     try:
-        view = packet_view(packet)
-        base_report["packet"] = _packet_summary(packet, view)
         trust_info = check_trust(packet, trust, cfg, allow_unverified=allow_unverified, now=now)
     except IngestRefusedError as exc:
         lap("trust")
         timings["total"] = round(time.perf_counter() - t_start, 4)
-        if base_report["packet"] is None:
-            base_report["packet"] = {"id": packet.packet_id}
         exc.report = json_safe(
             {
                 **base_report,
@@ -941,6 +938,7 @@ def ingest(
         )
         raise
     lap("trust")
+    view = packet_view(packet)
     _check_compatible(view, packet, task, student_model)
 
     # 2. snapshot, protected set ------------------------------------------------------------
@@ -1071,6 +1069,10 @@ def ingest(
         else:
             decision = "accepted"
         lap("verify_after")
+    except BaseException:
+        # an error (or an interrupt) midway must not leave a half-ingested student behind
+        student_model.load_state_dict(state0)
+        raise
     finally:
         cap.close()
         ledger.close()
@@ -1088,8 +1090,7 @@ def ingest(
         },
         "trust": trust_info,
         "alignment": alignment,
-        "training": {k: v for k, v in training.items() if k != "history"}
-        | {"history": training["history"]},
+        "training": dict(training),
         "verification": {
             "teacher": verify_static.teacher_reference,
             "before": metrics_before,
@@ -1195,7 +1196,7 @@ def _data_accounting(
     protected_inputs: np.ndarray,
     kl_x: torch.Tensor,
 ) -> dict[str, Any]:
-    """Classify the distinct rows the forward pre-hook saw (spec/algorithms.md §3.7)."""
+    """Classify the distinct rows the forward pre-hook saw (spec/algorithms.md §3.8, §5)."""
 
     def keys(a: np.ndarray) -> set[bytes]:
         a = np.ascontiguousarray(np.asarray(a, dtype=np.int64))
@@ -1350,7 +1351,7 @@ def _mean_cos(a: torch.Tensor, b: torch.Tensor, mask: np.ndarray) -> float | Non
 
 
 class _TrainLoop:
-    """The optimisation of §3.5–§3.6, kept apart from the bookkeeping of :func:`ingest`."""
+    """The optimisation of spec/algorithms.md §3.6–§3.7 (bookkeeping stays in :func:`ingest`)."""
 
     def __init__(
         self,
@@ -1414,6 +1415,9 @@ class _TrainLoop:
         self.use_reason = cfg.use_traces and cfg.lambda_reason > 0 and len(view.trace_ids) > 0
         self.use_kl = cfg.lambda_safe > 0 and cfg.safe_kl > 0 and len(kl_x) > 0
         self.use_drift = cfg.lambda_safe > 0 and cfg.safe_drift > 0
+        # the full-batch case, computed once
+        self.full_cols = torch.nonzero(self.member.sum(0) > 0).flatten()
+        self.full_member = self.member[:, self.full_cols]
 
     # -- sampling -----------------------------------------------------------------------------
     def _subset(self, n: int, size: int | None) -> torch.Tensor | None:
@@ -1444,9 +1448,12 @@ class _TrainLoop:
         need_concepts = self.use_geo or self.use_struct
         cols = None
         if need_concepts:
-            member = self.member if concept_idx is None else self.member[concept_idx.to(dev)]
-            cols = torch.nonzero(member.sum(0) > 0).flatten()
-            member = member[:, cols]
+            if concept_idx is None:
+                member, cols = self.full_member, self.full_cols
+            else:
+                member = self.member[concept_idx.to(dev)]
+                cols = torch.nonzero(member.sum(0) > 0).flatten()
+                member = member[:, cols]
             parts_x.append(self.anchor_x[cols])
         trace_idx = None
         if self.use_reason:
@@ -1543,8 +1550,11 @@ class _TrainLoop:
                 cos_min=cfg.edge_cos_min,
                 cos_max=cfg.edge_cos_max,
             )
-        self.anc_local = self.ancestors[sel][:, sel]
-        self.linked_local = self.linked[sel][:, sel]
+        if n == self.n_rep:  # the full batch: sel is the identity
+            self.anc_local, self.linked_local = self.ancestors, self.linked
+        else:
+            self.anc_local = self.ancestors[sel][:, sel]
+            self.linked_local = self.linked[sel][:, sel]
         if cfg.struct_hierarchy and len(self.h_child):
             c, p = local[self.h_child], local[self.h_parent]
             ok = (c >= 0) & (p >= 0)

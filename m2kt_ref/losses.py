@@ -1,4 +1,4 @@
-"""Terms of the composite ingestion loss (spec/algorithms.md §3.5) as pure tensor functions.
+"""Terms of the composite ingestion loss (spec/algorithms.md §3.6) as pure tensor functions.
 
 Every function takes tensors and returns a 0-d tensor (differentiable in its student-side
 arguments); nothing here knows about packets, models or files. :mod:`m2kt_ref.ingest` chooses the

@@ -52,12 +52,12 @@ def _f(v: Any, digits: int = 3) -> str:
 
 def _pm(stat: dict[str, Any], digits: int = 3) -> str:
     m, s = stat.get("mean"), stat.get("std")
+    values = stat.get("values", [])
     if m is None:
-        n = len(stat.get("values", []))
-        return f"never ({n}/{n})" if n else "—"
-    missing = sum(v is None for v in stat.get("values", []))
+        return "never" if values else "—"
+    missing = sum(v is None for v in values)
     text = _f(m, digits) if not s else f"{_f(m, digits)} ± {_f(s, digits)}"
-    return text + (f" ({missing} never)" if missing else "")
+    return text + (f" (never in {missing}/{len(values)} seeds)" if missing else "")
 
 
 def render_report(doc: dict[str, Any]) -> str:
