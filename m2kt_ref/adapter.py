@@ -208,5 +208,7 @@ def _as_tensor(inputs: Any) -> torch.Tensor:
         return inputs
     arr = np.asarray(inputs)
     if np.issubdtype(arr.dtype, np.integer):
-        arr = arr.astype(np.int64)
-    return torch.from_numpy(np.ascontiguousarray(arr))
+        arr = arr.astype(np.int64, copy=False)
+    if not arr.flags.writeable or not arr.flags.c_contiguous:
+        arr = np.array(arr, order="C")  # torch wants writable memory (task arrays are read-only)
+    return torch.from_numpy(arr)

@@ -122,7 +122,9 @@ class IngestConfig:
     max_parameter_drift``, a margin below the check), ``require_signature`` and ``min_signers``
     (combined with the packet's policy, the stricter wins), ``rollback`` (restore ``theta_0``
     when a check fails; False keeps the unsafe student, decision ``kept_unsafe``, for
-    experiments), ``protect_task_problems`` (draw that many task problems as protected
+    experiments), ``ignore_packet_policy`` (apply only the config's bounds, None meaning no bound
+    and no projection: an explicit research override, recorded in the report's policy; it never
+    touches the trust gate), ``protect_task_problems`` (draw that many task problems as protected
     capability set, seeded).
     """
 
@@ -181,6 +183,7 @@ class IngestConfig:
     require_signature: bool = True
     min_signers: int = 1
     rollback: bool = True
+    ignore_packet_policy: bool = False
     protect_task_problems: int = 0
 
     def __post_init__(self) -> None:
@@ -512,20 +515,31 @@ def check_trust(
 
 def effective_policy(packet: Packet, config: IngestConfig) -> dict[str, Any]:
     """The safety bounds that apply: per bound, the smaller of the packet's and the config's
-    (either may be absent; both absent gives :data:`DEFAULT_BOUNDS`), with where it came from."""
+    (either may be absent; both absent gives :data:`DEFAULT_BOUNDS`), with where it came from.
+
+    With ``config.ignore_packet_policy`` (an explicit, recorded research override) only the
+    config's bounds apply, and a bound the config leaves at None is no bound at all (``value``
+    None, ``source`` ``none``).
+    """
     safety = packet.body.safety
-    out: dict[str, Any] = {"protected_concepts": list(safety.protected_concepts or [])}
+    ignore = bool(config.ignore_packet_policy)
+    out: dict[str, Any] = {
+        "protected_concepts": list(safety.protected_concepts or []),
+        "packet_policy_ignored": ignore,
+    }
     for name, default in DEFAULT_BOUNDS.items():
-        from_packet = getattr(safety, name)
+        from_packet = None if ignore else getattr(safety, name)
         from_config = getattr(config, name)
         candidates = [
             (v, s) for v, s in ((from_packet, "packet"), (from_config, "config")) if v is not None
         ]
         if candidates:
             value, source = min(candidates, key=lambda vs: vs[0])
+            out[name] = {"value": float(value), "source": source}
+        elif ignore:
+            out[name] = {"value": None, "source": "none"}
         else:
-            value, source = default, "default"
-        out[name] = {"value": float(value), "source": source}
+            out[name] = {"value": float(default), "source": "default"}
     return out
 
 
@@ -1148,7 +1162,17 @@ def _safety_checks(
     training: Mapping[str, Any],
 ) -> list[dict[str, Any]]:
     def check(name: str, value: float | None, bound: str) -> dict[str, Any]:
-        limit = float(policy[bound]["value"])
+        raw = policy[bound]["value"]
+        if raw is None:
+            return {
+                "name": name,
+                "value": value,
+                "limit": None,
+                "passed": True,
+                "measured": value is not None,
+                "message": f"{name} has no bound (packet policy ignored by the caller)",
+            }
+        limit = float(raw)
         if value is None:
             return {
                 "name": name,
@@ -1374,7 +1398,9 @@ class _TrainLoop:
         self.params, self.theta0 = params, theta0
         self.theta0_norm_sq = theta0_norm_sq.to(device)
         self.theta0_norm = float(theta0_norm_sq) ** 0.5
-        self.ball = cfg.drift_ball * float(policy["max_parameter_drift"]["value"])
+        bound = policy["max_parameter_drift"]["value"]
+        # no bound (packet policy ignored, none configured): nothing to project into
+        self.ball = math.inf if bound is None else cfg.drift_ball * float(bound)
         dev = device
         self.n_rep = len(rep)
         self.anchor_x = torch.from_numpy(view.anchor_inputs).to(dev)
@@ -1705,7 +1731,7 @@ class _TrainLoop:
             "final": last,
             "best_loss": best if math.isfinite(best) else None,
             "projections": int(projections),
-            "drift_ball": self.ball,
+            "drift_ball": self.ball if math.isfinite(self.ball) else None,
             "history": history,
         }
 

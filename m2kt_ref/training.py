@@ -61,8 +61,11 @@ class ModelDirError(FileAccessError):
 class Problems(Protocol):
     """Anything with ``inputs`` (N, L) and ``targets`` (N,) arrays, e.g. a task ``ProblemSet``."""
 
-    inputs: Any
-    targets: Any
+    @property
+    def inputs(self) -> Any: ...
+
+    @property
+    def targets(self) -> Any: ...
 
 
 # -- devices and tensors ---------------------------------------------------------------------
@@ -100,7 +103,12 @@ def _model_device(model: nn.Module) -> torch.device:
 
 def as_long_tensor(x: Any, device: torch.device | None = None) -> torch.Tensor:
     """numpy array / sequence / tensor of token ids -> ``int64`` tensor on ``device``."""
-    t = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x, dtype=np.int64))
+    if isinstance(x, torch.Tensor):
+        t = x
+    else:
+        arr = np.asarray(x, dtype=np.int64)
+        # Task arrays are read-only (cached); torch wants writable memory, so copy those.
+        t = torch.from_numpy(np.array(arr) if not arr.flags.writeable else arr)
     return t.to(device=device, dtype=torch.long)
 
 
@@ -250,7 +258,8 @@ def train_model(
     vx = vy = None
     if valid is not None and len(valid.targets):
         vx, vy = as_long_tensor(valid.inputs, dev), as_long_tensor(valid.targets, dev)
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue

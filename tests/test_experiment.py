@@ -132,3 +132,14 @@ def test_merge_of_seeds(run, tmp_path):
     assert (tmp_path / "m" / "report.md").is_file()
     with pytest.raises(UsageError):
         merge_results([out, out], tmp_path / "m2")
+
+
+@pytest.mark.parametrize("task_name", ["modular", "hierarchy", "chain"])
+@pytest.mark.parametrize("scale", ["quick", "default"])
+def test_presets_pair_a_reshaped_transformer_with_another_family(task_name, scale):
+    preset, task_opts, _ = resolve_preset(task_name, scale, {})
+    make_task(task_name, **task_opts)  # the options are valid
+    t = preset.teacher_net
+    shapes = [(s.family, s.width, s.depth) for s in preset.students]
+    assert any(f == t["family"] and w != t["width"] and d != t["depth"] for f, w, d in shapes)
+    assert any(f != t["family"] for f, _, _ in shapes)

@@ -47,13 +47,9 @@ SMALL = {
     "chain": {"n": 8, "functions": 2, "k": 3},
 }
 FAMILIES = sorted(SMALL)
-#: A student of another family, width and depth than the quick teacher of each task
-#: (teachers: modular mlp 64x1, hierarchy transformer 32x1, chain gru 32x1).
-STUDENTS = {
-    "modular": ("transformer", 32, 2),
-    "hierarchy": ("gru", 24, 2),
-    "chain": ("mlp", 48, 2),
-}
+#: Per task, the student's family: another one than the quick teacher preset's (the test
+#: checks it), so layers, widths and the layer read differ.
+STUDENTS = {"modular": "gru", "hierarchy": "mlp", "chain": "transformer"}
 CREATED = "2026-01-01T00:00:00Z"
 NOW = 1767225600  # CREATED as Unix seconds: key validity is checked at a fixed time
 STEPS = 25
@@ -97,8 +93,11 @@ def worlds(key):
 
 
 def student_for(task, family: str, seed: int = 1):
-    fam, width, depth = STUDENTS[family]
-    model, _, _ = init_student(task, family=fam, width=width, depth=depth, seed=seed)
+    """A fresh student wider and deeper than the task's quick teacher, of another family."""
+    preset = teacher_preset(family, "quick")
+    width = preset.net["width"] + 16  # a multiple of 4 heads
+    depth = preset.net["depth"] + 1
+    model, _, _ = init_student(task, family=STUDENTS[family], width=width, depth=depth, seed=seed)
     return model
 
 
@@ -143,9 +142,11 @@ def test_every_family_ingests_into_a_student_of_another_shape(family, worlds, tr
     assert report["decision"] == "accepted", report["reasons"]
     assert report["trust"]["verified"] and report["trust"]["counted_signers"] == 1
     assert not report["trust"]["allow_unverified"]
-    # a different width and depth than the teacher
+    # another family, width and depth than the teacher
+    net = report["student"]["architecture"]["net"]
+    assert net["family"] != run.net_config.family
     assert report["alignment"]["student_dim"] != report["alignment"]["teacher_dim"]
-    assert report["student"]["architecture"]["net"]["depth"] != run.net_config.depth
+    assert net["width"] != run.net_config.width and net["depth"] != run.net_config.depth
     # alignment metrics (fit and held out), the same keys for every method
     align = report["alignment"]
     assert align["method"] == "procrustes" and align["n_fit"] >= 2
@@ -592,6 +593,30 @@ def test_effective_policy_is_the_stricter(worlds):
     assert effective_policy(tight, IngestConfig(max_capability_drop=0.001))[
         "max_capability_drop"
     ] == {"value": 0.001, "source": "config"}
+
+
+def test_ignoring_the_packet_policy_is_explicit_and_recorded(worlds):
+    task, _, packet = worlds["chain"]
+
+    def strict(fields, _tensors):
+        fields["safety"]["max_parameter_drift"] = 0.001
+
+    tight = rebuild(packet, strict)
+    bounded = ingest(
+        tight, student_for(task, "chain"), task, IngestConfig(steps=5), allow_unverified=True
+    ).report
+    assert bounded["safety"]["parameter_drift"] <= 0.001 + 1e-9
+    free_cfg = IngestConfig(
+        steps=5, ignore_packet_policy=True, max_parameter_drift=None, lambda_safe=0.0
+    )
+    free = ingest(tight, student_for(task, "chain"), task, free_cfg, allow_unverified=True)
+    report = free.report
+    validate_report(report)
+    assert report["policy"]["packet_policy_ignored"] is True
+    assert report["policy"]["max_parameter_drift"] == {"value": None, "source": "none"}
+    assert report["policy"]["max_capability_drop"]["source"] == "config"
+    assert report["training"]["projections"] == 0 and report["training"]["drift_ball"] is None
+    assert report["safety"]["parameter_drift"] > 0.001 and free.decision == "accepted"
 
 
 def test_packet_view_clusters_average_their_members(worlds):

@@ -76,8 +76,13 @@ _STUDENTS = (
     StudentSpec("transformer-w32-d1", "transformer", 32, 1),
     StudentSpec("mlp-w128-d2", "mlp", 128, 2),
 )
+#: modular's teacher has depth 1, so its transformer student is deeper (and narrower)
+_MODULAR_STUDENTS = (
+    StudentSpec("transformer-w32-d2", "transformer", 32, 2),
+    StudentSpec("mlp-w128-d2", "mlp", 128, 2),
+)
 _QUICK_STUDENTS = (
-    StudentSpec("transformer-w16-d1", "transformer", 16, 1),
+    StudentSpec("transformer-w8-d2", "transformer", 8, 2, heads=2),
     StudentSpec("mlp-w32-d1", "mlp", 32, 1),
 )
 
@@ -86,7 +91,7 @@ PRESETS: dict[tuple[str, str], ExperimentPreset] = {
         {"p": 31, "ops": "+"},
         {**_TEACHER_NET, "depth": 1},
         _T_TRAIN,
-        _STUDENTS,
+        _MODULAR_STUDENTS,
         _FIT,
         traces=32,
         k_curve=(4, 128),

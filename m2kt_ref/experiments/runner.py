@@ -12,6 +12,7 @@ traces K. Every student is evaluated on the teacher's held-out test split. Input
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -102,9 +103,16 @@ def _teacher(
     seed = preset.teacher_seed
     tdir = out / f"teacher-seed{seed}"
     split = task.split(seed, preset.train_fraction, preset.test_fraction)
+    ps = task.problems()
+    fingerprint = hashlib.sha256(
+        "\n".join(task.vocab).encode() + ps.inputs.tobytes() + ps.targets.tobytes()
+    ).hexdigest()
     want = {
         "task": task.name,
         "options": task.option_dict(),
+        # the task's content, not only its options: a cache trained on another version of the
+        # task's code is retrained rather than reused
+        "task_fingerprint": fingerprint,
         "net": preset.teacher_net,
         "train": preset.teacher_train.to_dict(),
         "seed": seed,

@@ -13,7 +13,7 @@ import dataclasses
 import types
 import typing
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -560,13 +560,3 @@ def parse_option_pairs(pairs: Iterable[str]) -> dict[str, str]:
             raise TaskOptionError(f"task option {key} given twice")
         out[key] = value
     return out
-
-
-def check_relations(relations: Iterable[Relation], concept_ids: Mapping[str, Any]) -> None:
-    """Assert relations use known names and concept ids (used by tests and tasks)."""
-    for r in relations:
-        if r.relation not in RELATIONS:
-            raise AssertionError(f"unknown relation {r.relation}")
-        for cid in (r.source, r.target) + ((r.context,) if r.context else ()):
-            if cid not in concept_ids:
-                raise AssertionError(f"relation refers to unknown concept {cid}")

@@ -114,8 +114,8 @@ class HierarchyTask(Task):
         words = _words(len(parents) - 1, rng)
         nodes: list[_Node] = [_Node(0, "root", -1, 0, ())]
         for i in range(1, len(parents)):
-            par = nodes[parents[i]]
-            nodes.append(_Node(i, words[i - 1], par.index, levels[i], (*par.path, words[i - 1])))
+            up = nodes[parents[i]]
+            nodes.append(_Node(i, words[i - 1], up.index, levels[i], (*up.path, words[i - 1])))
         return nodes
 
     def node_id(self, index: int) -> str:

@@ -88,8 +88,8 @@ class ModularTask(Task):
 
     def _enumerate(self) -> ProblemSet:
         p = self.options.p
-        a, b = np.meshgrid(np.arange(p), np.arange(p), indexing="ij")
-        a, b = a.ravel(), b.ravel()
+        grid_a, grid_b = np.meshgrid(np.arange(p), np.arange(p), indexing="ij")
+        a, b = grid_a.ravel(), grid_b.ravel()
         eq = self.token_id("=")
         rows, targets = [], []
         for op in self._ops:
