@@ -504,9 +504,9 @@ def check_trust(
             f"packet {result.packet_id} is corrupt: {first.code}: {first}", info
         )
     if not result.valid and required and not allow_unverified:
-        first = result.errors[0]
+        problem = result.errors[0]
         raise IngestRefusedError(
-            f"packet {result.packet_id} is not verified ({first.code}: {first}); pass trusted "
+            f"packet {result.packet_id} is not verified ({problem.code}: {problem}); pass trusted "
             "keys, or opt out explicitly (allow_unverified, --allow-unverified)",
             info,
         )
@@ -956,10 +956,12 @@ def ingest(
     _check_compatible(view, packet, task, student_model)
 
     # 2. snapshot, protected set ------------------------------------------------------------
-    params = [p for p in student_model.parameters() if p.requires_grad]
+    params: list[torch.Tensor] = [p for p in student_model.parameters() if p.requires_grad]
+    if not params:
+        raise UsageError("USAGE", "the student has no trainable parameters")
     state0 = {k: v.detach().clone() for k, v in student_model.state_dict().items()}
     theta0 = [p.detach().clone() for p in params]
-    theta0_norm_sq = sum((p.double() ** 2).sum() for p in theta0).float()
+    theta0_norm_sq = torch.stack([(p.double() ** 2).sum() for p in theta0]).sum().float()
     protected_inputs, protected_targets = _as_protected(protected)
     if protected_inputs.size and protected_inputs.shape[1] != view.seq_len:
         raise UsageError("USAGE", "protected inputs have another row length than the packet")
@@ -1655,7 +1657,10 @@ class _TrainLoop:
     ) -> dict[str, Any]:
         cfg = self.cfg
         opt = torch.optim.AdamW(
-            self.params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay
+            self.params,
+            lr=cfg.lr,
+            betas=(float(cfg.betas[0]), float(cfg.betas[1])),
+            weight_decay=cfg.weight_decay,
         )
         self.model.train(cfg.train_mode)
         history: list[dict[str, Any]] = []

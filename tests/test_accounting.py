@@ -57,7 +57,7 @@ def test_counts_distinct_rows_and_classifies(task):
 
 def test_paused_rows_and_closed_counter_are_not_counted(task):
     model = _net(task)
-    x = torch.as_tensor(task.problems().inputs[:6])
+    x = torch.as_tensor(task.problems().inputs[:6].copy())
     c = InputCounter(task, [model])
     with c.paused():
         model(x)
@@ -69,7 +69,7 @@ def test_paused_rows_and_closed_counter_are_not_counted(task):
 
 def test_two_models_share_one_ledger(task):
     a, b = _net(task, seed=1), _net(task, seed=2)
-    x = torch.as_tensor(task.problems().inputs[:4])
+    x = torch.as_tensor(task.problems().inputs[:4].copy())
     with InputCounter(task, [a, b]) as c:
         a(x)
         b(x)

@@ -738,6 +738,8 @@ def run_experiment(
         per_seed.append(
             _run_seed(task, preset, recipe, s, teacher, split, teacher_acc, outdir, dev, say)
         )
+        # a long run that is interrupted keeps the seeds it finished
+        write_json({"per_seed": per_seed}, outdir / "per_seed.partial.json")
     names = [sp.name for sp in preset.students]
     students = {n: _agg_student([r["students"][n] for r in per_seed], teacher_acc) for n in names}
     primary = students[names[0]]
