@@ -165,7 +165,7 @@ def _batch(n: int, bs: int, gen: torch.Generator) -> torch.Tensor:
 
 def teacher_logits(teacher: nn.Module, inputs: np.ndarray, batch_size: int = 4096) -> torch.Tensor:
     """The teacher's logits on ``inputs`` (one pass, no grad; the rows reach its forward)."""
-    x = torch.as_tensor(np.asarray(inputs, dtype=np.int64))
+    x = torch.as_tensor(np.array(inputs, dtype=np.int64))
     dev = next(teacher.parameters()).device
     out = []
     was = teacher.training
@@ -193,7 +193,7 @@ def logit_distill(
     mini-batches. No ground-truth label is used.
     """
     dev = next(student.parameters()).device
-    x = torch.as_tensor(np.asarray(inputs, dtype=np.int64)).to(dev)
+    x = torch.as_tensor(np.array(inputs, dtype=np.int64)).to(dev)
     soft = F.softmax(teacher_logits(teacher, inputs).to(dev) / temperature, dim=-1)
     n, bs = len(x), cfg.batch_size
 
@@ -216,8 +216,8 @@ def train_on_labels(
 ) -> FitResult:
     """Cross-entropy on ground-truth labels (the *scratch* baseline)."""
     dev = next(student.parameters()).device
-    x = torch.as_tensor(np.asarray(inputs, dtype=np.int64)).to(dev)
-    y = torch.as_tensor(np.asarray(targets, dtype=np.int64)).to(dev)
+    x = torch.as_tensor(np.array(inputs, dtype=np.int64)).to(dev)
+    y = torch.as_tensor(np.array(targets, dtype=np.int64)).to(dev)
     n, bs = len(x), cfg.batch_size
 
     def loss_fn(_step: int, gen: torch.Generator) -> torch.Tensor:

@@ -153,6 +153,8 @@ SETTINGS: dict[str, type] = {
     "teacher_steps": int,
     "ablations": bool,
     "ingest": str,
+    "student_width": int,
+    "student_depth": int,
     "k_curve": str,
     "lambda_geo": float,
     "lambda_struct": float,
@@ -210,6 +212,13 @@ def resolve_preset(
             recipe[key] = value
         elif key in ("steps", "lr", "batch_size", "eval_every"):
             fit = replace(fit, **{key: value})
+        elif key in ("student_width", "student_depth"):
+            # reshape the first (transformer) student
+            first = changes.get("students", preset.students)[0]
+            field_name = key.removeprefix("student_")
+            first = replace(first, **{field_name: value})
+            first = replace(first, name=f"{first.family}-w{first.width}-d{first.depth}")
+            changes["students"] = (first, *changes.get("students", preset.students)[1:])
         elif key == "teacher_steps":
             changes["teacher_train"] = replace(preset.teacher_train, steps=value)
         elif key == "k_curve":

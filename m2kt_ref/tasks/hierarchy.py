@@ -64,7 +64,7 @@ class HierarchyTask(Task):
     that was not trained. So the taxonomy is taught once, and the test checks that the model
     knows it independently of the wording. (Holding out is-a facts in *both* phrasings asks a
     small net to infer them from the ancestor queries, a relational comparison our CPU-scale
-    teachers do not learn: 70-78% test accuracy in our measurements, see docs/teachers.md.)
+    teachers do not learn: 65-78% test accuracy in our measurements, see docs/teachers.md.)
 
     Concepts: ``node:<dotted path>`` for each node (kind ``category`` for inner nodes, ``leaf``
     for leaves; ``level`` = depth, root ``node:root`` at 0), ``query:is_a``, ``query:kind_of``,
