@@ -95,7 +95,7 @@ def test_kd_and_scratch_count_exactly_their_transfer_set(task, n):
     teacher, student = _net(task, seed=3), _net(task, seed=4)
     x = task.problems().inputs[:n]
     y = task.problems().targets[:n]
-    test = task.problems().inputs[-10:]
+    test = task.problems().inputs[-10:].copy()
     cfg = FitConfig(steps=4, eval_every=2, batch_size=2)
     with InputCounter(task, [teacher, student]) as c:
 
