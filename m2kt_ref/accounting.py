@@ -23,7 +23,7 @@ from torch import nn
 
 from m2kt_ref.tasks import Task
 
-__all__ = ["InputCounter", "InputTally", "probe_row_keys", "row_keys"]
+__all__ = ["InputCounter", "InputTally", "RowRecorder", "probe_row_keys", "row_keys"]
 
 
 def row_keys(rows: Any) -> set[bytes]:
@@ -65,21 +65,17 @@ class InputTally:
         }
 
 
-class InputCounter:
+class RowRecorder:
     """Record the distinct input rows reaching the forward of one or more models.
 
-    Use as a context manager (hooks removed on exit) or call :meth:`close`. :meth:`attach`
-    adds a model; one counter may watch a teacher and a student, so a row seen by both counts
-    once.
-
-    Args:
-        task: the task whose problem set and probe set classify the rows.
-        models: models to watch from the start.
+    The one instrument behind every "inputs used" figure: teacher-side generation, ingestion
+    and the experiments all count with it. Rows are keyed by their int64 bytes (as
+    :meth:`m2kt_ref.tasks.ProblemSet.row_keys` does). Use as a context manager (hooks removed on
+    exit) or call :meth:`close`; one recorder may watch a teacher and a student, so a row seen by
+    both counts once.
     """
 
-    def __init__(self, task: Task, models: Iterable[nn.Module] = ()) -> None:
-        self._task_keys = task.problems().row_keys()
-        self._probe_keys = probe_row_keys(task)
+    def __init__(self, models: Iterable[nn.Module] = ()) -> None:
         self.rows: set[bytes] = set()
         self.rows_total = 0
         self._paused = 0
@@ -87,7 +83,7 @@ class InputCounter:
         for m in models:
             self.attach(m)
 
-    def attach(self, model: nn.Module) -> InputCounter:
+    def attach(self, model: nn.Module) -> RowRecorder:
         """Watch ``model`` too (a forward pre-hook on its top module)."""
         self._handles.append(model.register_forward_pre_hook(self._hook))
         return self
@@ -109,6 +105,35 @@ class InputCounter:
         finally:
             self._paused -= 1
 
+    def close(self) -> None:
+        """Remove every hook (idempotent)."""
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+
+    def __enter__(self) -> RowRecorder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class InputCounter(RowRecorder):
+    """A :class:`RowRecorder` that classifies rows as task problems or concept probes.
+
+    Args:
+        task: the task whose problem set and probe set classify the rows.
+        models: models to watch from the start.
+    """
+
+    def __init__(self, task: Task, models: Iterable[nn.Module] = ()) -> None:
+        self._task_keys = task.problems().row_keys()
+        self._probe_keys = probe_row_keys(task)
+        super().__init__(models)
+
+    def __enter__(self) -> InputCounter:
+        return self
+
     @property
     def task_rows(self) -> set[bytes]:
         """Keys of the distinct task problems seen."""
@@ -124,15 +149,3 @@ class InputCounter:
             other=len(self.rows) - len(task) - len(probes),
             rows_total=self.rows_total,
         )
-
-    def close(self) -> None:
-        """Remove every hook (idempotent)."""
-        for h in self._handles:
-            h.remove()
-        self._handles = []
-
-    def __enter__(self) -> InputCounter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -14,7 +14,7 @@ Three layers, from the bottom:
 
 What the packet says it consumed is measured, not computed: a forward pre-hook records every
 distinct input row that reaches the teacher, and the rows are then classified by membership in
-the task's problem set and in its probe set (:class:`InputLedger`).
+the task's problem set and in its probe set (:class:`m2kt_ref.accounting.RowRecorder`).
 
 Generation is deterministic on CPU for a fixed seed and ``created`` time (same thread count):
 nothing here draws random numbers apart from the task's seeded choice of canonical problems, and
@@ -40,6 +40,7 @@ from torch import nn
 
 from m2kt_ref import __version__
 from m2kt_ref import tensors as tz
+from m2kt_ref.accounting import RowRecorder
 from m2kt_ref.adapter import HiddenStateReader
 from m2kt_ref.codec import Packet, assemble, encode_chunks
 from m2kt_ref.errors import UsageError
@@ -249,30 +250,6 @@ def relative_rms_error(originals: Iterable[np.ndarray], restored: Iterable[np.nd
 
 
 # =========================================================================== instrumentation
-
-
-class InputLedger:
-    """Records every distinct input row that reaches ``model.forward`` (a forward pre-hook).
-
-    Rows are keyed by the bytes of their int64 values, as :meth:`ProblemSet.row_keys` does.
-    """
-
-    def __init__(self, model: nn.Module) -> None:
-        self.rows: set[bytes] = set()
-        self.rows_total = 0
-        self._handle = model.register_forward_pre_hook(self._hook)
-
-    def _hook(self, _module: nn.Module, args: tuple[Any, ...]) -> None:
-        if not args or not isinstance(args[0], torch.Tensor):
-            return
-        x = args[0].detach().to("cpu").to(torch.int64).numpy()
-        x = np.ascontiguousarray(x.reshape(len(x), -1))
-        self.rows_total += len(x)
-        self.rows.update(row.tobytes() for row in x)
-
-    def close(self) -> None:
-        """Remove the hook (idempotent)."""
-        self._handle.remove()
 
 
 # =========================================================================== created time
@@ -578,7 +555,7 @@ def generate_from_model(
     labels = [c.label for c in specs]
     protected = list(dict.fromkeys(protected))
 
-    ledger = InputLedger(model)
+    ledger = RowRecorder([model])
     try:
         with HiddenStateReader(model, [layer], batch_size=batch_size) as reader:
             # 1-2. concept probes -> per-probe states -> centroid and manifold
@@ -899,7 +876,6 @@ __all__ = [
     "Cluster",
     "ConceptStatistics",
     "GenerationResult",
-    "InputLedger",
     "abstraction_clusters",
     "abstraction_graph",
     "cluster_cut_sizes",

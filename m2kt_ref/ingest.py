@@ -42,6 +42,7 @@ from torch import nn
 from m2kt_ref import __version__
 from m2kt_ref import losses as L
 from m2kt_ref import verify_ingest as V
+from m2kt_ref.accounting import RowRecorder
 from m2kt_ref.align import ALIGNERS, AlignmentMap, evaluate_alignment, fit_alignment
 from m2kt_ref.codec import Packet
 from m2kt_ref.errors import IngestError, TensorError, UsageError
@@ -578,32 +579,6 @@ def _first_tensor(output: Any) -> torch.Tensor:
     return output
 
 
-class _RowLedger:
-    """Every distinct input row that reaches the student's ``forward`` (a forward pre-hook).
-
-    Rows are keyed by their int64 bytes, as :meth:`m2kt_ref.tasks.ProblemSet.row_keys` does.
-    ``active`` is switched off while a caller's callback runs, so rows the caller feeds the
-    student to measure it (a test set) are not counted as ingestion data.
-    """
-
-    def __init__(self, model: nn.Module) -> None:
-        self.rows: set[bytes] = set()
-        self.rows_total = 0
-        self.active = True
-        self._handle = model.register_forward_pre_hook(self._hook)
-
-    def _hook(self, _module: nn.Module, args: tuple[Any, ...]) -> None:
-        if not self.active or not args or not isinstance(args[0], torch.Tensor):
-            return
-        x = args[0].detach().to("cpu").to(torch.int64).numpy()
-        x = np.ascontiguousarray(x.reshape(len(x), -1))
-        self.rows_total += len(x)
-        self.rows.update(row.tobytes() for row in x)
-
-    def close(self) -> None:
-        self._handle.remove()
-
-
 class _Capture:
     """Keeps the last output of one submodule (with its graph, for training)."""
 
@@ -999,7 +974,7 @@ def ingest(
     kl_x = torch.from_numpy(kl_inputs)
     cap_y = torch.from_numpy(protected_targets) if protected_targets is not None else None
 
-    ledger = _RowLedger(student_model)
+    ledger = RowRecorder([student_model])
     cap = _Capture(student_model.get_submodule(layer))
     was_training = student_model.training
     autocast = bool(cfg.bf16)
@@ -1640,7 +1615,7 @@ class _TrainLoop:
 
     # -- the loop -----------------------------------------------------------------------------
     def run(
-        self, *, progress: bool, callback: Callback | None, ledger: _RowLedger
+        self, *, progress: bool, callback: Callback | None, ledger: RowRecorder
     ) -> dict[str, Any]:
         import contextlib
 
@@ -1653,7 +1628,7 @@ class _TrainLoop:
             return self._run(progress, callback, ledger, tqdm)
 
     def _run(
-        self, progress: bool, callback: Callback | None, ledger: _RowLedger, tqdm: Any
+        self, progress: bool, callback: Callback | None, ledger: RowRecorder, tqdm: Any
     ) -> dict[str, Any]:
         cfg = self.cfg
         opt = torch.optim.AdamW(
@@ -1705,11 +1680,10 @@ class _TrainLoop:
                     history.append(entry)
                     bar.set_postfix(loss=f"{value:.4g}", drift=f"{drift:.3f}")
                     if callback is not None:
-                        ledger.active = False
                         try:
-                            stop = callback(step, {**entry, "model": self.model})
+                            with ledger.paused():
+                                stop = callback(step, {**entry, "model": self.model})
                         finally:
-                            ledger.active = True
                             self.model.train(cfg.train_mode)
                         if stop:
                             stop_reason = "callback"
