@@ -434,13 +434,13 @@ def test_anchor_curve_passes_options_and_seed():
 
 @pytest.mark.parametrize("method", sorted(ALIGNERS))
 def test_state_round_trip_through_safetensors(method):
-    safetensors_torch = pytest.importorskip("safetensors.torch")
+    safetensors_io = pytest.importorskip("safetensors.torch")
     x, y = paired(10, 7, 60, seed=50)
     f = fit_alignment(method, x, y, **({"steps": 10} if method == "mlp" else {}))
     state = f.to_state()
     assert all(isinstance(v, torch.Tensor) and v.is_contiguous() for v in state.values())
-    blob = safetensors_torch.save(state, metadata={"method": method})
-    g = map_from_state(method, safetensors_torch.load(blob))
+    blob = safetensors_io.save(state, metadata={"method": method})
+    g = map_from_state(method, safetensors_io.load(blob))
     torch.testing.assert_close(g(x), f(x), atol=0, rtol=0)
     assert (g.in_dim, g.out_dim) == (10, 7)
 
