@@ -800,9 +800,11 @@ def write_atomic(path: str | Path, chunks: list[bytes | memoryview], mode: int =
             os.fsync(fh.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, target)
-    except OSError as exc:
+    except BaseException as exc:  # an interrupt must not leave the temporary file behind either
         Path(tmp).unlink(missing_ok=True)
-        raise FileAccessError("IO_ERROR", f"cannot write {target}: {exc.strerror}") from None
+        if isinstance(exc, OSError):
+            raise FileAccessError("IO_ERROR", f"cannot write {target}: {exc.strerror}") from None
+        raise
 
 
 def write_packet(packet: Packet, path: str | Path, *, encoding: str = "cbor") -> None:

@@ -20,7 +20,6 @@ import json
 import os
 import platform
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ import torch
 from safetensors.torch import load_file, save
 from torch import nn
 
+from m2kt_ref.codec import write_atomic
 from m2kt_ref.errors import FileAccessError, UsageError
 from m2kt_ref.nets import FAMILIES, NetConfig, build_model, count_parameters
 from m2kt_ref.tasks import Split, Task, make_task
@@ -432,21 +432,6 @@ def teacher_preset(task_name: str, scale: str) -> TeacherPreset:
 # -- model directories ------------------------------------------------------------------------
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same directory and ``os.replace``."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def _json_bytes(obj: Any) -> bytes:
     return (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode()
 
@@ -509,7 +494,7 @@ def save_model_dir(
     try:
         out.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-        _atomic_write(out / WEIGHTS_FILE, save(tensors, metadata={"format": "pt"}))
+        write_atomic(out / WEIGHTS_FILE, [save(tensors, metadata={"format": "pt"})])
         config = {
             "format": MODEL_DIR_FORMAT,
             "version": MODEL_DIR_VERSION,
@@ -524,10 +509,11 @@ def save_model_dir(
             },
             "train": None if train_config is None else train_config.to_dict(),
         }
-        _atomic_write(out / CONFIG_FILE, _json_bytes(config))
-        _atomic_write(out / RECORD_FILE, _json_bytes(dict(record)))
+        write_atomic(out / CONFIG_FILE, [_json_bytes(config)])
+        write_atomic(out / RECORD_FILE, [_json_bytes(dict(record))])
     except OSError as exc:
-        raise ModelDirError(f"cannot write model directory {out}: {exc.strerror or exc}") from None
+        detail = exc.message if isinstance(exc, FileAccessError) else exc.strerror or exc
+        raise ModelDirError(f"cannot write model directory {out}: {detail}") from None
     return out
 
 
