@@ -388,6 +388,9 @@ PRESETS: dict[tuple[str, str], TeacherPreset] = {
     # default: CPU minutes, the accuracies measured in docs/teachers.md.
     # Modular arithmetic groks under strong weight decay; an MLP over the concatenated
     # embeddings groks in far fewer (and cheaper) full-batch steps than a transformer on CPU.
+    # With all three operators it generalises within CPU minutes only from a large training
+    # fraction (0.4 stalled near 0.46; 0.7 groks in about 600 steps), and it keeps training
+    # until validation is nearly perfect, because test accuracy trails validation slightly.
     ("modular", "default"): TeacherPreset(
         "mlp",
         {"width": 256, "depth": 1},
@@ -398,8 +401,10 @@ PRESETS: dict[tuple[str, str], TeacherPreset] = {
             betas=(0.9, 0.98),
             warmup_steps=10,
             eval_every=100,
-            target_accuracy=0.995,
+            target_accuracy=0.999,
         ),
+        train_fraction=0.7,
+        test_fraction=0.2,
     ),
     ("hierarchy", "default"): TeacherPreset(
         "transformer",
