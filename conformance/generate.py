@@ -2143,6 +2143,15 @@ def boundary_vectors(s: Suite) -> None:
             "JSON_MALFORMED",
         ),
         (
+            "r-json-lone-surrogate-typed",
+            "A typed text field (teacher.name, a label) holding the escape \\udfff: the JSON "
+            "text rule decides before the field's schema rule.",
+            json_variant(lambda d: d["body"]["teacher"].update(name="@t@")).replace(
+                b'"name":"@t@"', b'"name":"\\udfff"'
+            ),
+            "JSON_MALFORMED",
+        ),
+        (
             "r-json-limit-depth",
             "The JSON form's body nested 33 deep (the depth limit applies to the JSON form too).",
             json_variant(

@@ -748,10 +748,32 @@ def decode_json(
     return decode_json_data(doc, limits, verify_tensors=verify_tensors)
 
 
+def _lone_surrogate(value: Any) -> bool:
+    """Whether a string (or a list of values, recursively) holds a lone surrogate.
+
+    ``json.loads`` lets ``"\\ud800"`` escapes through; RFC 8259 §8.2 text must be Unicode, and a
+    typed field must fail as ``JSON_MALFORMED`` before its schema rule sees it. Objects are
+    checked by their own hook call.
+    """
+    if isinstance(value, str):
+        if value.isascii():
+            return False
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+    if isinstance(value, list):
+        return any(_lone_surrogate(v) for v in value)
+    return False
+
+
 def _no_duplicate_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out = dict(pairs)
     if len(out) != len(pairs):
         raise DecodeError("DUPLICATE_KEY", "JSON object holds a duplicate member")
+    if any(_lone_surrogate(k) or _lone_surrogate(v) for k, v in pairs):
+        raise DecodeError("JSON_MALFORMED", "a string holds a lone surrogate")
     return out
 
 

@@ -67,7 +67,7 @@ SYMMETRIC_RELATIONS = frozenset({"similar_to", "inverse_of"})
 #: A principal direction whose variance is at most this fraction of the total is dropped.
 VARIANCE_FLOOR = 1e-12
 
-_CREATED_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$")
+_CREATED_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
 _MAX_EPOCH = 253402300799  # 9999-12-31T23:59:59Z
 
 
@@ -287,7 +287,7 @@ def resolve_created(created: str | int | _dt.datetime | None = None) -> tuple[st
         text = created.strip()
         if text.isdigit():
             epoch = int(text)
-        elif _CREATED_RE.match(text):
+        elif _CREATED_RE.fullmatch(text):
             try:
                 moment = _dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ")
             except ValueError:

@@ -28,10 +28,8 @@ from m2kt_ref.codec import read_bytes
 from m2kt_ref.errors import SignatureError
 from m2kt_ref.keys import PublicKey, load_public_key
 
-_TIME = re.compile(
-    r"^([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(\.[0-9]+)?Z$"
-)
-_B64URL = re.compile(r"^[A-Za-z0-9_-]*$")
+_TIME = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(\.[0-9]+)?Z")
+_B64URL = re.compile(r"[A-Za-z0-9_-]*")
 _ENTRY_MEMBERS = frozenset(
     {"kty", "crv", "x", "kid", "alg", "use", "name", "not_before", "not_after"}
 )
@@ -40,7 +38,8 @@ MAX_TRUST_STORE_BYTES = 1 << 24
 
 def parse_time(text: Any, where: str) -> int:
     """Seconds since the Unix epoch of an RFC 3339 UTC time ``YYYY-MM-DDTHH:MM:SS[.f]Z``."""
-    m = _TIME.match(text) if isinstance(text, str) else None
+    # fullmatch: ``$`` would also accept a trailing newline
+    m = _TIME.fullmatch(text) if isinstance(text, str) else None
     if not m:
         raise SignatureError("TRUST_STORE_MALFORMED", f"{where}: not an RFC 3339 UTC time")
     try:
@@ -197,7 +196,7 @@ def trusted_keys_from_json(doc: Any, *, source: str = "trust store") -> list[Tru
         if not isinstance(name, str) or not name.strip() or len(name) > 1024:
             raise bad(f"{where}: name must be a non-empty string")
         x = entry.get("x")
-        if not isinstance(x, str) or not _B64URL.match(x) or len(x) != 43:
+        if not isinstance(x, str) or not _B64URL.fullmatch(x) or len(x) != 43:
             raise bad(f"{where}: x must be 32 bytes in unpadded base64url (43 characters)")
         try:
             raw = base64.urlsafe_b64decode(x + "=")

@@ -357,6 +357,12 @@ def test_json_text_rules_outside_the_schema(demo: codec.Packet) -> None:
     with pytest.raises(M2ktError) as caught:
         codec.decode_json(json.dumps(doc))
     assert caught.value.code == "JSON_MALFORMED"
+    # a typed field (pattern, length) too: the text rule comes before the schema
+    doc = json.loads(codec.encode_json(demo))
+    doc["body"]["concepts"][0]["id"] = "c\udfff"
+    with pytest.raises(M2ktError) as caught:
+        codec.decode_json(json.dumps(doc))
+    assert caught.value.code == "JSON_MALFORMED"
     doc = json.loads(codec.encode_json(demo))
     doc["body"]["header"]["title"] = None  # optional fields are omitted, never null
     assert not schema.is_valid(doc)

@@ -612,6 +612,7 @@ def test_trust_store_json(tmp_path: Path) -> None:
         (lambda e: e.update(name=""), "TRUST_STORE_MALFORMED"),
         (lambda e: e.update(kid="00" * 32), "TRUST_STORE_MALFORMED"),
         (lambda e: e.update(not_after="2027-01-01"), "TRUST_STORE_MALFORMED"),
+        (lambda e: e.update(not_after="2027-01-01T00:00:00Z\n"), "TRUST_STORE_MALFORMED"),
         (
             lambda e: e.update(not_before="2028-01-01T00:00:00Z", not_after="2027-01-01T00:00:00Z"),
             "TRUST_STORE_MALFORMED",
