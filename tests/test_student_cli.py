@@ -333,6 +333,23 @@ def test_signed_report_is_a_verifiable_receipt(files, capsys, tmp_path):
     )
     assert code == 1
     assert verify_receipt(read_report(tmp_path / "refused" / "report.json")).valid
+    # the command line: verified by the operator's key; edited, untrusted or unreadable fail
+    code, out, _ = cli(
+        capsys, "verify-receipt", out_dir / "report.json", "--trust", files["op_pub"]
+    )
+    assert code == 0 and "receipt verified: signed by op" in out
+    edited = dict(report, decision="refused")
+    (tmp_path / "edited.json").write_text(json.dumps(edited))
+    code, out, _ = cli(
+        capsys, "verify-receipt", tmp_path / "edited.json", "--trust", files["op_pub"], "--json"
+    )
+    assert code == 1 and json.loads(out)[0]["errors"][0]["code"] == "PAYLOAD_MISMATCH"
+    code, out, _ = cli(capsys, "verify-receipt", out_dir / "report.json", "--trust", files["pub"])
+    assert code == 1 and "SIGNER_UNTRUSTED" in out
+    code, out, _ = cli(
+        capsys, "verify-receipt", tmp_path / "missing.json", "--trust", files["op_pub"]
+    )
+    assert code == 1 and "IO_ERROR" in out
 
 
 def test_ingest_usage_and_file_errors(files, capsys, tmp_path):

@@ -1,4 +1,5 @@
-"""``m2kt align`` and ``m2kt ingest``: the student side (spec/algorithms.md §2–§4).
+"""``m2kt align``, ``m2kt ingest``, ``m2kt verify-receipt``: the student side (spec/algorithms.md
+§2–§4).
 
 Torch is imported inside the handlers only. Exit status of ``m2kt ingest``: 0 accepted; 1 an
 error, printed as ``CODE: message`` (among them ``INGEST_REFUSED`` when the trust gate stops the
@@ -24,7 +25,7 @@ METHODS = ("procrustes", "ridge", "mlp")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``align`` and ``ingest`` to the ``m2kt`` parser."""
+    """Add ``align``, ``ingest`` and ``verify-receipt`` to the ``m2kt`` parser."""
     p = subparsers.add_parser(
         "align",
         help="fit the concept alignment map from a packet's anchors into a student",
@@ -103,6 +104,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true", help="never show a progress bar")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(handler=ingest_command)
+
+    p = subparsers.add_parser(
+        "verify-receipt",
+        help="check the signed receipt of an ingestion report against trusted keys",
+        description="Check that REPORT's receipt is a well-formed COSE_Sign1 over this very "
+        "report (any edited number or decision fails) by a trusted key. Needs no torch. Exit "
+        "0 when every report verifies, 1 otherwise.",
+    )
+    p.add_argument("reports", nargs="+", metavar="REPORT", help="report.json written by ingest")
+    p.add_argument(
+        "--trust",
+        action="append",
+        required=True,
+        metavar="PUB",
+        help="a .pub file or a JSON trust store; repeat for several",
+    )
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.set_defaults(handler=verify_receipt_command)
 
 
 def _print_json(value: Any) -> None:
@@ -334,3 +353,30 @@ def _print_summary(report: dict[str, Any], out: Path) -> None:
         f"{report['data']['concept_probes_used']}"
     )
     print(f"{report['decision']} -> {out}" + ("; report signed" if "receipt" in report else ""))
+
+
+def verify_receipt_command(args: argparse.Namespace) -> int:
+    from m2kt_ref.errors import M2ktError
+    from m2kt_ref.report import read_report, verify_receipt
+    from m2kt_ref.trust import TrustStore
+
+    trust = TrustStore.load(args.trust)
+    results: list[dict[str, Any]] = []
+    for file in args.reports:
+        try:
+            check = dict(verify_receipt(read_report(file), trust))
+        except M2ktError as exc:  # unreadable file or not a JSON object
+            check = {"valid": False, "errors": [exc.to_dict()]}
+        results.append({"file": file, **check})
+        if args.json:
+            continue
+        if check["valid"]:
+            print(
+                f"{file}: receipt verified: signed by {check['name']} "
+                f"({check['kid'][:16]}…) at {check['signing_time']}"
+            )
+        for err in check["errors"]:
+            print(f"{file}: {err['code']}: {err['message']}")
+    if args.json:
+        _print_json(results)
+    return 0 if all(r["valid"] for r in results) else 1
