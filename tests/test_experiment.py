@@ -51,6 +51,8 @@ def test_outputs_exist_and_validate(run):
     for s in students.values():
         assert set(s["ablations"]) == set(ABLATIONS) - {"no_safe"}  # λ_safe is 0 by default
         assert [p["traces"] for p in s["k_curve"]] == [2, 4]
+        assert 0 <= s["above_chance"] <= len(doc["seeds"])
+    assert 0 < doc["teacher"]["chance_accuracy"] <= 1
 
 
 def test_accounting_equals_inputs_actually_used(run):
@@ -100,6 +102,26 @@ def test_kd_grid_and_interpolation():
     assert kd_inputs_to_match(curve, 0.95) is None
 
 
+def test_no_data_reduction_without_transfer_above_chance():
+    """A data reduction is computed only when M2KT beats the best constant answer."""
+    from m2kt_ref.experiments.runner import chance_level, transfer_figures
+
+    assert chance_level(np.array([0, 1, 1, 1])) == 0.75
+    curve = [{"inputs": 4, "accuracy": 0.1}, {"inputs": 400, "accuracy": 0.9}]
+
+    def entry(acc: float) -> dict:
+        return {"m2kt": {"accuracy": acc, "inputs_used": 8}, "kd": {"curve": curve}}
+
+    at_chance = transfer_figures(entry(0.12), 1.0, 100, 0.1)
+    assert at_chance["m2kt_vs_chance"]["above_chance"] is False
+    assert at_chance["kd_inputs_to_match"] is None and at_chance["data_reduction"] is None
+    above = transfer_figures(entry(0.5), 1.0, 100, 0.1)
+    assert above["m2kt_vs_chance"]["p_value"] < 0.05
+    assert above["kd_inputs_to_match"] == pytest.approx(40.0)  # halfway in log space
+    assert above["data_reduction"] == pytest.approx(0.8)
+    assert above["relative_performance"] == 0.5
+
+
 def test_bad_options_are_usage_errors():
     with pytest.raises(UsageError):
         resolve_preset("modular", "huge", {})
@@ -132,6 +154,18 @@ def test_merge_of_seeds(run, tmp_path):
     assert (tmp_path / "m" / "report.md").is_file()
     with pytest.raises(UsageError):
         merge_results([out, out], tmp_path / "m2")
+    # another run of other seeds whose teacher training took another wall time merges
+    other = json.loads(json.dumps(doc))
+    other["teacher"]["wall_seconds"] = (other["teacher"]["wall_seconds"] or 0) + 7.0
+    for r in other["per_seed"]:
+        r["seed"] += 10
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    merged = merge_results([out, tmp_path / "other.json"], tmp_path / "m3")
+    assert merged["seeds"] == [*doc["seeds"], *(s + 10 for s in doc["seeds"])]
+    other["teacher"]["accuracy"] = 0.5  # another teacher does not
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    with pytest.raises(UsageError):
+        merge_results([out, tmp_path / "other.json"], tmp_path / "m4")
 
 
 @pytest.mark.parametrize("task_name", ["modular", "hierarchy", "chain"])

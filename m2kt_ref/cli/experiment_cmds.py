@@ -99,15 +99,22 @@ def _print_headline(res: dict, args: argparse.Namespace) -> int:
     out = args.out or f"runs/{args.task}"
     print(f"task {res['task']} ({res['scale']}), seeds {res['seeds']}, results in {out}/")
     print(f"teacher accuracy {res['teacher']['accuracy']:.4f}")
+    chance = res["teacher"]["chance_accuracy"]
     for name, s in res["students"].items():
         m = s["m2kt"]
         match = s["kd_inputs_to_match"]["mean"]
+        if not s["above_chance"]:
+            versus = f"not above chance ({chance:.4f}): no data reduction to report"
+        elif match is None:
+            versus = "KD needs more than the full pool (not reached)"
+        else:
+            versus = f"KD needs {match:.0f} -> data reduction {_pct(s['data_reduction']['mean'])}"
+            if s["above_chance"] < len(res["seeds"]):
+                versus += f" (seeds above chance: {s['above_chance']}/{len(res['seeds'])})"
         print(
             f"{name}: M2KT acc {m['accuracy']['mean']:.4f} = "
             f"{_pct(s['relative_performance']['mean'])} of teacher with "
             f"{m['inputs_used']['mean']:.0f} task inputs (+{m['concept_probes']['mean']:.0f} "
-            f"concept probes); KD needs "
-            + ("more than the full pool (not reached)" if match is None else f"{match:.0f}")
-            + f" -> data reduction {_pct(s['data_reduction']['mean'])}"
+            f"concept probes); {versus}"
         )
     return 0

@@ -68,7 +68,9 @@ _T_TRAIN = TrainConfig(
     target_accuracy=0.99,
 )
 _QUICK_T = TrainConfig(steps=30, lr=3e-3, weight_decay=0.1, eval_every=10, target_accuracy=0.99)
-_FIT = FitConfig(steps=400, lr=3e-3, weight_decay=0.1, batch_size=128, eval_every=40)
+#: long enough that logit KD on the whole pool gets near the teacher (400 steps left it at 0.68
+#: on modular and 0.26 on chain), so the curve M2KT is compared with means something
+_FIT = FitConfig(steps=1500, lr=3e-3, weight_decay=0.1, batch_size=128, eval_every=100)
 _QUICK_FIT = FitConfig(steps=8, lr=3e-3, weight_decay=0.1, batch_size=32, eval_every=4)
 
 _TEACHER_NET = {"family": "transformer", "width": 64, "depth": 2, "heads": 4}
@@ -92,7 +94,9 @@ PRESETS: dict[tuple[str, str], ExperimentPreset] = {
         {**_TEACHER_NET, "depth": 1},
         _T_TRAIN,
         _MODULAR_STUDENTS,
-        _FIT,
+        # KD on the whole pool passes 0.9 by step 500 here; 800 steps keep the README's main
+        # job (this preset, one seed) within minutes
+        replace(_FIT, steps=800),
         traces=32,
         k_curve=(4, 128),
         train_fraction=0.85,
@@ -103,25 +107,30 @@ PRESETS: dict[tuple[str, str], ExperimentPreset] = {
         _TEACHER_NET,
         _T_TRAIN,
         _STUDENTS,
-        _FIT,
+        # KD on the whole pool reached the teacher within 400 steps
+        replace(_FIT, steps=800),
         traces=32,
         k_curve=(4, 128),
         train_fraction=0.85,
         test_fraction=0.1,
     ),
+    # The GRU of the train-teacher preset (docs/teachers.md) applies the functions in reading
+    # order; the transformer teacher used before generalised to 0.26 only.
     ("chain", "default"): ExperimentPreset(
-        {"n": 10, "functions": 3, "k": 3},
-        _TEACHER_NET,
+        {"n": 16, "functions": 3, "k": 4},
+        {"family": "gru", "width": 64, "depth": 1},
         _T_TRAIN,
         (
+            StudentSpec("gru-w32-d2", "gru", 32, 2),
             StudentSpec("transformer-w32-d1", "transformer", 32, 1),
-            StudentSpec("gru-w64-d1", "gru", 64, 1),
         ),
         _FIT,
         traces=32,
         k_curve=(4, 128),
-        train_fraction=0.85,
-        test_fraction=0.1,
+        # the task's default split: on 10 symbols (390 problems) the GRU teacher reached only
+        # 0.69-0.87 depending on the split; on the default 16 symbols it generalises
+        train_fraction=0.5,
+        test_fraction=0.25,
     ),
 }
 for _name, _opts in (

@@ -60,6 +60,16 @@ def _pm(stat: dict[str, Any], digits: int = 3) -> str:
     return text + (f" (never in {missing}/{len(values)} seeds)" if missing else "")
 
 
+def _pm_defined(stat: dict[str, Any], digits: int = 3) -> str:
+    """Mean ± std over the seeds where the figure is defined, and how many those are."""
+    values = stat.get("values", [])
+    defined = [v for v in values if v is not None]
+    text = _pm({**stat, "values": defined}, digits)
+    if len(defined) < len(values):
+        text += f" ({len(defined)} of {len(values)} seeds)"
+    return text
+
+
 def render_report(doc: dict[str, Any]) -> str:
     """The Markdown report of a results document."""
     t = doc["teacher"]
@@ -75,19 +85,32 @@ def render_report(doc: dict[str, Any]) -> str:
         "",
         "## Headline per student",
         "",
-        "| student | M2KT acc | relative | inputs used | concept probes | KD inputs to match "
-        "| data reduction | scratch acc (same inputs) | KD acc, full pool |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| student | M2KT acc | relative | inputs used | concept probes | above chance "
+        "| KD inputs to match | data reduction | scratch acc (same inputs) | KD acc, full pool |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
+    n_seeds = len(doc["seeds"])
     for name, s in doc["students"].items():
         kd_full = s["kd"]["full_pool"]
+        if s["above_chance"]:
+            match = _pm_defined(s["kd_inputs_to_match"], 0)
+            reduction = _pm_defined(s["data_reduction"])
+        else:
+            match = reduction = "— (M2KT at chance)"
         lines.append(
             f"| {name} | {_pm(s['m2kt']['accuracy'])} | {_pm(s['relative_performance'])} | "
             f"{_pm(s['m2kt']['inputs_used'], 0)} | {_pm(s['m2kt']['concept_probes'], 0)} | "
-            f"{_pm(s['kd_inputs_to_match'], 0)} | {_pm(s['data_reduction'])} | "
+            f"{s['above_chance']}/{n_seeds} | {match} | {reduction} | "
             f"{_pm(s['scratch']['accuracy'])} | {_pm(kd_full['accuracy'])} "
             f"({_pm(kd_full['inputs_used'], 0)} inputs) |"
         )
+    lines += [
+        "",
+        f"Chance level: {t['chance_accuracy']:.3f} (the best constant answer on the test set). "
+        "KD inputs to match and data reduction are computed only for seeds where M2KT beats it "
+        "(one-sided binomial test, p < 0.05); at chance the match is decided by KD students "
+        "that are at chance too.",
+    ]
     lines += ["", "## Logit KD curve (accuracy vs task inputs)", ""]
     names = list(doc["students"])
     lines.append("| inputs | " + " | ".join(names) + " |")

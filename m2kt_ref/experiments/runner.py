@@ -94,6 +94,41 @@ def kd_inputs_to_match(curve: list[dict[str, float]], accuracy: float) -> float 
     return None
 
 
+#: One-sided significance level of "M2KT beats chance" (binomial test on the test set).
+CHANCE_ALPHA = 0.05
+
+
+def chance_level(targets: np.ndarray) -> float:
+    """Accuracy of the best constant answer on the test set (its most frequent class)."""
+    t = np.asarray(targets, dtype=np.int64)
+    return float(np.bincount(t).max() / len(t)) if len(t) else 0.0
+
+
+def transfer_figures(
+    entry: dict[str, Any], teacher_acc: float, n_test: int, chance: float
+) -> dict[str, Any]:
+    """Set a student entry's comparison with KD from its M2KT accuracy and KD curve.
+
+    ``kd_inputs_to_match`` and ``data_reduction`` are only defined when M2KT beats the best
+    constant answer (one-sided binomial test at :data:`CHANCE_ALPHA` on the ``n_test`` test
+    problems): at chance level the "match" is decided by the noise of KD students that are at
+    chance too, and a reduction computed from it would be a number without evidence behind it.
+    Recomputes from the stored values, so merging old runs applies the same rule.
+    """
+    from scipy.stats import binomtest
+
+    acc = float(entry["m2kt"]["accuracy"])
+    hits = round(acc * n_test)
+    p_value = float(binomtest(hits, n_test, chance, alternative="greater").pvalue)
+    above = p_value < CHANCE_ALPHA
+    match = kd_inputs_to_match(entry["kd"]["curve"], acc) if above else None
+    entry["m2kt_vs_chance"] = {"chance": chance, "p_value": p_value, "above_chance": above}
+    entry["kd_inputs_to_match"] = match
+    entry["data_reduction"] = None if match is None else 1.0 - entry["m2kt"]["inputs_used"] / match
+    entry["relative_performance"] = acc / teacher_acc if teacher_acc else None
+    return entry
+
+
 # --------------------------------------------------------------------------- teacher
 
 
@@ -115,6 +150,9 @@ def _teacher(
         "task_fingerprint": fingerprint,
         "net": preset.teacher_net,
         "train": preset.teacher_train.to_dict(),
+        # the split decides which problems the teacher saw: a teacher cached for another split
+        # may have trained on this run's test set
+        "split": [preset.train_fraction, preset.test_fraction],
         "seed": seed,
     }
     if (tdir / "record.json").is_file():
@@ -214,6 +252,7 @@ class _Ctx:
         self.target = target
         self.test_x = split.test.inputs
         self.test_y = split.test.targets
+        self.chance = chance_level(split.test.targets)
         self._targets = {
             r.tobytes(): int(t)
             for r, t in zip(task.problems().inputs, task.problems().targets, strict=True)
@@ -452,7 +491,6 @@ def _run_seed(
             curve.append({"inputs": tally.task_inputs, "accuracy": res.accuracy})
             kd_runs.append(_entry(res, tally.task_inputs, tally.concept_probes, budget=n))
         kd_full = kd_runs[-1]
-        match = kd_inputs_to_match(curve, m2kt["accuracy"])
         # ablations
         ablations: dict[str, Any] = {}
         if preset.ablations:
@@ -484,9 +522,6 @@ def _run_seed(
             "m2kt": m2kt,
             "scratch": scratch,
             "kd": {"curve": curve, "runs": kd_runs, "full_pool": kd_full},
-            "kd_inputs_to_match": match,
-            "data_reduction": None if match is None else 1.0 - m2kt["inputs_used"] / match,
-            "relative_performance": m2kt["accuracy"] / teacher_acc if teacher_acc else None,
             "steps_to_90": {
                 "m2kt": m2kt["steps_to_90"],
                 "kd_full_pool": kd_full["steps_to_90"],
@@ -501,6 +536,8 @@ def _run_seed(
             "k_curve": k_curve,
             "wall_seconds": round(time.perf_counter() - t0, 2),
         }
+        transfer_figures(students[spec.name], teacher_acc, len(split.test), ctx.chance)
+        match = students[spec.name]["kd_inputs_to_match"]
         log(
             f"  {spec.name}: scratch {scratch['accuracy']:.3f}, KD full pool "
             f"{kd_full['accuracy']:.3f} ({kd_full['inputs_used']} inputs), KD to match: {match}"
@@ -555,6 +592,7 @@ def _agg_student(runs: list[dict[str, Any]], teacher_acc: float) -> dict[str, An
     matches = [r["kd_inputs_to_match"] for r in runs]
     out["kd_inputs_to_match"] = stat(lambda r: r["kd_inputs_to_match"])
     out["kd_reached"] = sum(m is not None for m in matches)
+    out["above_chance"] = sum(bool(r["m2kt_vs_chance"]["above_chance"]) for r in runs)
     out["data_reduction"] = stat(lambda r: r["data_reduction"])
     out["relative_performance"] = stat(lambda r: r["relative_performance"])
     out["steps_to_90"] = {
@@ -599,6 +637,11 @@ def _summarise(doc: dict[str, Any]) -> dict[str, Any]:
     per_seed = doc["per_seed"]
     teacher_acc = doc["teacher"]["accuracy"]
     names = list(per_seed[0]["students"])
+    for run in per_seed:
+        for entry in run["students"].values():
+            transfer_figures(
+                entry, teacher_acc, doc["teacher"]["test_size"], doc["teacher"]["chance_accuracy"]
+            )
     students = {n: _agg_student([r["students"][n] for r in per_seed], teacher_acc) for n in names}
     primary = students[names[0]]
     doc["seeds"] = [r["seed"] for r in per_seed]
@@ -653,9 +696,16 @@ def merge_results(
         raise UsageError("USAGE", "nothing to merge")
     first = docs[0]
     same = ("task", "task_options", "scale", "teacher", "fit")
+
+    def identity(doc: dict[str, Any], key: str) -> Any:
+        # a cached teacher is the same teacher whatever its training took on this machine
+        if key == "teacher":
+            return {k: v for k, v in doc[key].items() if k != "wall_seconds"}
+        return doc[key]
+
     for d in docs[1:]:
         for k in same:
-            if d[k] != first[k]:
+            if identity(d, k) != identity(first, k):
                 raise UsageError("USAGE", f"runs differ in {k}; only seeds may differ")
     per_seed = [r for d in docs for r in d["per_seed"]]
     seeds = [r["seed"] for r in per_seed]
@@ -759,6 +809,7 @@ def run_experiment(
             "train_size": len(split.train),
             "test_size": len(split.test),
             "pool_size": len(split.pool),
+            "chance_accuracy": chance_level(split.test.targets),
         },
         "target_accuracy": 0.9 * teacher_acc,
         "primary_student": names[0],
