@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from m2kt_ref import codec
+from m2kt_ref.cli.common import print_json
 from m2kt_ref.errors import DecodeError, LimitError, M2ktError
 from m2kt_ref.limits import DEFAULT_LIMITS, Limits
 
@@ -53,10 +54,6 @@ def _json_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="machine-readable output (JSON)")
 
 
-def _print_json(value: Any) -> None:
-    print(json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False))
-
-
 # --------------------------------------------------------------------------- demo
 
 
@@ -68,7 +65,7 @@ def run_demo(args: argparse.Namespace) -> int:
     codec.write_packet(packet, args.output, encoding=encoding)
     size = Path(args.output).stat().st_size
     if args.json:
-        _print_json(
+        print_json(
             {
                 "file": args.output,
                 "encoding": encoding,
@@ -134,7 +131,7 @@ def run_validate(args: argparse.Namespace) -> int:
             if not problems:
                 print(f"{path}: valid", flush=True)
     if args.json:
-        _print_json(report)
+        print_json(report)
     return 0 if all(entry["valid"] for entry in report) else 1
 
 
@@ -157,7 +154,7 @@ def run_convert(args: argparse.Namespace) -> int:
     codec.write_packet(packet, args.output, encoding=args.to)
     size = Path(args.output).stat().st_size
     if args.json:
-        _print_json(
+        print_json(
             {
                 "input": args.file,
                 "output": args.output,
@@ -359,7 +356,7 @@ def run_inspect(args: argparse.Namespace) -> int:
         return 1
     summary = summarize(packet)
     if args.json:
-        _print_json({"file": args.file, **summary})
+        print_json({"file": args.file, **summary})
     else:
         print(_render(summary, args.file))
     return 0

@@ -7,11 +7,11 @@ problem and exit status 1; ``--json`` prints machine-readable output instead.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
+from m2kt_ref.cli.common import add_trust_option, print_json
 from m2kt_ref.errors import M2ktError, UsageError
 
 
@@ -45,13 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "signed it (K also at least the packet's safety.min_signers).",
     )
     p.add_argument("files", nargs="+", metavar="FILE")
-    p.add_argument(
-        "--trust",
-        action="append",
-        default=[],
-        metavar="PUB",
-        help="a .pub file or a JSON trust store; repeat for several",
-    )
+    add_trust_option(p)
     p.add_argument("--min-signers", type=int, default=1, metavar="K", help="k of n (default 1)")
     p.add_argument("--json", action="store_true", help="print a JSON list of results")
     p.set_defaults(handler=verify_command)
@@ -59,10 +53,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _line(file: str, err: M2ktError) -> str:
     return f"{file}: {err.code}: {err}"
-
-
-def _print_json(value: Any) -> None:
-    print(json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False))
 
 
 def keygen_command(args: argparse.Namespace) -> int:
@@ -76,7 +66,7 @@ def keygen_command(args: argparse.Namespace) -> int:
     key = SigningKey.generate()
     secret, public = write_key_pair(key, stem)
     if args.json:
-        _print_json({"key": str(secret), "pub": str(public), "kid": key.kid.hex()})
+        print_json({"key": str(secret), "pub": str(public), "kid": key.kid.hex()})
     else:
         print(f"wrote {secret} (secret, mode 0600) and {public}; kid {key.kid.hex()}")
     return 0
@@ -95,13 +85,13 @@ def sign_command(args: argparse.Namespace) -> int:
         codec.write_packet(signed, args.output, encoding=encoding)
     except M2ktError as exc:
         if args.json:
-            _print_json([{"file": args.file, "signed": False, "errors": [exc.to_dict()]}])
+            print_json([{"file": args.file, "signed": False, "errors": [exc.to_dict()]}])
         else:
             print(_line(args.file, exc), file=sys.stderr)
         return 1
     signers = describe_signers(signed)
     if args.json:
-        _print_json(
+        print_json(
             [
                 {
                     "file": args.file,
@@ -152,5 +142,5 @@ def verify_command(args: argparse.Namespace) -> int:
             for err in result.errors:
                 print(_line(file, err))
     if args.json:
-        _print_json(results)
+        print_json(results)
     return 0 if ok else 1

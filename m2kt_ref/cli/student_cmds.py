@@ -12,11 +12,11 @@ status for a malformed command line.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
+from m2kt_ref.cli.common import add_trust_option, print_json
 from m2kt_ref.errors import UsageError
 
 #: Exit status when the student was rolled back (or kept though unsafe).
@@ -66,13 +66,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("packet", metavar="PACKET")
     p.add_argument("--student", required=True, metavar="DIR", help="student model directory")
     p.add_argument("--out", required=True, metavar="DIR", help="directory to write")
-    p.add_argument(
-        "--trust",
-        action="append",
-        default=[],
-        metavar="PUB",
-        help="a .pub file or a JSON trust store; repeat for several",
-    )
+    add_trust_option(p)
     p.add_argument("--min-signers", type=int, default=1, metavar="K", help="k of n (default 1)")
     p.add_argument(
         "--allow-unverified",
@@ -113,19 +107,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "0 when every report verifies, 1 otherwise.",
     )
     p.add_argument("reports", nargs="+", metavar="REPORT", help="report.json written by ingest")
-    p.add_argument(
-        "--trust",
-        action="append",
-        required=True,
-        metavar="PUB",
-        help="a .pub file or a JSON trust store; repeat for several",
-    )
+    add_trust_option(p, required=True)
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.set_defaults(handler=verify_receipt_command)
-
-
-def _print_json(value: Any) -> None:
-    print(json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False))
 
 
 def _threads(n: int) -> None:
@@ -173,7 +157,7 @@ def align_command(args: argparse.Namespace) -> int:
     )
     result = align_packet(packet, student.model, methods=methods, config=config, curve_counts=curve)
     if args.json:
-        _print_json(result)
+        print_json(result)
         return 0
     print(
         f"packet {result['packet_id'][:16]}…: {result['anchors']} anchors, teacher d="
@@ -273,7 +257,7 @@ def ingest_command(args: argparse.Namespace) -> int:
         if exc.report is not None:
             report = write(exc.report)
             if args.json:
-                _print_json(report)
+                print_json(report)
         raise
     report = result.report
     split = student.split() if student.split_config else None
@@ -299,7 +283,7 @@ def ingest_command(args: argparse.Namespace) -> int:
     )
     report = write(report)
     if args.json:
-        _print_json(report)
+        print_json(report)
     else:
         _print_summary(report, out)
     if report["decision"] == "rolled_back":
@@ -378,5 +362,5 @@ def verify_receipt_command(args: argparse.Namespace) -> int:
         for err in check["errors"]:
             print(f"{file}: {err['code']}: {err['message']}")
     if args.json:
-        _print_json(results)
+        print_json(results)
     return 0 if all(r["valid"] for r in results) else 1
