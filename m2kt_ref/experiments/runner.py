@@ -633,15 +633,11 @@ def _environment(device: torch.device) -> dict[str, Any]:
 
 
 def _summarise(doc: dict[str, Any]) -> dict[str, Any]:
-    """(Re)compute the per-student aggregates and the headline from ``doc["per_seed"]``."""
+    """Compute the per-student aggregates and the headline from ``doc["per_seed"]`` (a new run
+    and a merge of runs share this)."""
     per_seed = doc["per_seed"]
     teacher_acc = doc["teacher"]["accuracy"]
     names = list(per_seed[0]["students"])
-    for run in per_seed:
-        for entry in run["students"].values():
-            transfer_figures(
-                entry, teacher_acc, doc["teacher"]["test_size"], doc["teacher"]["chance_accuracy"]
-            )
     students = {n: _agg_student([r["students"][n] for r in per_seed], teacher_acc) for n in names}
     primary = students[names[0]]
     doc["seeds"] = [r["seed"] for r in per_seed]
@@ -790,16 +786,12 @@ def run_experiment(
         )
         # a long run that is interrupted keeps the seeds it finished
         write_json({"per_seed": per_seed}, outdir / "per_seed.partial.json")
-    names = [sp.name for sp in preset.students]
-    students = {n: _agg_student([r["students"][n] for r in per_seed], teacher_acc) for n in names}
-    primary = students[names[0]]
     results: dict[str, Any] = {
         "format": "m2kt.experiment-results",
         "version": 1,
         "task": task_name,
         "task_options": task.option_dict(),
         "scale": scale,
-        "seeds": list(range(seed, seed + seeds)),
         "teacher": {
             "accuracy": teacher_acc,
             "seed": preset.teacher_seed,
@@ -812,30 +804,8 @@ def run_experiment(
             "chance_accuracy": chance_level(split.test.targets),
         },
         "target_accuracy": 0.9 * teacher_acc,
-        "primary_student": names[0],
-        "m2kt": {
-            "accuracy": primary["m2kt"]["accuracy"]["mean"],
-            "accuracy_std": primary["m2kt"]["accuracy"]["std"],
-            "inputs_used": primary["m2kt"]["inputs_used"]["mean"],
-            "concept_probes": primary["m2kt"]["concept_probes"]["mean"],
-            "traces": preset.traces,
-            "recipe": recipe.to_dict(),
-        },
-        "relative_performance": primary["relative_performance"]["mean"],
-        "relative_performance_std": primary["relative_performance"]["std"],
-        "kd": {"curve": primary["kd"]["curve"], "temperature": preset.kd_temperature},
-        "kd_inputs_to_match": primary["kd_inputs_to_match"]["mean"],
-        "kd_reached": primary["kd_reached"],
-        "data_reduction": primary["data_reduction"]["mean"],
-        "data_reduction_std": primary["data_reduction"]["std"],
-        "scratch": {
-            "accuracy": primary["scratch"]["accuracy"]["mean"],
-            "accuracy_std": primary["scratch"]["accuracy"]["std"],
-            "inputs_used": primary["scratch"]["inputs_used"]["mean"],
-        },
-        "steps_to_90": {k: v["mean"] for k, v in primary["steps_to_90"].items()},
-        "ablations": {k: v["accuracy"]["mean"] for k, v in primary["ablations"].items()},
-        "students": students,
+        "m2kt": {"traces": preset.traces, "recipe": recipe.to_dict()},
+        "kd": {"temperature": preset.kd_temperature},
         "fit": preset.fit.to_dict(),
         "accounting_rule": "spec/algorithms.md §5: distinct task problems through teacher "
         "(generation) or student (transfer), counted by forward pre-hooks; probes separate; "
@@ -844,6 +814,7 @@ def run_experiment(
         "environment": _environment(dev),
         "wall_seconds": round(time.perf_counter() - t0, 2),
     }
+    _summarise(results)  # seeds, aggregates per student, the primary student's headline
     validate_results(results)
     write_json(results, outdir / "results.json")
     write_report(results, outdir / "report.md")
