@@ -49,7 +49,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from m2kt_ref.align import ALIGNERS, anchor_curve, fit_alignment
+from m2kt_ref.transfer.student.align import ALIGNERS, anchor_curve, fit_alignment
 
 MLP_OPTIONS = {"steps": 50, "eval_every": 25, "patience": 100, "hidden": 128, "batch_size": 256}
 #: benchmark label -> (method, options); "ridge" is the default (lam="auto", GCV by eigh),

@@ -53,9 +53,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from m2kt_ref import codec
-from m2kt_ref import tensors as tz
-from m2kt_ref.models import RELATIONS, PacketBody
+from m2kt_ref.packet import codec
+from m2kt_ref.packet import tensors as tz
+from m2kt_ref.packet.files import read_bytes
+from m2kt_ref.packet.model import RELATIONS, PacketBody
 
 MiB = 1 << 20
 
@@ -235,7 +236,7 @@ def bench_payload(args: argparse.Namespace, layout: str, out: dict[str, Any]) ->
             r,
         ),
         "read file, mmap + verify, 1 thread": (
-            lambda: codec.decode(codec.read_bytes(path), workers=1),
+            lambda: codec.decode(read_bytes(path), workers=1),
             {"memcpy": memcpy, "sha256": sha256},
             slow,
         ),
@@ -291,7 +292,7 @@ def bench_payload(args: argparse.Namespace, layout: str, out: dict[str, Any]) ->
 
 
 def bench_validation(args: argparse.Namespace, out: dict[str, Any]) -> None:
-    from m2kt_ref.semantics import iter_semantic_errors
+    from m2kt_ref.packet.rules import iter_semantic_errors
 
     rng = np.random.default_rng(1)
     n, dim = args.concepts, 8
@@ -316,7 +317,7 @@ def bench_validation(args: argparse.Namespace, out: dict[str, Any]) -> None:
         "  of which model -> canonical CBOR": lambda: codec.canonical_cbor(body.to_data()),
     }
     if args.jsonschema:
-        from m2kt_ref import schema
+        from m2kt_ref.packet import schema
 
         ops["for reference: jsonschema, body schema"] = lambda: list(
             schema.iter_errors(raw, schema.BODY)

@@ -5,7 +5,7 @@ default options, read from an untrained teacher of the default preset's shape: t
 not depend on what the teacher knows) and a student of another width and depth, then measures,
 interleaved over ``--rounds`` rounds (median):
 
-- **ingest**: :func:`m2kt_ref.ingest.ingest` for ``--steps`` optimiser steps (early stopping off),
+- **ingest**: :func:`m2kt_ref.transfer.student.ingest.ingest` for ``--steps`` optimiser steps (early stopping off),
   with a protected capability set of ``--protected`` task problems; the rate is the one the
   training loop itself reports (``training.steps_per_s``: the loop only, not the alignment
   fit or the verification passes, which are timed separately in the report's ``timings``);
@@ -57,11 +57,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from m2kt_ref.generate import generate_from_model
-from m2kt_ref.ingest import IngestConfig, ingest
-from m2kt_ref.nets import build_model
-from m2kt_ref.tasks import make_task
-from m2kt_ref.training import init_student, teacher_preset
+from m2kt_ref.transfer.nets import build_model
+from m2kt_ref.transfer.student.config import IngestConfig
+from m2kt_ref.transfer.student.ingest import ingest
+from m2kt_ref.transfer.tasks import make_task
+from m2kt_ref.transfer.teacher.generate import generate_from_model
+from m2kt_ref.transfer.teachers import init_student, teacher_preset
 
 CREATED = "2026-01-01T00:00:00Z"
 #: student shape per task: another width and depth than the default teacher preset
@@ -191,7 +192,7 @@ QUALITY_STUDENTS = {
 
 
 def _teacher_and_packet(name: str, key: Any) -> tuple[Any, Any, Any]:
-    from m2kt_ref.training import train_teacher
+    from m2kt_ref.transfer.teachers import train_teacher
 
     task = make_task(name)
     run = train_teacher(task, scale="quick", seed=0, progress=False)
@@ -213,9 +214,9 @@ def _pair(report: dict[str, Any], path: tuple[str, ...]) -> str:
 
 
 def quality(families: list[str], steps: int | None) -> list[dict[str, Any]]:
-    from m2kt_ref.keys import SigningKey
-    from m2kt_ref.training import evaluate
-    from m2kt_ref.trust import TrustedKey, TrustStore
+    from m2kt_ref.packet.keys import SigningKey
+    from m2kt_ref.packet.trust import TrustedKey, TrustStore
+    from m2kt_ref.transfer.training import evaluate
 
     key = SigningKey(bytes(range(32)))
     trust = TrustStore([TrustedKey(key.public_key, "teacher-operator")])
@@ -269,9 +270,9 @@ def quality(families: list[str], steps: int | None) -> list[dict[str, Any]]:
 def _poison(packet: Any, task: Any, key: Any) -> Any:
     import numpy as np
 
-    from m2kt_ref import codec
-    from m2kt_ref import tensors as tz
-    from m2kt_ref.signing import sign_packet
+    from m2kt_ref.packet import codec
+    from m2kt_ref.packet import tensors as tz
+    from m2kt_ref.packet.signing import sign_packet
 
     fields = packet.body.to_data()
     fields.pop("tensors")
@@ -302,9 +303,9 @@ def _poison(packet: Any, task: Any, key: Any) -> Any:
 def defence(families: list[str], steps: int | None) -> list[dict[str, Any]]:
     import copy
 
-    from m2kt_ref.keys import SigningKey
-    from m2kt_ref.training import evaluate
-    from m2kt_ref.trust import TrustedKey, TrustStore
+    from m2kt_ref.packet.keys import SigningKey
+    from m2kt_ref.packet.trust import TrustedKey, TrustStore
+    from m2kt_ref.transfer.training import evaluate
 
     key = SigningKey(bytes(range(32)))
     trust = TrustStore([TrustedKey(key.public_key, "teacher-operator")])

@@ -39,11 +39,13 @@ from typing import Any
 import nacl.signing
 import numpy as np
 
-from m2kt_ref import __version__, codec, signing
-from m2kt_ref import tensors as tz
-from m2kt_ref.demo import demo_packet
-from m2kt_ref.keys import SigningKey
-from m2kt_ref.trust import TrustedKey, TrustStore
+from m2kt_ref import __version__
+from m2kt_ref.packet import codec, signing
+from m2kt_ref.packet import tensors as tz
+from m2kt_ref.packet.demo import demo_packet
+from m2kt_ref.packet.files import read_bytes
+from m2kt_ref.packet.keys import SigningKey
+from m2kt_ref.packet.trust import TrustedKey, TrustStore
 
 SEED = 0
 KEY = SigningKey(hashlib.sha256(b"m2kt benchmark key").digest())
@@ -138,7 +140,7 @@ def measure_large(mib: int, n_tensors: int, repeats: int, trust: TrustStore) -> 
         codec.write_packet(sign_packet_fixed(packet), path)
         payload_bytes = len(packet.data)
         del packet
-        buf = codec.read_bytes(path)
+        buf = read_bytes(path)
         data = codec.decode(buf, verify_tensors=False).data
 
         def sha_single() -> None:

@@ -41,8 +41,8 @@ sys.path.insert(0, str(HERE.parent))
 import rawcbor  # noqa: E402
 from rawcbor import Float, Indef, Pairs, Raw, Wide, enc  # noqa: E402
 
-from m2kt_ref import codec  # noqa: E402
 from m2kt_ref.conformance.protocol import PROFILES, PROTOCOL_VERSION, summarize  # noqa: E402
+from m2kt_ref.packet import codec  # noqa: E402
 
 SUITE_VERSION = "1.0"
 FORMAT_VERSION = "1.0"
@@ -112,7 +112,7 @@ def bf16_bytes(values: Any) -> bytes:
 
 
 def widen(dtype: str, raw: bytes, scale: float | None) -> list[float]:
-    """Stored bytes -> float32 values, written independently of m2kt_ref.tensors."""
+    """Stored bytes -> float32 values, written independently of m2kt_ref.packet.tensors."""
     if dtype == "f32":
         return [float(v) for v in np.frombuffer(raw, "<f4")]
     if dtype == "f16":
@@ -425,7 +425,7 @@ def envelope(
 
 
 def json_form(b: Built) -> bytes:
-    """The JSON form (sorted keys, no spaces) written independently of m2kt_ref.codec."""
+    """The JSON form (sorted keys, no spaces) written independently of m2kt_ref.packet.codec."""
     doc: dict[str, Any] = {
         "m2kt_json": FORMAT_VERSION,
         "body": b.body,

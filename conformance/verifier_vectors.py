@@ -1,7 +1,7 @@
 """Verifier vectors: signed packets, trust stores and k-of-n policies (spec/signing.md).
 
 Imported by ``generate.py``. Well-formed signatures are made with the reference's public API
-(:func:`m2kt_ref.signing.sign_packet`); crafted ones (wrong algorithm, bad keys, malformed
+(:func:`m2kt_ref.packet.signing.sign_packet`); crafted ones (wrong algorithm, bad keys, malformed
 COSE) are written here with :mod:`rawcbor` and signed with pynacl directly, so that the check that
 fails is the one the vector names. Keys come from fixed seeds, times are fixed.
 """
@@ -15,10 +15,10 @@ from typing import Any
 import nacl.signing
 from rawcbor import Pairs, enc
 
-from m2kt_ref import codec
-from m2kt_ref.keys import SigningKey
-from m2kt_ref.signing import BODY_PROTECTED, sig_structure, sign_packet
-from m2kt_ref.trust import trust_entry
+from m2kt_ref.packet import codec
+from m2kt_ref.packet.keys import SigningKey
+from m2kt_ref.packet.signing import BODY_PROTECTED, sig_structure, sign_packet
+from m2kt_ref.packet.trust import trust_entry
 
 #: 2026-01-01T00:00:00Z, the signing time of every signature.
 SIGNED_AT = 1767225600

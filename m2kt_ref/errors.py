@@ -3,11 +3,15 @@
 One base class, :class:`M2ktError`; each family of leaves also inherits the builtin that fits
 (``ValueError``, ``OSError``) so callers can catch either. Every instance carries a ``code`` from
 :data:`REGISTRY` and, where it applies, a ``path`` (a JSON Pointer into the packet's JSON form).
+A family with several codes is raised as ``Family(code, message)``; one with a single code
+(:class:`UsageError`, :class:`LimitError`, :class:`FileAccessError`) as ``Family(message)``.
+The narrower classes at the end (``TaskError``, ``ModelDirError``...) add no code of their own:
+they let a caller catch one kind of mistake while the code stays the family's.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 #: code -> meaning. The spec's registry table is checked against this mapping by the tests.
 REGISTRY: dict[str, str] = {}
@@ -46,6 +50,14 @@ class M2ktError(Exception):
         return out
 
 
+class _SingleCodeError(M2ktError):
+    """A family with exactly one code, so callers give the message alone."""
+
+    def __init__(self, message: str, *, path: str | None = None) -> None:
+        (code,) = self.codes
+        super().__init__(code, message, path=path)
+
+
 class DecodeError(M2ktError, ValueError):
     """The bytes are not a well-formed, deterministically encoded packet."""
 
@@ -66,7 +78,7 @@ class DecodeError(M2ktError, ValueError):
     )
 
 
-class LimitError(M2ktError, ValueError):
+class LimitError(_SingleCodeError, ValueError):
     """A size, count or depth limit (§8) was exceeded; detected before allocating."""
 
     codes = _register({"LIMIT_EXCEEDED": "A size, count or nesting-depth limit of §8 is exceeded."})
@@ -118,7 +130,7 @@ class TensorError(M2ktError, ValueError):
     )
 
 
-class UsageError(M2ktError, ValueError):
+class UsageError(_SingleCodeError, ValueError):
     """The caller asked for something impossible (bad option, missing file, no CUDA...)."""
 
     codes = _register(
@@ -128,7 +140,7 @@ class UsageError(M2ktError, ValueError):
     )
 
 
-class FileAccessError(M2ktError, OSError):
+class FileAccessError(_SingleCodeError, OSError):
     """A file could not be read or written (missing, unreadable, disk full)."""
 
     codes = _register({"IO_ERROR": "A file could not be read or written."})
@@ -184,3 +196,76 @@ class IngestError(M2ktError, ValueError):
             "pre-ingestion weights.",
         }
     )
+
+
+class IngestRefusedError(IngestError):
+    """The packet failed verification and the caller did not opt out (``INGEST_REFUSED``).
+
+    Attributes:
+        verification: the trust section of the report (signers, error codes).
+        report: the ingestion report with decision ``refused`` (nothing was ingested), filled in
+            by the ingestion that raised it.
+    """
+
+    def __init__(self, message: str, verification: dict[str, Any]) -> None:
+        super().__init__("INGEST_REFUSED", message)
+        self.verification = verification
+        self.report: dict[str, Any] | None = None
+
+
+# --------------------------------------------------------------------------- narrower kinds
+
+
+class TaskError(UsageError):
+    """A task name, a task option or a split request is wrong (code ``USAGE``)."""
+
+
+class UnknownTaskError(TaskError):
+    """No task family is registered under that name."""
+
+
+class TaskOptionError(TaskError):
+    """A task option is unknown, has the wrong type, or is out of range."""
+
+
+class NetConfigError(UsageError):
+    """A net config is malformed (unknown field or family, bad size); code ``USAGE``."""
+
+
+class UnknownLayerError(UsageError):
+    """A layer name does not resolve to a submodule; the message lists the valid names."""
+
+
+class DeviceUnavailableError(UsageError):
+    """The requested device does not exist here (e.g. ``cuda`` without CUDA); code ``USAGE``."""
+
+
+class ModelDirError(FileAccessError):
+    """A model directory is missing, incomplete or unreadable; code ``IO_ERROR``."""
+
+
+def family_of(code: str) -> type[M2ktError]:
+    """The class that registered ``code`` (raises ``KeyError`` for an unregistered code)."""
+    return _FAMILIES[code]
+
+
+def error_for(code: str, message: str, *, path: str | None = None) -> M2ktError:
+    """An instance of ``code``'s family carrying ``code`` (for code that handles codes as data)."""
+    family = family_of(code)
+    if issubclass(family, _SingleCodeError):
+        return family(message, path=path)
+    return family(code, message, path=path)
+
+
+def _walk_families() -> dict[str, type[M2ktError]]:
+    out: dict[str, type[M2ktError]] = {}
+    stack = list(M2ktError.__subclasses__())
+    while stack:
+        cls = stack.pop()
+        stack.extend(cls.__subclasses__())
+        for code in cls.__dict__.get("codes", ()):
+            out[code] = cls
+    return out
+
+
+_FAMILIES = _walk_families()

@@ -3,12 +3,26 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
-from m2kt_ref import codec
-from m2kt_ref.demo import demo_packet
+from m2kt_ref.packet import codec
+from m2kt_ref.packet.demo import demo_packet
+
+ROOT = Path(__file__).resolve().parents[1]
+# tools/ holds scripts the tests also check (the spec-table generator)
+sys.path.insert(0, str(ROOT / "tools"))
+
+# Property tests are derandomised under the default ``ci`` profile, so a run passes or fails the
+# same way every time; ``HYPOTHESIS_PROFILE=fuzz`` (scripts/fuzz.sh) explores with fresh seeds.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+settings.register_profile("fuzz", max_examples=5000, deadline=None, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

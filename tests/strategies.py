@@ -1,7 +1,7 @@
 """Hypothesis strategies for knowledge packets, and mutators that break them.
 
 Valid packets are built the way a producer builds them: body fields as the models describe them
-plus numpy tensors, put together by :func:`m2kt_ref.codec.assemble` (which lays out the data
+plus numpy tensors, put together by :func:`m2kt_ref.packet.codec.assemble` (which lays out the data
 section, hashes the tensors and validates the result). They cover every dtype, optional fields
 present and absent, free-form JSON values, private relations and extensions.
 
@@ -23,9 +23,9 @@ from hypothesis import assume
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from m2kt_ref import codec
-from m2kt_ref import tensors as tz
-from m2kt_ref.models import INT_MAX, INT_MIN, RELATIONS
+from m2kt_ref.packet import codec
+from m2kt_ref.packet import tensors as tz
+from m2kt_ref.packet.model import INT_MAX, INT_MIN, RELATIONS
 
 DTYPES = ("f32", "f16", "bf16", "i8")
 

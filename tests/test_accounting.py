@@ -8,11 +8,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from m2kt_ref.accounting import InputCounter, probe_row_keys, row_keys  # noqa: E402
-from m2kt_ref.distill import FitConfig, logit_distill, train_on_labels  # noqa: E402
-from m2kt_ref.generate import generate_from_model  # noqa: E402
-from m2kt_ref.nets import NetConfig, build_model  # noqa: E402
-from m2kt_ref.tasks import make_task  # noqa: E402
+from m2kt_ref.transfer.accounting import InputCounter, probe_row_keys, row_keys  # noqa: E402
+from m2kt_ref.transfer.distill import FitConfig, logit_distill, train_on_labels  # noqa: E402
+from m2kt_ref.transfer.nets import NetConfig, build_model  # noqa: E402
+from m2kt_ref.transfer.tasks import make_task  # noqa: E402
+from m2kt_ref.transfer.teacher.generate import generate_from_model  # noqa: E402
 
 torch.set_num_threads(1)
 

@@ -8,8 +8,9 @@ import pytest
 torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
-from m2kt_ref.adapter import HiddenStateReader, UnknownLayerError  # noqa: E402
-from m2kt_ref.nets import FAMILIES, NetConfig, build_model, layer_names  # noqa: E402
+from m2kt_ref.errors import UnknownLayerError  # noqa: E402
+from m2kt_ref.transfer.hooks import HiddenStateReader  # noqa: E402
+from m2kt_ref.transfer.nets import FAMILIES, NetConfig, build_model, layer_names  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

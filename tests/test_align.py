@@ -1,4 +1,4 @@
-"""Concept Alignment Layer: maps, metrics and the anchor curve (m2kt_ref.align).
+"""Concept Alignment Layer: maps, metrics and the anchor curve (m2kt_ref.transfer.student.align).
 
 Metrics and ridge are checked against independent slow numpy references; thresholds on recovery
 quality were measured with the seeds below (values in the comments) and carry a margin.
@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from m2kt_ref.align import (
+from m2kt_ref.errors import M2ktError, UsageError
+from m2kt_ref.transfer.student.align import (
     ALIGNERS,
     MLPMap,
     ProcrustesMap,
@@ -28,7 +29,6 @@ from m2kt_ref.align import (
     relative_residual,
     retrieval_top1,
 )
-from m2kt_ref.errors import M2ktError, UsageError
 
 SHAPES = [(48, 32), (32, 48)]  # d_T > d_S and d_T < d_S
 
@@ -265,7 +265,7 @@ def np_gcv_choice(x, y, grid_rel):
 
 @pytest.mark.parametrize("n,d_t,side", [(200, 20, "primal"), (30, 40, "dual"), (41, 40, "primal")])
 def test_ridge_auto_matches_brute_force_gcv(n, d_t, side):
-    from m2kt_ref.align import GCV_GRID
+    from m2kt_ref.transfer.student.align import GCV_GRID
 
     x, y = paired(d_t, 7, n, seed=24, kind="linear", noise=0.5, dtype=torch.float64)
     f = RidgeMap().fit(x, y)  # lam="auto" is the default

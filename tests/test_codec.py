@@ -19,10 +19,10 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from strategies import json_scalars, json_values, packets
 
-from m2kt_ref import codec
-from m2kt_ref import tensors as tz
 from m2kt_ref.errors import REGISTRY, M2ktError, UsageError
-from m2kt_ref.limits import DEFAULT_LIMITS, Limits
+from m2kt_ref.packet import codec
+from m2kt_ref.packet import tensors as tz
+from m2kt_ref.packet.limits import DEFAULT_LIMITS, Limits
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

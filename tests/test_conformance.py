@@ -179,7 +179,7 @@ def test_signed_vectors_record_what_was_signed(vectors: list) -> None:
     signer signed, which pynacl verifies under the signer's key."""
     import nacl.signing
 
-    from m2kt_ref.signing import sig_structure
+    from m2kt_ref.packet.signing import sig_structure
 
     checked = 0
     for v in vectors:

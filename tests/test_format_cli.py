@@ -14,11 +14,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from m2kt_ref import codec
 from m2kt_ref.cli import main
 from m2kt_ref.cli.format_cmds import file_problems
 from m2kt_ref.errors import REGISTRY
-from m2kt_ref.limits import Limits
+from m2kt_ref.packet import codec
+from m2kt_ref.packet.limits import Limits
 
 ROOT = Path(__file__).resolve().parents[1]
 LINE = re.compile(r"^(?P<file>.+): (?P<code>[A-Z_]+): (?P<message>.+)$")
@@ -107,8 +107,8 @@ def test_inspect_json(capsys, demo_file, demo):
 
 
 def test_inspect_lists_signers(tmp_path, capsys, demo):
-    from m2kt_ref.keys import SigningKey
-    from m2kt_ref.signing import sign_packet
+    from m2kt_ref.packet.keys import SigningKey
+    from m2kt_ref.packet.signing import sign_packet
 
     keys = [SigningKey(bytes([i]) * 32) for i in (1, 2)]
     packet = demo

@@ -14,9 +14,15 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("scipy")
 
-from m2kt_ref import codec  # noqa: E402
 from m2kt_ref.cli import main  # noqa: E402
-from m2kt_ref.generate import (  # noqa: E402
+from m2kt_ref.packet import codec  # noqa: E402
+from m2kt_ref.transfer.model_dir import (  # noqa: E402
+    load_model_dir,
+    state_dict_digest,
+    weights_digest,
+)
+from m2kt_ref.transfer.tasks import make_task  # noqa: E402
+from m2kt_ref.transfer.teacher.generate import (  # noqa: E402
     DEFAULT_SAFETY,
     GENERATOR_NAME,
     abstraction_clusters,
@@ -30,15 +36,8 @@ from m2kt_ref.generate import (  # noqa: E402
     nearest_concepts,
     relative_rms_error,
     resolve_created,
-    state_dict_digest,
 )
-from m2kt_ref.tasks import make_task  # noqa: E402
-from m2kt_ref.training import (  # noqa: E402
-    load_model_dir,
-    teacher_preset,
-    train_teacher,
-    weights_digest,
-)
+from m2kt_ref.transfer.teachers import teacher_preset, train_teacher  # noqa: E402
 
 SMALL = {
     "modular": {"p": 13, "ops": "+-"},
@@ -271,9 +270,9 @@ def test_reduced_dtype_round_trips_with_recorded_error(teacher_dirs, dtype, tmp_
 
 
 def test_key_signs_and_packet_verifies(teacher_dirs, tmp_path, capsys):
-    from m2kt_ref.keys import SigningKey, write_key_pair
-    from m2kt_ref.signing import describe_signers, verify_file
-    from m2kt_ref.trust import TrustStore
+    from m2kt_ref.packet.keys import SigningKey, write_key_pair
+    from m2kt_ref.packet.signing import describe_signers, verify_file
+    from m2kt_ref.packet.trust import TrustStore
 
     secret, public = write_key_pair(SigningKey(bytes(range(32))), tmp_path / "alice")
     out = tmp_path / "signed.m2kt"
@@ -559,7 +558,7 @@ def test_relative_rms_error():
 
 
 def test_declared_weight_outside_unit_interval_is_refused():
-    from m2kt_ref.tasks import ModularTask, Relation
+    from m2kt_ref.transfer.tasks import ModularTask, Relation
 
     class Overweight(ModularTask):
         def relations(self):

@@ -1,4 +1,4 @@
-"""Student-side ingestion (m2kt_ref.ingest): every task family into a student of another shape,
+"""Student-side ingestion (m2kt_ref.transfer.student.ingest): every task family into a student of another shape,
 the trust gate, rollback on poisoned packets, determinism, the report and its receipt.
 
 Quick teachers (100 steps) and small packets keep the file fast on one thread; every asserted
@@ -17,29 +17,32 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("scipy")
 
-from m2kt_ref import codec  # noqa: E402
-from m2kt_ref import tensors as tz  # noqa: E402
-from m2kt_ref.errors import IngestError, M2ktError, UsageError  # noqa: E402
-from m2kt_ref.generate import generate_from_model, state_dict_digest  # noqa: E402
-from m2kt_ref.ingest import (  # noqa: E402
-    DEFAULT_BOUNDS,
-    IngestConfig,
+from m2kt_ref.errors import (  # noqa: E402
+    IngestError,
     IngestRefusedError,
-    align_packet,
-    effective_policy,
-    ingest,
-    packet_view,
+    M2ktError,
+    UsageError,
 )
-from m2kt_ref.keys import SigningKey  # noqa: E402
-from m2kt_ref.report import (  # noqa: E402
+from m2kt_ref.packet import codec  # noqa: E402
+from m2kt_ref.packet import tensors as tz  # noqa: E402
+from m2kt_ref.packet.keys import SigningKey  # noqa: E402
+from m2kt_ref.packet.receipt import (  # noqa: E402
     report_errors,
     sign_report,
     validate_report,
     verify_receipt,
 )
-from m2kt_ref.tasks import make_task  # noqa: E402
-from m2kt_ref.training import evaluate, init_student, teacher_preset, train_teacher  # noqa: E402
-from m2kt_ref.trust import TrustedKey, TrustStore  # noqa: E402
+from m2kt_ref.packet.trust import TrustedKey, TrustStore  # noqa: E402
+from m2kt_ref.transfer.model_dir import state_dict_digest  # noqa: E402
+from m2kt_ref.transfer.student.anchors import align_packet  # noqa: E402
+from m2kt_ref.transfer.student.config import DEFAULT_BOUNDS, IngestConfig  # noqa: E402
+from m2kt_ref.transfer.student.ingest import ingest  # noqa: E402
+from m2kt_ref.transfer.student.safety import effective_policy  # noqa: E402
+from m2kt_ref.transfer.student.view import packet_view  # noqa: E402
+from m2kt_ref.transfer.tasks import make_task  # noqa: E402
+from m2kt_ref.transfer.teacher.generate import generate_from_model  # noqa: E402
+from m2kt_ref.transfer.teachers import init_student, teacher_preset, train_teacher  # noqa: E402
+from m2kt_ref.transfer.training import evaluate  # noqa: E402
 
 SMALL = {
     "modular": {"p": 13, "ops": "+-"},
@@ -110,7 +113,7 @@ def rebuild(packet, mutate, key=None):
     mutate(fields, tensors)
     out = codec.assemble(fields, {k: tz.encode(v, "f32") for k, v in tensors.items()})
     if key is not None:
-        from m2kt_ref.signing import sign_packet
+        from m2kt_ref.packet.signing import sign_packet
 
         out = sign_packet(out, key, signing_time=NOW)
     return out

@@ -13,9 +13,9 @@ from typing import Any
 import cbor2
 import pytest
 
-from m2kt_ref import codec
 from m2kt_ref.errors import M2ktError
-from m2kt_ref.limits import DEFAULT_LIMITS, Limits
+from m2kt_ref.packet import codec
+from m2kt_ref.packet.limits import DEFAULT_LIMITS, Limits
 
 MiB = 1 << 20
 

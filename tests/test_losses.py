@@ -1,4 +1,4 @@
-"""Composite-loss terms (m2kt_ref.losses) and verification metrics (m2kt_ref.verify_ingest)
+"""Composite-loss terms (m2kt_ref.transfer.student.losses) and verification metrics (m2kt_ref.transfer.student.verify)
 against slow loop-based float64 references, with fixed seeds and explicit tolerances."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from m2kt_ref import losses as L  # noqa: E402
-from m2kt_ref import verify_ingest as V  # noqa: E402
+from m2kt_ref.transfer.student import losses as L  # noqa: E402
+from m2kt_ref.transfer.student import verify as V  # noqa: E402
 
 TOL = {"rel": 1e-9, "abs": 1e-12}
 

@@ -8,14 +8,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from m2kt_ref.nets import (  # noqa: E402
-    FAMILIES,
-    NetConfig,
-    NetConfigError,
-    build_model,
-    count_parameters,
-    layer_names,
-)
+from m2kt_ref.errors import NetConfigError  # noqa: E402
+from m2kt_ref.transfer.nets import FAMILIES, NetConfig, build_model, count_parameters, layer_names  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

@@ -12,12 +12,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 FORMAT_MODULES = (
     "m2kt_ref.errors",
-    "m2kt_ref.tensors",
-    "m2kt_ref.models",
-    "m2kt_ref.codec",
-    "m2kt_ref.limits",
-    "m2kt_ref.semantics",
-    "m2kt_ref.demo",
+    "m2kt_ref.packet.tensors",
+    "m2kt_ref.packet.model",
+    "m2kt_ref.packet.codec",
+    "m2kt_ref.packet.limits",
+    "m2kt_ref.packet.rules",
+    "m2kt_ref.packet.demo",
     "m2kt_ref.cli",
 )
 

@@ -21,14 +21,15 @@ from typing import Any
 
 import cbor2
 import pytest
+import spec_tables  # tools/, on the path through conftest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 from strategies import MUTATIONS, Mutation, mutated_bodies, packets
 
-from m2kt_ref import codec, models, schema
-from m2kt_ref import tensors as tz
 from m2kt_ref.errors import M2ktError
+from m2kt_ref.packet import codec, model, schema
+from m2kt_ref.packet import tensors as tz
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "spec" / "packet-1.0.md"
@@ -403,22 +404,22 @@ def test_extension_data_may_be_null(demo: codec.Packet) -> None:
 
 #: Schema object -> model class, for the field-by-field comparison.
 MODEL_OF = {
-    ("body.schema.json", ""): models.PacketBody,
-    ("header.schema.json", ""): models.Header,
-    ("teacher.schema.json", ""): models.Teacher,
-    ("concept.schema.json", ""): models.Concept,
-    ("concept.schema.json", "/$defs/manifold"): models.Manifold,
-    ("graph.schema.json", ""): models.Graph,
-    ("graph.schema.json", "/$defs/edge"): models.Edge,
-    ("trace.schema.json", ""): models.Trace,
-    ("trace.schema.json", "/$defs/step"): models.TraceStep,
-    ("anchor.schema.json", ""): models.Anchor,
-    ("provenance.schema.json", ""): models.Provenance,
-    ("provenance.schema.json", "/$defs/generator"): models.Generator,
-    ("provenance.schema.json", "/$defs/task"): models.TaskRef,
-    ("safety.schema.json", ""): models.Safety,
-    ("tensor.schema.json", ""): models.TensorInfo,
-    ("extensions.schema.json", "/$defs/extension"): models.Extension,
+    ("body.schema.json", ""): model.PacketBody,
+    ("header.schema.json", ""): model.Header,
+    ("teacher.schema.json", ""): model.Teacher,
+    ("concept.schema.json", ""): model.Concept,
+    ("concept.schema.json", "/$defs/manifold"): model.Manifold,
+    ("graph.schema.json", ""): model.Graph,
+    ("graph.schema.json", "/$defs/edge"): model.Edge,
+    ("trace.schema.json", ""): model.Trace,
+    ("trace.schema.json", "/$defs/step"): model.TraceStep,
+    ("anchor.schema.json", ""): model.Anchor,
+    ("provenance.schema.json", ""): model.Provenance,
+    ("provenance.schema.json", "/$defs/generator"): model.Generator,
+    ("provenance.schema.json", "/$defs/task"): model.TaskRef,
+    ("safety.schema.json", ""): model.Safety,
+    ("tensor.schema.json", ""): model.TensorInfo,
+    ("extensions.schema.json", "/$defs/extension"): model.Extension,
 }
 
 #: Where the models state a rule differently from the schema, and why that is fine.
@@ -494,28 +495,28 @@ def _facts(node: dict[str, Any], deref: Deref) -> Any:
 def test_models_and_schemas_state_the_same_fields_and_constraints() -> None:
     registry = schema.registry()
     mismatches = set()
-    for (name, pointer), model in MODEL_OF.items():
+    for (name, pointer), section in MODEL_OF.items():
         ours = schema.resolve_local(name, pointer)
-        theirs = model.model_json_schema()
+        theirs = section.model_json_schema()
         mine_deref = _ours(registry.resolver(base_uri=schema.schema_uri(name)))
-        assert set(model.model_fields) == set(ours["properties"]), model.__name__
-        for field, info in model.model_fields.items():
-            assert info.is_required() == (field in ours.get("required", ())), (model, field)
+        assert set(section.model_fields) == set(ours["properties"]), section.__name__
+        for field, info in section.model_fields.items():
+            assert info.is_required() == (field in ours.get("required", ())), (section, field)
             mine = _facts(ours["properties"][field], mine_deref)
             pyd = _facts(theirs["properties"][field], _theirs(theirs))
             if mine != pyd:
-                mismatches.add((model.__name__, field))
+                mismatches.add((section.__name__, field))
     assert mismatches == MODEL_DIFFERENCES
 
 
 def test_registries_agree() -> None:
     relation = schema.resolve_local("graph.schema.json", "/$defs/relation")
     consts = {b["const"] for b in relation["anyOf"] if "const" in b}
-    assert consts == models.RELATIONS
+    assert consts == model.RELATIONS
     dtypes = schema.resolve_local("tensor.schema.json", "/properties/dtype")["enum"]
     assert set(dtypes) == set(tz.STORAGE_DTYPES)
     integer = schema.resolve_local("common.schema.json", "/$defs/int")
-    assert (integer["minimum"], integer["maximum"]) == (models.INT_MIN, models.INT_MAX)
+    assert (integer["minimum"], integer["maximum"]) == (model.INT_MIN, model.INT_MAX)
 
 
 # --------------------------------------------------------------------------- spec tables
@@ -544,7 +545,7 @@ def _table_rows(block: str) -> list[list[str]]:
 
 
 def test_every_object_has_a_field_table_in_the_spec() -> None:
-    blocks = schema.generated_blocks(SPEC.read_text(encoding="utf-8"))
+    blocks = spec_tables.generated_blocks(SPEC.read_text(encoding="utf-8"))
     tables = {key for key in blocks if key.startswith("fields ")}
     assert tables == _object_schemas()
     assert {"types", "relations", "example"} <= blocks.keys()
@@ -552,7 +553,7 @@ def test_every_object_has_a_field_table_in_the_spec() -> None:
 
 def test_spec_field_tables_agree_with_the_schemas() -> None:
     """Independent of the generator: parse the tables and compare names and required-ness."""
-    blocks = schema.generated_blocks(SPEC.read_text(encoding="utf-8"))
+    blocks = spec_tables.generated_blocks(SPEC.read_text(encoding="utf-8"))
     for key, block in blocks.items():
         if not key.startswith("fields "):
             continue
@@ -571,18 +572,18 @@ def test_spec_field_tables_agree_with_the_schemas() -> None:
 
 def test_spec_generated_blocks_are_current() -> None:
     text = SPEC.read_text(encoding="utf-8")
-    current = schema.generated_blocks(text)
-    fresh = schema.generated_blocks(schema.regenerate(text))
+    current = spec_tables.generated_blocks(text)
+    fresh = spec_tables.generated_blocks(spec_tables.regenerate(text))
     stale = sorted(k for k in current if k != "example" and current[k] != fresh[k])
-    assert not stale, f"spec/packet-1.0.md blocks {stale} are stale; run: {schema.REGENERATE}"
+    assert not stale, f"spec/packet-1.0.md blocks {stale} are stale; run: {spec_tables.REGENERATE}"
 
 
 def test_worked_example_is_what_the_demo_packet_encodes_to() -> None:
     """The hex and packet id of spec §12 come from running the code (numpy's seeded RNG)."""
-    block = schema.generated_blocks(SPEC.read_text(encoding="utf-8"))["example"]
-    assert block == schema.worked_example() + "\n", (
+    block = spec_tables.generated_blocks(SPEC.read_text(encoding="utf-8"))["example"]
+    assert block == spec_tables.worked_example() + "\n", (
         f"the worked example differs from demo_packet() on this machine; run: "
-        f"{schema.REGENERATE} (if it differs only here, the demo's floats depend on the BLAS)"
+        f"{spec_tables.REGENERATE} (if it differs only here, the demo's floats depend on the BLAS)"
     )
 
 

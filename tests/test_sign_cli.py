@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from m2kt_ref import codec, trust
 from m2kt_ref.cli import COMMAND_MODULES, main
-from m2kt_ref.demo import demo_packet
-from m2kt_ref.keys import load_public_key
+from m2kt_ref.packet import codec, trust
+from m2kt_ref.packet.demo import demo_packet
+from m2kt_ref.packet.keys import load_public_key
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

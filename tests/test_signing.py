@@ -26,12 +26,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from m2kt_ref import codec, keys, signing, trust
-from m2kt_ref.codec import Packet, canonical_cbor
-from m2kt_ref.demo import demo_packet
 from m2kt_ref.errors import REGISTRY, LimitError, M2ktError, SignatureError, UsageError
-from m2kt_ref.keys import PublicKey, SigningKey
-from m2kt_ref.signing import (
+from m2kt_ref.packet import codec, keys, signing, trust
+from m2kt_ref.packet.codec import Packet, canonical_cbor
+from m2kt_ref.packet.demo import demo_packet
+from m2kt_ref.packet.keys import PublicKey, SigningKey
+from m2kt_ref.packet.signing import (
     BODY_PROTECTED,
     CONTENT_TYPE,
     describe_signers,
@@ -40,7 +40,7 @@ from m2kt_ref.signing import (
     verify_bytes,
     verify_packet,
 )
-from m2kt_ref.trust import TrustedKey, TrustStore
+from m2kt_ref.packet.trust import TrustedKey, TrustStore
 
 VECTORS = Path(__file__).parent / "vectors" / "ed25519"
 T0 = 1_767_225_600  # 2026-01-01T00:00:00Z
@@ -748,7 +748,7 @@ def test_key_constructors_check_lengths() -> None:
 def test_signing_imports_without_torch() -> None:
     code = (
         "import sys; sys.modules['torch'] = None\n"
-        "import m2kt_ref.signing, m2kt_ref.keys, m2kt_ref.trust, m2kt_ref.cli.sign_cmds\n"
+        "import m2kt_ref.packet.signing, m2kt_ref.packet.keys, m2kt_ref.packet.trust, m2kt_ref.cli.sign_cmds\n"
         "assert 'torch' not in sys.modules or sys.modules['torch'] is None\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

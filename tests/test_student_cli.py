@@ -10,19 +10,15 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("scipy")
 
-from m2kt_ref import codec  # noqa: E402
 from m2kt_ref.cli import main  # noqa: E402
-from m2kt_ref.generate import generate_packet  # noqa: E402
-from m2kt_ref.keys import SigningKey, write_key_pair  # noqa: E402
-from m2kt_ref.report import read_report, validate_report, verify_receipt  # noqa: E402
-from m2kt_ref.tasks import make_task  # noqa: E402
-from m2kt_ref.training import (  # noqa: E402
-    load_model_dir,
-    teacher_preset,
-    train_teacher,
-    weights_digest,
-)
-from m2kt_ref.trust import TrustStore  # noqa: E402
+from m2kt_ref.packet import codec  # noqa: E402
+from m2kt_ref.packet.keys import SigningKey, write_key_pair  # noqa: E402
+from m2kt_ref.packet.receipt import read_report, validate_report, verify_receipt  # noqa: E402
+from m2kt_ref.packet.trust import TrustStore  # noqa: E402
+from m2kt_ref.transfer.model_dir import load_model_dir, weights_digest  # noqa: E402
+from m2kt_ref.transfer.tasks import make_task  # noqa: E402
+from m2kt_ref.transfer.teacher.generate import generate_packet  # noqa: E402
+from m2kt_ref.transfer.teachers import teacher_preset, train_teacher  # noqa: E402
 
 OPTS = {"n": 8, "functions": 2, "k": 3}
 CREATED = "2026-01-01T00:00:00Z"

@@ -9,15 +9,13 @@ import sys
 import numpy as np
 import pytest
 
-from m2kt_ref.errors import UsageError
-from m2kt_ref.tasks import (
+from m2kt_ref.errors import TaskOptionError, UnknownTaskError, UsageError
+from m2kt_ref.transfer.tasks import (
     CONCEPT_KINDS,
     PAD_ID,
     RELATIONS,
     STEP_ROLES,
     TASKS,
-    TaskOptionError,
-    UnknownTaskError,
     describe_tasks,
     make_task,
     parse_option_pairs,
@@ -46,7 +44,7 @@ def test_registry_lists_every_family():
 
 def test_tasks_import_without_torch():
     code = (
-        "import sys, m2kt_ref.tasks as t; t.make_task('chain').problems(); "
+        "import sys, m2kt_ref.transfer.tasks as t; t.make_task('chain').problems(); "
         "print('torch' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from m2kt_ref import tensors as tz
 from m2kt_ref.errors import M2ktError
+from m2kt_ref.packet import tensors as tz
 
 finite32 = st.floats(allow_nan=False, allow_infinity=False, width=32)
 arrays = hnp.arrays(

@@ -9,24 +9,20 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from m2kt_ref.nets import NetConfig, build_model  # noqa: E402
-from m2kt_ref.tasks import make_task  # noqa: E402
-from m2kt_ref.training import (  # noqa: E402
+from m2kt_ref.errors import DeviceUnavailableError, ModelDirError  # noqa: E402
+from m2kt_ref.transfer.device import resolve_device  # noqa: E402
+from m2kt_ref.transfer.model_dir import (  # noqa: E402
     CONFIG_FILE,
     RECORD_FILE,
     WEIGHTS_FILE,
-    DeviceUnavailableError,
-    ModelDirError,
-    TrainConfig,
-    evaluate,
-    init_student,
     load_model_dir,
-    resolve_device,
     save_model_dir,
-    train_model,
-    train_teacher,
     weights_digest,
 )
+from m2kt_ref.transfer.nets import NetConfig, build_model  # noqa: E402
+from m2kt_ref.transfer.tasks import make_task  # noqa: E402
+from m2kt_ref.transfer.teachers import init_student, train_teacher  # noqa: E402
+from m2kt_ref.transfer.training import TrainConfig, evaluate, train_model  # noqa: E402
 
 SMALL = {
     "modular": {"p": 13, "ops": "+"},

@@ -121,7 +121,7 @@ def _run(args: argparse.Namespace) -> int:
     else:
         text = text_report(report, vectors, verbose=args.verbose)
     if args.output is not None:
-        from m2kt_ref.codec import write_atomic
+        from m2kt_ref.packet.files import write_atomic
 
         write_atomic(args.output, [text.encode("utf-8") + b"\n"])
     else:

@@ -53,7 +53,7 @@ def _pct(v: float | None) -> str:
 def experiment_command(args: argparse.Namespace) -> int:
     """Run the experiment and print the headline."""
     from m2kt_ref.experiments import run_experiment
-    from m2kt_ref.tasks import parse_option_pairs
+    from m2kt_ref.transfer.tasks import parse_option_pairs
 
     options = parse_option_pairs(args.opt)
     if args.merge:

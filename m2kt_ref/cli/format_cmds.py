@@ -13,10 +13,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from m2kt_ref import codec
 from m2kt_ref.cli.common import print_json
 from m2kt_ref.errors import DecodeError, LimitError, M2ktError
-from m2kt_ref.limits import DEFAULT_LIMITS, Limits
+from m2kt_ref.packet import codec
+from m2kt_ref.packet.files import read_bytes
+from m2kt_ref.packet.limits import DEFAULT_LIMITS, Limits
 
 #: How many examples of each kind of item ``inspect`` shows.
 EXAMPLES = 5
@@ -58,7 +59,7 @@ def _json_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from m2kt_ref.demo import demo_packet
+    from m2kt_ref.packet.demo import demo_packet
 
     packet = demo_packet()
     encoding = "json" if args.json_form else "cbor"
@@ -85,11 +86,11 @@ def file_problems(path: str, limits: Limits = DEFAULT_LIMITS) -> list[M2ktError]
     """Every problem of the packet file at ``path`` (an empty list when it is valid).
 
     The CBOR form reports all problems of the failing stage (see
-    :func:`m2kt_ref.codec.iter_packet_errors`); the JSON form (first byte ``{``) reports all body
+    :func:`m2kt_ref.packet.codec.iter_packet_errors`); the JSON form (first byte ``{``) reports all body
     problems, or else the first problem of its tensor data.
     """
     try:
-        buf = codec.read_bytes(path)
+        buf = read_bytes(path)
     except M2ktError as exc:
         return [exc]
     if codec.sniff_json(bytes(buf[:64])):
@@ -238,7 +239,7 @@ def _signers(packet: codec.Packet) -> list[dict[str, Any]] | dict[str, Any] | No
     """Who signed (not verified: ``m2kt verify`` does that); None when unsigned."""
     if packet.signatures is None:
         return None
-    from m2kt_ref import signing
+    from m2kt_ref.packet import signing
 
     try:
         return signing.describe_signers(packet)

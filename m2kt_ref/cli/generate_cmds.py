@@ -60,16 +60,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def generate_command(args: argparse.Namespace) -> int:
     if args.threads < 1:
-        raise UsageError("USAGE", "--threads must be >= 1")
+        raise UsageError("--threads must be >= 1")
     key = None
     if args.key:
-        from m2kt_ref.keys import load_signing_key
+        from m2kt_ref.packet.keys import load_signing_key
 
         key = load_signing_key(args.key)  # fail before any work
     import torch
 
-    from m2kt_ref import codec
-    from m2kt_ref.generate import generate_packet
+    from m2kt_ref.packet import codec
+    from m2kt_ref.transfer.teacher.generate import generate_packet
 
     torch.set_num_threads(args.threads)
     result = generate_packet(

@@ -56,13 +56,13 @@ def _line(file: str, err: M2ktError) -> str:
 
 
 def keygen_command(args: argparse.Namespace) -> int:
-    from m2kt_ref.keys import SigningKey, write_key_pair
+    from m2kt_ref.packet.keys import SigningKey, write_key_pair
 
     stem = Path(args.output)
     targets = [stem.with_name(stem.name + ext) for ext in (".key", ".pub")]
     existing = [str(t) for t in targets if t.exists()]
     if existing and not args.force:
-        raise UsageError("USAGE", f"{existing[0]} exists (use --force to overwrite)")
+        raise UsageError(f"{existing[0]} exists (use --force to overwrite)")
     key = SigningKey.generate()
     secret, public = write_key_pair(key, stem)
     if args.json:
@@ -73,13 +73,14 @@ def keygen_command(args: argparse.Namespace) -> int:
 
 
 def sign_command(args: argparse.Namespace) -> int:
-    from m2kt_ref import codec
-    from m2kt_ref.keys import load_signing_key
-    from m2kt_ref.signing import describe_signers, sign_packet
+    from m2kt_ref.packet import codec
+    from m2kt_ref.packet.files import read_bytes
+    from m2kt_ref.packet.keys import load_signing_key
+    from m2kt_ref.packet.signing import describe_signers, sign_packet
 
     try:
         key = load_signing_key(args.key)
-        encoding = "json" if codec.sniff_json(bytes(codec.read_bytes(args.file)[:64])) else "cbor"
+        encoding = "json" if codec.sniff_json(bytes(read_bytes(args.file)[:64])) else "cbor"
         packet = codec.read_packet(args.file)
         signed = sign_packet(packet, key)
         codec.write_packet(signed, args.output, encoding=encoding)
@@ -111,11 +112,11 @@ def sign_command(args: argparse.Namespace) -> int:
 
 
 def verify_command(args: argparse.Namespace) -> int:
-    from m2kt_ref.signing import verify_file
-    from m2kt_ref.trust import TrustStore
+    from m2kt_ref.packet.signing import verify_file
+    from m2kt_ref.packet.trust import TrustStore
 
     if args.min_signers < 1:
-        raise UsageError("USAGE", "--min-signers must be at least 1")
+        raise UsageError("--min-signers must be at least 1")
     trust = TrustStore.load(args.trust)
     results: list[dict[str, Any]] = []
     ok = True

@@ -114,7 +114,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _threads(n: int) -> None:
     if n < 1:
-        raise UsageError("USAGE", "--threads must be >= 1")
+        raise UsageError("--threads must be >= 1")
     import torch
 
     torch.set_num_threads(n)
@@ -125,7 +125,7 @@ def _settings(pairs: list[str]) -> dict[str, str]:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
-            raise UsageError("USAGE", f"--set {pair!r} is not KEY=VALUE")
+            raise UsageError(f"--set {pair!r} is not KEY=VALUE")
         out[key.strip()] = value
     return out
 
@@ -135,15 +135,16 @@ def _fmt(value: Any, digits: int = 3) -> str:
 
 
 def align_command(args: argparse.Namespace) -> int:
-    from m2kt_ref import codec
+    from m2kt_ref.packet import codec
 
     packet = codec.read_packet(args.packet)
     _threads(args.threads)
-    from m2kt_ref.ingest import IngestConfig, align_packet
-    from m2kt_ref.training import load_model_dir
+    from m2kt_ref.transfer.model_dir import load_model_dir
+    from m2kt_ref.transfer.student.anchors import align_packet
+    from m2kt_ref.transfer.student.config import IngestConfig
 
     if not 0.0 <= args.holdout < 1.0:
-        raise UsageError("USAGE", "--holdout must be in [0, 1)")
+        raise UsageError("--holdout must be in [0, 1)")
     student = load_model_dir(args.student, device=args.device)
     methods = list(METHODS) if args.method == "all" else [args.method]
     curve = None
@@ -151,7 +152,7 @@ def align_command(args: argparse.Namespace) -> int:
         try:
             curve = [int(c) for c in args.curve.split(",") if c.strip()]
         except ValueError:
-            raise UsageError("USAGE", f"--curve {args.curve!r} is not a list of integers") from None
+            raise UsageError(f"--curve {args.curve!r} is not a list of integers") from None
     config = IngestConfig(
         holdout_fraction=args.holdout, seed=args.seed, student_layer=args.layer, device=args.device
     )
@@ -185,25 +186,28 @@ def align_command(args: argparse.Namespace) -> int:
 
 
 def ingest_command(args: argparse.Namespace) -> int:
-    from m2kt_ref import codec
     from m2kt_ref.errors import M2ktError
-    from m2kt_ref.report import sign_report, write_report
-    from m2kt_ref.trust import TrustStore
+    from m2kt_ref.packet import codec
+    from m2kt_ref.packet.receipt import sign_report, write_report
+    from m2kt_ref.packet.trust import TrustStore
 
     key = None
     if args.sign_key:
-        from m2kt_ref.keys import load_signing_key
+        from m2kt_ref.packet.keys import load_signing_key
 
         key = load_signing_key(args.sign_key)  # fail before any work
     if args.min_signers < 1:
-        raise UsageError("USAGE", "--min-signers must be >= 1")
+        raise UsageError("--min-signers must be >= 1")
     if args.protect_problems < 0:
-        raise UsageError("USAGE", "--protect-problems must be >= 0")
+        raise UsageError("--protect-problems must be >= 0")
     trust = TrustStore.load(args.trust) if args.trust else None
     packet = codec.read_packet(args.packet)
     _threads(args.threads)
-    from m2kt_ref.ingest import IngestConfig, IngestRefusedError, ingest
-    from m2kt_ref.training import load_model_dir, resolve_device, save_model_dir
+    from m2kt_ref.errors import IngestRefusedError
+    from m2kt_ref.transfer.device import resolve_device
+    from m2kt_ref.transfer.model_dir import load_model_dir, save_model_dir
+    from m2kt_ref.transfer.student.config import IngestConfig
+    from m2kt_ref.transfer.student.ingest import ingest
 
     resolve_device(args.device)
     updates: dict[str, Any] = {
@@ -237,7 +241,7 @@ def ingest_command(args: argparse.Namespace) -> int:
         except OSError as exc:
             from m2kt_ref.errors import FileAccessError
 
-            raise FileAccessError("IO_ERROR", f"cannot create {out}: {exc.strerror}") from None
+            raise FileAccessError(f"cannot create {out}: {exc.strerror}") from None
         write_report(out / "report.json", report)
         return report
 
@@ -341,8 +345,8 @@ def _print_summary(report: dict[str, Any], out: Path) -> None:
 
 def verify_receipt_command(args: argparse.Namespace) -> int:
     from m2kt_ref.errors import M2ktError
-    from m2kt_ref.report import read_report, verify_receipt
-    from m2kt_ref.trust import TrustStore
+    from m2kt_ref.packet.receipt import read_report, verify_receipt
+    from m2kt_ref.packet.trust import TrustStore
 
     trust = TrustStore.load(args.trust)
     results: list[dict[str, Any]] = []

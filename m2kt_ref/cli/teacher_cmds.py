@@ -79,13 +79,13 @@ def _fail(exc: M2ktError) -> int:
 
 
 def _make_task(args: argparse.Namespace) -> Any:
-    from m2kt_ref.tasks import make_task, parse_option_pairs
+    from m2kt_ref.transfer.tasks import make_task, parse_option_pairs
 
     return make_task(args.task, **parse_option_pairs(args.opt))
 
 
 def _tasks(args: argparse.Namespace) -> int:
-    from m2kt_ref.tasks import describe_tasks
+    from m2kt_ref.transfer.tasks import describe_tasks
 
     tasks = describe_tasks()
     if args.json:
@@ -104,7 +104,7 @@ def _set_threads(n: int) -> None:
     from m2kt_ref.errors import UsageError
 
     if n < 1:
-        raise UsageError("USAGE", "--threads must be >= 1")
+        raise UsageError("--threads must be >= 1")
     torch.set_num_threads(n)
 
 
@@ -112,7 +112,8 @@ def _train_teacher(args: argparse.Namespace) -> int:
     try:
         task = _make_task(args)
         _set_threads(args.threads)
-        from m2kt_ref.training import resolve_device, train_teacher
+        from m2kt_ref.transfer.device import resolve_device
+        from m2kt_ref.transfer.teachers import train_teacher
 
         resolve_device(args.device)  # fail before any work
         run = train_teacher(
@@ -126,7 +127,7 @@ def _train_teacher(args: argparse.Namespace) -> int:
         out = run.save(args.out)
     except M2ktError as exc:
         return _fail(exc)
-    from m2kt_ref.training import weights_digest
+    from m2kt_ref.transfer.model_dir import weights_digest
 
     record = {**run.record, "out": str(out), "weights_sha256": weights_digest(out)}
     if args.json:
@@ -144,7 +145,8 @@ def _train_teacher(args: argparse.Namespace) -> int:
 def _init_student(args: argparse.Namespace) -> int:
     try:
         task = _make_task(args)
-        from m2kt_ref.training import init_student, save_model_dir, weights_digest
+        from m2kt_ref.transfer.model_dir import save_model_dir, weights_digest
+        from m2kt_ref.transfer.teachers import init_student
 
         model, net_config, record = init_student(
             task,

@@ -17,11 +17,13 @@ import traceback
 from collections.abc import Callable
 from typing import IO, Any
 
-from m2kt_ref import __version__, codec
-from m2kt_ref import tensors as tz
+from m2kt_ref import __version__
 from m2kt_ref.conformance.protocol import PROFILES, PROTOCOL_VERSION, summarize
 from m2kt_ref.errors import M2ktError, UsageError
-from m2kt_ref.limits import DEFAULT_LIMITS, Limits
+from m2kt_ref.packet import codec
+from m2kt_ref.packet import tensors as tz
+from m2kt_ref.packet.files import read_bytes
+from m2kt_ref.packet.limits import DEFAULT_LIMITS, Limits
 
 
 def limits_from(overrides: Any) -> Limits:
@@ -30,28 +32,28 @@ def limits_from(overrides: Any) -> Limits:
         return DEFAULT_LIMITS
     names = {f.name for f in dataclasses.fields(Limits)}
     if not isinstance(overrides, dict):
-        raise UsageError("USAGE", "limits must be an object")
+        raise UsageError("limits must be an object")
     for name, value in overrides.items():
         if name not in names:
-            raise UsageError("USAGE", f"unknown limit {name!r}")
+            raise UsageError(f"unknown limit {name!r}")
         if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise UsageError("USAGE", f"limit {name} must be a non-negative integer")
+            raise UsageError(f"limit {name} must be a non-negative integer")
     return dataclasses.replace(DEFAULT_LIMITS, **overrides)
 
 
 def _b64(text: Any, what: str) -> bytes:
     if not isinstance(text, str):
-        raise UsageError("USAGE", f"{what} must be a base64 string")
+        raise UsageError(f"{what} must be a base64 string")
     try:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
-        raise UsageError("USAGE", f"{what} is not valid base64") from None
+        raise UsageError(f"{what} is not valid base64") from None
 
 
 def input_bytes(inp: dict[str, Any]) -> bytes | memoryview:
     """The request's input bytes: inline (``b64``) or a file (``path``, memory-mapped)."""
     if "path" in inp:
-        return codec.read_bytes(inp["path"])
+        return read_bytes(inp["path"])
     return _b64(inp.get("b64"), "input.b64")
 
 
@@ -104,7 +106,7 @@ def op_produce(inp: dict[str, Any]) -> dict[str, Any]:
     """producer: build a packet from body fields and raw tensors, then check it like a reader."""
     desc = inp.get("description")
     if not isinstance(desc, dict) or not isinstance(desc.get("fields"), dict):
-        raise UsageError("USAGE", "description.fields must be an object")
+        raise UsageError("description.fields must be an object")
     tensors: dict[str, tz.EncodedTensor] = {}
     for t in desc.get("tensors", []):
         data = _b64(t.get("b64"), f"tensor {t.get('name')}")
@@ -113,7 +115,7 @@ def op_produce(inp: dict[str, Any]) -> dict[str, Any]:
             t["dtype"], tuple(t["shape"]), memoryview(data), None if scale is None else float(scale)
         )
     if len(tensors) != len(desc.get("tensors", [])):
-        raise UsageError("USAGE", "two tensors share a name")
+        raise UsageError("two tensors share a name")
     packet = codec.assemble(desc["fields"], tensors)
     encoded = codec.encode(packet)
     codec.decode(encoded)  # refuse what a reader would refuse (non-finite values...)

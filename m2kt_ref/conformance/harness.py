@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import IO, Any
 from xml.etree import ElementTree as ET
 
-from m2kt_ref import codec
 from m2kt_ref.conformance.protocol import (
     PROFILES,
     PROTOCOL_VERSION,
@@ -43,6 +42,7 @@ from m2kt_ref.conformance.protocol import (
 )
 from m2kt_ref.conformance.vectors import Vector, load_vectors
 from m2kt_ref.errors import M2ktError, UsageError
+from m2kt_ref.packet import codec
 
 #: Seconds an implementation gets to answer the start handshake (interpreters can be slow).
 START_TIMEOUT = 30.0
@@ -280,10 +280,10 @@ def run_suite(
             ``profile``.
     """
     if profile not in PROFILES:
-        raise UsageError("USAGE", f"unknown profile {profile!r} (one of {', '.join(PROFILES)})")
+        raise UsageError(f"unknown profile {profile!r} (one of {', '.join(PROFILES)})")
     argv = shlex.split(command) if isinstance(command, str) else list(command)
     if not argv:
-        raise UsageError("USAGE", "empty implementation command")
+        raise UsageError("empty implementation command")
     vectors = load_vectors(suite_dir, profile=profile, only=only)
     report = Report(profile)
     impl: Implementation | None = None
@@ -328,7 +328,6 @@ def run_suite(
                     if profile not in info["profiles"]:
                         impl.stop()
                         raise UsageError(
-                            "USAGE",
                             f"{info['name']} {info['version']} does not implement the {profile} "
                             f"profile (it implements: {', '.join(info['profiles']) or 'none'})",
                         )

@@ -66,7 +66,7 @@ def check_message(definition: str, message: Any) -> None:
     """Raise ``USAGE`` when ``message`` is not a valid ``definition`` message."""
     problem = message_problem(definition, message)
     if problem:
-        raise UsageError("USAGE", f"invalid {definition} message: {problem}")
+        raise UsageError(f"invalid {definition} message: {problem}")
 
 
 def summarize(

@@ -70,18 +70,18 @@ def _read_json(path: Path) -> tuple[bytes, Any]:
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise FileAccessError("IO_ERROR", f"cannot read {path}: {exc.strerror}") from None
+        raise FileAccessError(f"cannot read {path}: {exc.strerror}") from None
     try:
         return raw, json.loads(raw)
     except ValueError:
-        raise UsageError("USAGE", f"{path} is not valid JSON") from None
+        raise UsageError(f"{path} is not valid JSON") from None
 
 
 def _check(validator: jsonschema.Draft202012Validator, doc: Any, path: Path) -> None:
     error = jsonschema.exceptions.best_match(validator.iter_errors(doc))
     if error is not None:
         where = "/".join(str(p) for p in error.absolute_path)
-        raise UsageError("USAGE", f"{path}: {error.message} at /{where}")
+        raise UsageError(f"{path}: {error.message} at /{where}")
 
 
 def load_manifest(suite_dir: Path | None = None) -> dict[str, Any]:
@@ -110,13 +110,13 @@ def load_vectors(
     suite = suite_dir or default_suite_dir()
     manifest = load_manifest(suite)
     if profile is not None and profile not in PROFILES:
-        raise UsageError("USAGE", f"unknown profile {profile!r} (one of {', '.join(PROFILES)})")
+        raise UsageError(f"unknown profile {profile!r} (one of {', '.join(PROFILES)})")
     entries = manifest["vectors"]
     if only:
         known = {e["id"] for e in entries}
         unknown = [i for i in only if i not in known]
         if unknown:
-            raise UsageError("USAGE", f"no vector with id {unknown[0]!r}")
+            raise UsageError(f"no vector with id {unknown[0]!r}")
         entries = [e for e in entries if e["id"] in set(only)]
     if profile is not None:
         entries = [e for e in entries if profile in e["profiles"]]
@@ -126,10 +126,10 @@ def load_vectors(
         path = suite / entry["file"]
         raw, doc = _read_json(path)
         if hashlib.sha256(raw).hexdigest() != entry["sha256"]:
-            raise UsageError("USAGE", f"{path} differs from the manifest (re-run generate)")
+            raise UsageError(f"{path} differs from the manifest (re-run generate)")
         _check(validator, doc, path)
         vector = Vector.from_data(doc)
         if vector.id != entry["id"]:
-            raise UsageError("USAGE", f"{path} holds vector {vector.id!r}, not {entry['id']!r}")
+            raise UsageError(f"{path} holds vector {vector.id!r}, not {entry['id']!r}")
         out.append(vector)
     return out

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from m2kt_ref import signing
-from m2kt_ref.codec import Packet
 from m2kt_ref.errors import UsageError
-from m2kt_ref.limits import Limits
-from m2kt_ref.trust import TrustStore, parse_time, trusted_keys_from_json
+from m2kt_ref.packet import signing
+from m2kt_ref.packet.codec import Packet
+from m2kt_ref.packet.limits import Limits
+from m2kt_ref.packet.trust import TrustStore, parse_time, trusted_keys_from_json
 
 
 def load_policy(inp: dict[str, Any]) -> tuple[TrustStore, int, int]:
@@ -21,13 +21,13 @@ def load_policy(inp: dict[str, Any]) -> tuple[TrustStore, int, int]:
     store = TrustStore(trusted_keys_from_json(inp.get("trust"), source="request trust store"))
     k = inp.get("min_signers", 1)
     if not isinstance(k, int) or isinstance(k, bool) or k < 1:
-        raise UsageError("USAGE", "min_signers must be an integer of at least 1")
+        raise UsageError("min_signers must be an integer of at least 1")
     if not isinstance(inp.get("now"), str):
-        raise UsageError("USAGE", "now must be an RFC 3339 UTC time")
+        raise UsageError("now must be an RFC 3339 UTC time")
     try:
         now = parse_time(inp["now"], "now")
     except Exception:
-        raise UsageError("USAGE", "now must be an RFC 3339 UTC time") from None
+        raise UsageError("now must be an RFC 3339 UTC time") from None
     return store, k, now
 
 
@@ -35,7 +35,7 @@ def verify(packet: Packet, policy: tuple[TrustStore, int, int], limits: Limits) 
     """Verify ``packet``; returns the key ids (hex, sorted) of the signers counted toward k.
 
     Raises:
-        M2ktError: the first problem :func:`m2kt_ref.signing.verify_packet` reports.
+        M2ktError: the first problem :func:`m2kt_ref.packet.signing.verify_packet` reports.
     """
     store, k, now = policy
     result = signing.verify_packet(packet, store, min_signers=k, now=now, limits=limits)

@@ -8,12 +8,12 @@ nothing: ``steps=``, ``traces=``, ``kd_temperature=`` ...).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from m2kt_ref.distill import FitConfig
 from m2kt_ref.errors import UsageError
-from m2kt_ref.training import TrainConfig
+from m2kt_ref.transfer.distill import FitConfig
+from m2kt_ref.transfer.training import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -54,7 +54,6 @@ class ExperimentPreset:
     test_fraction: float | None = None
     teacher_seed: int = 0
     ablations: bool = True
-    ingest: str = "ref"
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -161,7 +160,6 @@ SETTINGS: dict[str, type] = {
     "teacher_seed": int,
     "teacher_steps": int,
     "ablations": bool,
-    "ingest": str,
     "student_width": int,
     "student_depth": int,
     "k_curve": str,
@@ -186,7 +184,7 @@ def _coerce(key: str, tp: type, value: Any) -> Any:
             return low in ("1", "true", "yes", "on")
         return tp(value)
     except ValueError:
-        raise UsageError("USAGE", f"--opt {key}={value!r}: not a valid {tp.__name__}") from None
+        raise UsageError(f"--opt {key}={value!r}: not a valid {tp.__name__}") from None
 
 
 def resolve_preset(
@@ -206,7 +204,7 @@ def resolve_preset(
         preset = PRESETS[(task_name, scale)]
     except KeyError:
         raise UsageError(
-            "USAGE", f"no experiment preset for task {task_name!r} at scale {scale!r}"
+            f"no experiment preset for task {task_name!r} at scale {scale!r}"
         ) from None
     task_opts = dict(preset.task_options)
     recipe: dict[str, Any] = {}
@@ -234,7 +232,34 @@ def resolve_preset(
             try:
                 changes["k_curve"] = tuple(int(v) for v in str(value).split(",") if v.strip())
             except ValueError:
-                raise UsageError("USAGE", f"--opt k_curve={value!r}: want e.g. 4,16,64") from None
+                raise UsageError(f"--opt k_curve={value!r}: want e.g. 4,16,64") from None
         else:
             changes[key] = value
     return replace(preset, fit=fit, **changes), task_opts, recipe
+
+
+@dataclass(frozen=True)
+class RecipeConfig:
+    """How the experiments run M2KT on a student: which packet sections and loss terms are on.
+
+    ``embed_init``/``head_init`` write the packet's concept geometry into the student before
+    ingestion (:func:`~m2kt_ref.transfer.student.warm_start.write_packet_geometry`); the
+    ``lambda_*`` weights and ``use_*`` switches become the :class:`IngestConfig` of the
+    reference ingestion. The ablations change one field each.
+    """
+
+    lambda_geo: float = 1.0
+    lambda_struct: float = 0.5
+    lambda_reason: float = 1.0
+    lambda_trace_states: float = 1.0
+    lambda_safe: float = 0.0
+    embed_init: bool = True
+    head_init: bool = True
+    use_concepts: bool = True
+    use_graph: bool = True
+    use_traces: bool = True
+    embed_scale: float = 1.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        return asdict(self)

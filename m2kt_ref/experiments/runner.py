@@ -7,7 +7,7 @@ another width and depth, and one of another family); train the same students wit
 a log grid of input budgets and from scratch on exactly the task inputs M2KT used; run the
 ablations (each loss term and each packet section removed) and the curve over the number of
 traces K. Every student is evaluated on the teacher's held-out test split. Inputs are counted by
-:class:`m2kt_ref.accounting.InputCounter` (spec/algorithms.md §5).
+:class:`m2kt_ref.transfer.accounting.InputCounter` (spec/algorithms.md §5).
 """
 
 from __future__ import annotations
@@ -27,19 +27,19 @@ import numpy as np
 import torch
 
 from m2kt_ref import __version__
-from m2kt_ref.accounting import InputCounter
-from m2kt_ref.distill import FitResult, logit_distill, train_on_labels
-from m2kt_ref.experiments.presets import ExperimentPreset, StudentSpec, resolve_preset
-from m2kt_ref.experiments.recipe import RecipeConfig, ingest_packet
-from m2kt_ref.nets import NetConfig, build_model
-from m2kt_ref.tasks import Split, Task, make_task
-from m2kt_ref.training import (
-    evaluate,
-    load_model_dir,
-    resolve_device,
-    save_model_dir,
-    train_model,
+from m2kt_ref.experiments.presets import (
+    ExperimentPreset,
+    RecipeConfig,
+    StudentSpec,
+    resolve_preset,
 )
+from m2kt_ref.transfer.accounting import InputCounter
+from m2kt_ref.transfer.device import resolve_device
+from m2kt_ref.transfer.distill import FitResult, logit_distill, train_on_labels
+from m2kt_ref.transfer.model_dir import load_model_dir, save_model_dir
+from m2kt_ref.transfer.nets import NetConfig, build_model
+from m2kt_ref.transfer.tasks import Split, Task, make_task
+from m2kt_ref.transfer.training import evaluate, train_model
 
 __all__ = ["ABLATIONS", "kd_grid", "kd_inputs_to_match", "merge_results", "run_experiment"]
 
@@ -199,11 +199,11 @@ def _packet(
     teacher: torch.nn.Module, task: Task, split: Split, traces: int, seed: int, out: Path | None
 ) -> tuple[Any, set[bytes], set[bytes], dict[str, Any]]:
     """Generate, sign (ephemeral key) and verify a packet; return it with the rows it used."""
-    from m2kt_ref import codec
-    from m2kt_ref.generate import generate_from_model
-    from m2kt_ref.keys import SigningKey
-    from m2kt_ref.signing import verify_packet
-    from m2kt_ref.trust import TrustedKey, TrustStore
+    from m2kt_ref.packet import codec
+    from m2kt_ref.packet.keys import SigningKey
+    from m2kt_ref.packet.signing import verify_packet
+    from m2kt_ref.packet.trust import TrustedKey, TrustStore
+    from m2kt_ref.transfer.teacher.generate import generate_from_model
 
     key = SigningKey.generate()
     with InputCounter(task, [teacher]) as counter:
@@ -308,11 +308,19 @@ def _ingest_ref(
     counter: InputCounter,
     trust: Any,
 ) -> tuple[FitResult, dict[str, Any]]:
-    """M2KT through the reference ingestion (m2kt_ref.ingest), after the geometry writes."""
-    from m2kt_ref.experiments.recipe import write_packet_geometry
-    from m2kt_ref.ingest import IngestConfig, ingest
+    """M2KT through the reference ingestion (m2kt_ref.transfer.student.ingest), after the geometry writes."""
+    from m2kt_ref.transfer.student.config import IngestConfig
+    from m2kt_ref.transfer.student.ingest import ingest
+    from m2kt_ref.transfer.student.warm_start import write_packet_geometry
 
-    writes = write_packet_geometry(packet, student, ctx.task, recipe)
+    writes = write_packet_geometry(
+        packet,
+        student,
+        ctx.task,
+        embeddings=recipe.use_concepts and recipe.embed_init,
+        head=recipe.use_concepts and recipe.head_init,
+        embed_scale=recipe.embed_scale,
+    )
     cfg = IngestConfig(
         steps=fit.steps,
         lr=fit.lr,
@@ -393,18 +401,7 @@ def _run_m2kt(
     student = ctx.student(spec, seed)
     fit = replace(preset.fit, seed=seed)
     with InputCounter(ctx.task, [student]) as counter:
-        if preset.ingest == "ref":
-            res, report = _ingest_ref(ctx, student, packet, recipe, fit, counter, trust)
-        else:
-            res, report = ingest_packet(
-                packet,
-                student,
-                ctx.task,
-                recipe,
-                fit,
-                evaluate=ctx.evaluator(student, counter),
-                target=ctx.target,
-            )
+        res, report = _ingest_ref(ctx, student, packet, recipe, fit, counter, trust)
         used = gen_rows | counter.task_rows
         probes = gen_probes | (counter.rows - counter.task_rows)
         tally = counter.tally()
@@ -415,7 +412,6 @@ def _run_m2kt(
         student_side=tally.to_dict(),
         teacher_side_task_inputs=len(gen_rows),
         terms=report["terms"],
-        ingest=preset.ingest,
         decision=report.get("decision"),
         ingest_accounting=report.get("ingest_accounting"),
     )
@@ -676,7 +672,7 @@ def merge_results(
             seed.
     """
     from m2kt_ref.errors import UsageError
-    from m2kt_ref.experiments.report import (
+    from m2kt_ref.experiments.render import (
         validate_results,
         write_json,
         write_plot,
@@ -689,7 +685,7 @@ def merge_results(
         path = path / "results.json" if path.is_dir() else path
         docs.append(json.loads(path.read_text()))
     if not docs:
-        raise UsageError("USAGE", "nothing to merge")
+        raise UsageError("nothing to merge")
     first = docs[0]
     same = ("task", "task_options", "scale", "teacher", "fit")
 
@@ -702,11 +698,11 @@ def merge_results(
     for d in docs[1:]:
         for k in same:
             if identity(d, k) != identity(first, k):
-                raise UsageError("USAGE", f"runs differ in {k}; only seeds may differ")
+                raise UsageError(f"runs differ in {k}; only seeds may differ")
     per_seed = [r for d in docs for r in d["per_seed"]]
     seeds = [r["seed"] for r in per_seed]
     if len(set(seeds)) != len(seeds):
-        raise UsageError("USAGE", f"seeds repeat across the runs: {seeds}")
+        raise UsageError(f"seeds repeat across the runs: {seeds}")
     merged = json.loads(json.dumps(first))
     merged["per_seed"] = sorted(per_seed, key=lambda r: r["seed"])
     merged["wall_seconds"] = round(sum(d["wall_seconds"] for d in docs), 2)
@@ -754,7 +750,7 @@ def run_experiment(
     Raises:
         UsageError: bad task, option, scale or device.
     """
-    from m2kt_ref.experiments.report import (
+    from m2kt_ref.experiments.render import (
         validate_results,
         write_json,
         write_plot,
@@ -767,7 +763,7 @@ def run_experiment(
     if seeds < 1:
         from m2kt_ref.errors import UsageError
 
-        raise UsageError("USAGE", "--seeds must be >= 1")
+        raise UsageError("--seeds must be >= 1")
     dev = resolve_device(device)
     preset, task_opts, recipe_over = resolve_preset(task_name, scale, dict(options or {}))
     task = make_task(task_name, **task_opts)

@@ -1,0 +1,800 @@
+"""Packet encodings (spec §4): the normative deterministic CBOR envelope and the JSON form.
+
+Envelope (deterministic CBOR, RFC 8949 §4.2.1)::
+
+    55799( {                      ; self-described CBOR tag, then a map of 3 or 4 entries
+      "pad":  bstr,               ; zeros, so the data payload starts at a multiple of 64
+      "body": bstr .cbor body,    ; the canonical body; packet id = SHA-256 of these bytes
+      "data": bstr,               ; every tensor's bytes, 64-byte aligned, addressed by offset
+      ? "signatures": COSE_Sign   ; present once signed (spec §7), always last
+    } )
+
+The keys appear in that order because deterministic CBOR sorts keys by their encoded bytes.
+Tensor bytes never pass through the generic CBOR encoder or decoder: the envelope is written and
+parsed here, and tensors are read as zero-copy numpy views of the data payload.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import io
+import json
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, replace
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import cbor2
+import numpy as np
+import pydantic
+
+from m2kt_ref.errors import (
+    DecodeError,
+    LimitError,
+    M2ktError,
+    TensorError,
+    UsageError,
+    ValidationError,
+    VersionError,
+)
+from m2kt_ref.packet import tensors as tz
+from m2kt_ref.packet.files import read_bytes, write_atomic
+from m2kt_ref.packet.limits import DEFAULT_LIMITS, Limits
+from m2kt_ref.packet.model import PacketBody, TensorInfo
+from m2kt_ref.packet.rules import iter_semantic_errors, iter_tensor_data_errors
+
+MAGIC = b"\xd9\xd9\xf7"
+KEY_PAD = b"\x63pad"
+KEY_BODY = b"\x64body"
+KEY_DATA = b"\x64data"
+KEY_SIGNATURES = b"\x6asignatures"
+FORMAT_VERSION = "1.0"
+
+
+def bstr_header(n: int) -> bytes:
+    """Minimal-length CBOR byte-string header (major type 2) for ``n`` bytes."""
+    if n < 24:
+        return bytes([0x40 | n])
+    for info, width in ((24, 1), (25, 2), (26, 4), (27, 8)):
+        if n < 1 << (8 * width):
+            return bytes([0x40 | info]) + n.to_bytes(width, "big")
+    raise ValueError("byte string too long for CBOR")
+
+
+def pad_length(body_len: int, data_len: int) -> int:
+    """The smallest pad that puts the data payload at a multiple of 64 (spec §4.1)."""
+    for n in range(128):
+        start = (
+            len(MAGIC)
+            + 1
+            + len(KEY_PAD)
+            + len(bstr_header(n))
+            + n
+            + len(KEY_BODY)
+            + len(bstr_header(body_len))
+            + body_len
+            + len(KEY_DATA)
+            + len(bstr_header(data_len))
+        )
+        if start % tz.ALIGNMENT == 0:
+            return n
+    raise AssertionError("a pad below 128 bytes always exists")
+
+
+def canonical_cbor(value: Any) -> bytes:
+    """Deterministic CBOR of a value in the JSON data model (text keys, shortest floats)."""
+    return cbor2.dumps(value, canonical=True)
+
+
+@dataclass(frozen=True, eq=False)
+class Packet:
+    """A decoded or assembled packet.
+
+    ``body_bytes`` are the canonical CBOR of ``body``; ``data`` is the data section (a view of the
+    decoded buffer, never a copy); ``signatures`` is the encoded COSE_Sign item, opaque here.
+    """
+
+    body: PacketBody
+    body_bytes: bytes
+    data: memoryview
+    signatures: bytes | None = None
+
+    @property
+    def packet_id(self) -> str:
+        """Hex SHA-256 of the canonical body bytes (spec §4.4)."""
+        return hashlib.sha256(self.body_bytes).hexdigest()
+
+    def tensor(self, name: str) -> np.ndarray:
+        """Stored values of tensor ``name`` as a zero-copy view (bf16 as raw uint16)."""
+        info = self.tensor_info(name)
+        return tz.view(self.data, info.dtype, tuple(info.shape), info.offset)
+
+    def tensor_f32(self, name: str) -> np.ndarray:
+        """Tensor ``name`` widened (and dequantised) to float32."""
+        info = self.tensor_info(name)
+        return tz.to_float32(self.tensor(name), info.dtype, info.scale)
+
+    def tensor_info(self, name: str) -> TensorInfo:
+        """The descriptor of tensor ``name``; raises ``DANGLING_REFERENCE`` when absent."""
+        if name not in self._tensor_index:
+            raise ValidationError("DANGLING_REFERENCE", f"no tensor named {name!r}")
+        return self.body.tensors[self._tensor_index[name]]
+
+    @cached_property
+    def _tensor_index(self) -> dict[str, int]:
+        return {t.name: i for i, t in enumerate(self.body.tensors)}
+
+    def with_signatures(self, signatures: bytes | None) -> Packet:
+        """The same packet carrying another signatures item (the body, hence the id, unchanged)."""
+        return replace(self, signatures=signatures)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Packet):
+            return NotImplemented
+        return (
+            self.body_bytes == other.body_bytes
+            and self.data == other.data
+            and self.signatures == other.signatures
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+# --------------------------------------------------------------------------- building
+
+
+def assemble(
+    fields: Mapping[str, Any],
+    tensors: Mapping[str, tz.EncodedTensor],
+    *,
+    workers: int | None = None,
+) -> Packet:
+    """Build a packet from body fields (everything but ``tensors``) and named tensors.
+
+    Lays the tensors out in the given order, hashes them (on a thread pool), validates the body
+    (schema and semantics) and encodes it canonically. Raises the first problem found.
+    """
+    infos: list[dict[str, Any]] = []
+    offset = 0
+    for name, t in tensors.items():
+        offset = tz.aligned(offset)
+        info: dict[str, Any] = {
+            "name": name,
+            "dtype": t.dtype,
+            "shape": list(t.shape),
+            "offset": offset,
+            "length": t.nbytes,
+            "sha256": "",
+        }
+        if t.scale is not None:
+            info["scale"] = float(t.scale)
+        infos.append(info)
+        offset += t.nbytes
+    data = bytearray(tz.aligned(offset))
+    for info, t in zip(infos, tensors.values(), strict=True):
+        data[info["offset"] : info["offset"] + t.nbytes] = t.data
+    view = memoryview(data)
+    digests = tz.sha256_many(
+        [view[i["offset"] : i["offset"] + i["length"]] for i in infos], workers
+    )
+    for info, digest in zip(infos, digests, strict=True):
+        info["sha256"] = digest
+    body = validate_body({**fields, "tensors": infos})
+    return Packet(body, canonical_cbor(body.to_data()), view.toreadonly())
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _schema_errors(exc: pydantic.ValidationError) -> Iterator[M2ktError]:
+    for err in exc.errors(include_url=False, include_input=False):
+        path = "/body/" + "/".join(str(p) for p in err["loc"])
+        code = "NONFINITE_VALUE" if err["type"] == "finite_number" else "SCHEMA_VIOLATION"
+        yield ValidationError(code, err["msg"], path=path)
+
+
+def _check_counts(raw: Any, limits: Limits) -> None:
+    """Count limits, checked on the raw decoded body before model objects are built."""
+    if not isinstance(raw, dict):
+        return
+    for key, limit in (
+        ("concepts", "max_concepts"),
+        ("traces", "max_traces"),
+        ("anchors", "max_anchors"),
+        ("tensors", "max_tensors"),
+    ):
+        items = raw.get(key)
+        if isinstance(items, list):
+            limits.check(limit, len(items), path=f"/body/{key}")
+    graph = raw.get("graph")
+    if isinstance(graph, dict) and isinstance(graph.get("edges"), list):
+        limits.check("max_edges", len(graph["edges"]), path="/body/graph/edges")
+    traces, tensors = raw.get("traces"), raw.get("tensors")
+    for i, trace in enumerate(traces if isinstance(traces, list) else []):
+        if isinstance(trace, dict) and isinstance(trace.get("steps"), list):
+            limits.check("max_trace_steps", len(trace["steps"]), path=f"/body/traces/{i}/steps")
+    for i, t in enumerate(tensors if isinstance(tensors, list) else []):
+        if isinstance(t, dict) and isinstance(t.get("length"), int):
+            limits.check("max_tensor_bytes", t["length"], path=f"/body/tensors/{i}/length")
+
+
+def _check_version(raw: Any) -> None:
+    """Refuse other formats and major versions before schema validation (spec §9)."""
+    header = raw.get("header") if isinstance(raw, dict) else None
+    if not isinstance(header, dict):
+        return
+    fmt, version = header.get("format"), header.get("version")
+    if fmt != "m2kt" and isinstance(fmt, str):
+        raise VersionError(
+            "UNSUPPORTED_VERSION", f"format {fmt!r} is not m2kt", path="/body/header"
+        )
+    if isinstance(version, str) and version.split(".")[0] != "1":
+        raise VersionError(
+            "UNSUPPORTED_VERSION",
+            f"version {version} (this reader implements 1.x)",
+            path="/body/header/version",
+        )
+
+
+def iter_body_errors(raw: Any, limits: Limits = DEFAULT_LIMITS) -> Iterator[M2ktError]:
+    """Every problem of a raw body: limits and version (fatal), then schema, then semantics."""
+    try:
+        _check_counts(raw, limits)
+        _check_version(raw)
+    except M2ktError as exc:
+        yield exc
+        return
+    try:
+        body = PacketBody.model_validate(raw)
+    except pydantic.ValidationError as exc:
+        yield from _schema_errors(exc)
+        return
+    yield from iter_semantic_errors(body)
+
+
+def validate_body(raw: Any, limits: Limits = DEFAULT_LIMITS) -> PacketBody:
+    """Validate a raw body (JSON data model) and return the model; raises the first problem."""
+    _check_counts(raw, limits)
+    _check_version(raw)
+    try:
+        body = PacketBody.model_validate(raw)
+    except pydantic.ValidationError as exc:
+        raise next(_schema_errors(exc)) from None
+    for problem in iter_semantic_errors(body):
+        raise problem
+    return body
+
+
+# --------------------------------------------------------------------------- CBOR
+
+
+def encode_chunks(packet: Packet) -> list[bytes | memoryview]:
+    """The envelope as a list of byte chunks (the data payload is not copied)."""
+    body, data = packet.body_bytes, packet.data
+    pad = pad_length(len(body), len(data))
+    head = b"".join(
+        (
+            MAGIC,
+            bytes([0xA4 if packet.signatures is not None else 0xA3]),
+            KEY_PAD,
+            bstr_header(pad),
+            bytes(pad),
+            KEY_BODY,
+            bstr_header(len(body)),
+            body,
+            KEY_DATA,
+            bstr_header(len(data)),
+        )
+    )
+    chunks: list[bytes | memoryview] = [head, data]
+    if packet.signatures is not None:
+        chunks += [KEY_SIGNATURES, packet.signatures]
+    return chunks
+
+
+def encode(packet: Packet) -> bytes:
+    """The packet's deterministic CBOR bytes."""
+    return b"".join(encode_chunks(packet))
+
+
+class _Reader:
+    """Cursor over the envelope that raises coded errors instead of IndexError."""
+
+    def __init__(self, buf: memoryview) -> None:
+        self.buf, self.pos = buf, 0
+
+    def take(self, n: int) -> memoryview:
+        if self.pos + n > len(self.buf):
+            raise DecodeError(
+                "TRUNCATED", f"input ends at byte {len(self.buf)}, needed {self.pos + n}"
+            )
+        out = self.buf[self.pos : self.pos + n]
+        self.pos += n
+        return out
+
+    def expect(self, literal: bytes, what: str) -> None:
+        got = bytes(self.buf[self.pos : self.pos + len(literal)])
+        if got != literal[: len(got)]:
+            raise _Mismatch(what)
+        self.take(len(literal))  # TRUNCATED when the input stops inside the literal
+
+    def bstr_length(self, what: str) -> int:
+        first = self.take(1)[0]
+        if first >> 5 != 2:
+            raise _Mismatch(what)
+        info = first & 0x1F
+        if info < 24:
+            return info
+        if info > 27:
+            raise _Mismatch(what)
+        width = 1 << (info - 24)
+        n = int.from_bytes(self.take(width), "big")
+        if bstr_header(n) != bytes([first]) + n.to_bytes(width, "big"):
+            raise DecodeError("NON_CANONICAL", f"{what}: non-minimal length", path=f"/{what}")
+        return n
+
+
+class _Mismatch(Exception):
+    """The fast envelope parser met something unexpected; the slow path classifies it."""
+
+
+def _classify(buf: memoryview, limits: Limits) -> DecodeError | LimitError:
+    """Explain why ``buf`` is not a packet envelope, using a strict generic CBOR decode."""
+    if len(buf) > limits.max_body_bytes * 2 or bytes(buf[: len(MAGIC)]) != MAGIC:
+        return DecodeError("NOT_A_PACKET", "input is not an m2kt packet envelope (spec §4.1)")
+    stream = io.BytesIO(bytes(buf))
+    try:
+        value = cbor2.CBORDecoder(
+            stream, max_depth=limits.max_depth, allow_indefinite=False, allow_duplicate_keys=False
+        ).decode()
+    except Exception as exc:  # cbor2 raises several types for hostile input
+        return _cbor_error(exc, "/")
+    if stream.tell() != len(buf):
+        return DecodeError("TRAILING_BYTES", f"{len(buf) - stream.tell()} bytes after the packet")
+    # The input starts with the magic tag, which cbor2 strips (older versions keep a CBORTag).
+    inner = value.value if isinstance(value, cbor2.CBORTag) and value.tag == 55799 else value
+    if isinstance(inner, Mapping) and {"pad", "body", "data"} <= set(inner) <= {
+        "pad",
+        "body",
+        "data",
+        "signatures",
+    }:
+        return DecodeError("NON_CANONICAL", "envelope entries out of order or not minimal")
+    return DecodeError("NOT_A_PACKET", "input is not an m2kt packet envelope (spec §4.1)")
+
+
+def _cbor_error(exc: Exception, path: str) -> DecodeError | LimitError:
+    text = str(exc).lower()
+    if isinstance(exc, cbor2.CBORDecodeEOF) or "premature end" in text or "unexpected end" in text:
+        return DecodeError("TRUNCATED", "input ends inside a CBOR item", path=path)
+    if "indefinite" in text:
+        return DecodeError("INDEFINITE_LENGTH", "indefinite-length item", path=path)
+    if "duplicate" in text:
+        return DecodeError("DUPLICATE_KEY", "map holds a duplicate key", path=path)
+    if "depth" in text:
+        return LimitError("nesting depth exceeds the limit", path=path)
+    return DecodeError("CBOR_MALFORMED", f"malformed CBOR ({text[:80]})", path=path)
+
+
+class _TagRefused(Exception):
+    """Raised inside the CBOR decoder when an item that may not hold tags holds one."""
+
+
+def _refuse_tag(*_: Any) -> Any:
+    raise _TagRefused
+
+
+class _EveryTag(dict):  # type: ignore[type-arg]
+    """``semantic_decoders`` that claims every tag number, so cbor2's built-in tag decoders
+    (bignums, dates, sets...) refuse too; ``tag_hook`` alone only sees tags cbor2 does not know."""
+
+    def __contains__(self, key: object) -> bool:
+        return True
+
+    def get(self, key: object, default: Any = None) -> Any:
+        return _refuse_tag
+
+    def __getitem__(self, key: object) -> Any:
+        return _refuse_tag
+
+
+def _caused_by(exc: BaseException | None, kind: type[BaseException]) -> bool:
+    while exc is not None:
+        if isinstance(exc, kind):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def decode_strict_cbor(item: bytes, limits: Limits, path: str, *, tags: bool = True) -> Any:
+    """Decode exactly one CBOR item with indefinite lengths and duplicate keys refused.
+
+    With ``tags=False`` any tag is refused as ``NON_CANONICAL`` (the body may hold none, §4.2).
+    """
+    stream = io.BytesIO(item)
+    no_tags: dict[str, Any] = (
+        {} if tags else {"semantic_decoders": _EveryTag(), "tag_hook": _refuse_tag}
+    )
+    try:
+        value = cbor2.CBORDecoder(
+            stream,
+            max_depth=limits.max_depth,
+            allow_indefinite=False,
+            allow_duplicate_keys=False,
+            str_errors="strict",
+            **no_tags,
+        ).decode()
+    except Exception as exc:
+        if _caused_by(exc, _TagRefused):
+            raise DecodeError("NON_CANONICAL", "the body holds a CBOR tag", path=path) from None
+        raise _cbor_error(exc, path) from None
+    if stream.tell() != len(item):
+        raise DecodeError(
+            "TRAILING_BYTES", f"{len(item) - stream.tell()} bytes after the item", path=path
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class _Envelope:
+    body_bytes: bytes
+    data: memoryview
+    signatures: bytes | None
+
+
+def _split_envelope(buf: memoryview, limits: Limits) -> _Envelope:
+    limits.check("max_packet_bytes", len(buf))
+    r = _Reader(buf)
+    try:
+        r.expect(MAGIC, "magic")
+        header = r.take(1)[0]
+        if header not in (0xA3, 0xA4):
+            raise _Mismatch("map")
+        r.expect(KEY_PAD, "pad")
+        pad = r.bstr_length("pad")
+        pad_bytes = r.take(pad)
+        r.expect(KEY_BODY, "body")
+        body_len = r.bstr_length("body")
+        limits.check("max_body_bytes", body_len, path="/body")
+        body = bytes(r.take(body_len))
+        r.expect(KEY_DATA, "data")
+        data_len = r.bstr_length("data")
+        data_start = r.pos
+        data = r.take(data_len)
+        signatures = None
+        if header == 0xA4:
+            r.expect(KEY_SIGNATURES, "signatures")
+            rest = len(buf) - r.pos
+            limits.check("max_signature_bytes", rest, path="/signatures")
+            signatures = bytes(r.take(rest))
+            decode_strict_cbor(signatures, limits, "/signatures")
+            r.pos = len(buf)
+    except _Mismatch:
+        raise _classify(buf, limits) from None
+    if r.pos != len(buf):
+        raise DecodeError("TRAILING_BYTES", f"{len(buf) - r.pos} bytes after the packet")
+    if pad != pad_length(body_len, data_len) or any(pad_bytes):
+        raise DecodeError(
+            "BAD_PADDING",
+            f"pad of {pad} bytes; expected {pad_length(body_len, data_len)} zero bytes",
+            path="/pad",
+        )
+    assert data_start % tz.ALIGNMENT == 0
+    return _Envelope(body, data, signatures)
+
+
+def _decode_body(body_bytes: bytes, limits: Limits) -> Any:
+    raw = decode_strict_cbor(body_bytes, limits, "/body", tags=False)
+    _check_canonical(raw, body_bytes)
+    return raw
+
+
+def _check_canonical(raw: Any, body_bytes: bytes) -> None:
+    """Raise ``NON_CANONICAL`` unless ``body_bytes`` are the deterministic encoding of ``raw``."""
+    try:
+        canonical = canonical_cbor(raw)
+    except Exception:
+        raise DecodeError(
+            "NON_CANONICAL", "body holds values outside the JSON data model", path="/body"
+        ) from None
+    if canonical != body_bytes:
+        raise DecodeError("NON_CANONICAL", "body is not deterministically encoded", path="/body")
+
+
+def _check_reencodes(body: PacketBody, body_bytes: bytes) -> None:
+    """Number types must match the schema (e.g. a float field never holds a CBOR integer)."""
+    if canonical_cbor(body.to_data()) != body_bytes:
+        raise DecodeError(
+            "NON_CANONICAL",
+            "body does not re-encode to the same bytes (a number has the wrong "
+            "CBOR type, or a value is outside the data model)",
+            path="/body",
+        )
+
+
+def iter_packet_errors(
+    buf: bytes | memoryview, limits: Limits = DEFAULT_LIMITS, *, tensor_data: bool = True
+) -> Iterator[M2ktError]:
+    """Every problem of an encoded packet, stage by stage; later stages run only if earlier pass.
+
+    Stages: envelope, body CBOR, limits/version, schema, semantics, tensor data (size, padding,
+    digests, finiteness). Signatures are checked by :mod:`m2kt_ref.packet.signing`, not here.
+    """
+    try:
+        env = _split_envelope(memoryview(buf), limits)
+        raw = _decode_body(env.body_bytes, limits)
+    except M2ktError as exc:
+        yield exc
+        return
+    problems = list(iter_body_errors(raw, limits))
+    if problems:
+        yield from problems
+        return
+    body = PacketBody.model_validate(raw)
+    try:
+        _check_reencodes(body, env.body_bytes)
+    except M2ktError as exc:
+        yield exc
+        return
+    if tensor_data:
+        yield from iter_tensor_data_errors(body, env.data)
+
+
+def decode(
+    buf: bytes | memoryview,
+    limits: Limits = DEFAULT_LIMITS,
+    *,
+    verify_tensors: bool = True,
+    workers: int | None = None,
+) -> Packet:
+    """Decode and validate a packet; tensors stay zero-copy views of ``buf``.
+
+    Args:
+        buf: the encoded packet (bytes, a memoryview or an mmap).
+        limits: decoding limits, checked before allocation.
+        verify_tensors: also check the data section (digests, padding, finiteness). Leave it on
+            for untrusted input; turn it off only for bytes already verified.
+        workers: threads that hash tensor digests (default: one per CPU, at most 8).
+
+    Raises:
+        M2ktError: the first problem, with its spec code.
+    """
+    env = _split_envelope(memoryview(buf), limits)
+    raw = decode_strict_cbor(env.body_bytes, limits, "/body", tags=False)
+    # A valid body that re-encodes to its own bytes is canonical, so the canonical check of the
+    # raw value (a second full encode) runs only on failure, to report NON_CANONICAL first as
+    # iter_packet_errors does.
+    try:
+        body = validate_body(raw, limits)
+    except M2ktError as exc:
+        problem: M2ktError | None = exc
+    else:
+        problem = None
+    if problem is not None:
+        _check_canonical(raw, env.body_bytes)
+        raise problem
+    if canonical_cbor(body.to_data()) != env.body_bytes:
+        _check_canonical(raw, env.body_bytes)
+        _check_reencodes(body, env.body_bytes)
+    if verify_tensors:
+        for problem in iter_tensor_data_errors(body, env.data, workers=workers):
+            raise problem
+    else:
+        # The size check is O(1) and keeps every tensor view inside the data section.
+        end = body.tensors[-1].offset + body.tensors[-1].length if body.tensors else 0
+        if len(env.data) != tz.aligned(end):
+            raise TensorError(
+                "TENSOR_LAYOUT",
+                f"data section holds {len(env.data)} bytes, descriptors need {tz.aligned(end)}",
+                path="/data",
+            )
+    return Packet(body, env.body_bytes, env.data.toreadonly(), env.signatures)
+
+
+# --------------------------------------------------------------------------- JSON form
+
+
+def to_json_data(packet: Packet) -> dict[str, Any]:
+    """The JSON form (spec §4.5): body as JSON, each tensor's bytes as standard base64."""
+    out: dict[str, Any] = {
+        "m2kt_json": FORMAT_VERSION,
+        "body": packet.body.to_data(),
+        "tensor_data": {
+            t.name: base64.b64encode(packet.data[t.offset : t.offset + t.length]).decode("ascii")
+            for t in packet.body.tensors
+        },
+    }
+    if packet.signatures is not None:
+        out["signatures"] = base64.b64encode(packet.signatures).decode("ascii")
+    return out
+
+
+def encode_json(packet: Packet) -> bytes:
+    """The JSON form as UTF-8 bytes: sorted keys, no spaces, so it is stable too."""
+    text = json.dumps(
+        to_json_data(packet),
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        allow_nan=False,
+    )
+    return text.encode("utf-8")
+
+
+def _b64(text: Any, path: str) -> bytes:
+    if not isinstance(text, str):
+        raise ValidationError("SCHEMA_VIOLATION", "expected a base64 string", path=path)
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise DecodeError("JSON_MALFORMED", "invalid base64", path=path) from None
+
+
+def _check_depth(value: Any, limits: Limits, path: str) -> None:
+    """The nesting limit the CBOR decoder applies to a body, applied to the JSON form's body."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            if depth > limits.max_depth:
+                raise LimitError(f"nesting depth exceeds {limits.max_depth}", path=path)
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+_JSON_FORM_VERSION = re.compile(r"(0|[1-9][0-9]{0,3})\.(0|[1-9][0-9]{0,3})")
+
+
+def decode_json_data(
+    doc: Any, limits: Limits = DEFAULT_LIMITS, *, verify_tensors: bool = True
+) -> Packet:
+    """Build a packet from its parsed JSON form; the result encodes to the canonical CBOR."""
+    if not isinstance(doc, dict) or doc.get("m2kt_json") is None or "body" not in doc:
+        raise DecodeError("NOT_A_PACKET", "not the JSON form of an m2kt packet")
+    version = doc["m2kt_json"]
+    if not isinstance(version, str) or not _JSON_FORM_VERSION.fullmatch(version):
+        raise ValidationError(
+            "SCHEMA_VIOLATION", "m2kt_json must be a MAJOR.MINOR string", path="/m2kt_json"
+        )
+    if version.split(".")[0] != "1":
+        raise VersionError(
+            "UNSUPPORTED_VERSION",
+            f"JSON form {version} (this reader implements 1.x)",
+            path="/m2kt_json",
+        )
+    extra = set(doc) - {"m2kt_json", "body", "tensor_data", "signatures"}
+    if extra:
+        raise ValidationError("SCHEMA_VIOLATION", f"unknown member {sorted(extra)[0]!r}", path="/")
+    _check_depth(doc["body"], limits, "/body")
+    body = validate_body(doc["body"], limits)
+    tensor_data = doc.get("tensor_data")
+    if not isinstance(tensor_data, dict):
+        raise ValidationError(
+            "SCHEMA_VIOLATION", "tensor_data must be an object", path="/tensor_data"
+        )
+    names = {t.name for t in body.tensors}
+    for name in tensor_data:
+        if name not in names:
+            raise ValidationError(
+                "DANGLING_REFERENCE",
+                f"tensor_data for unknown tensor {name!r}",
+                path=f"/tensor_data/{name}",
+            )
+    # Decode every tensor first: the declared lengths are only trusted (and the data section
+    # allocated) once the bytes that back them are in hand.
+    decoded: list[bytes] = []
+    for t in body.tensors:
+        if t.name not in tensor_data:
+            raise ValidationError(
+                "DANGLING_REFERENCE", f"no tensor_data for {t.name!r}", path="/tensor_data"
+            )
+        raw = _b64(tensor_data[t.name], f"/tensor_data/{t.name}")
+        if len(raw) != t.length:
+            raise TensorError(
+                "TENSOR_SHAPE",
+                f"{t.name}: {len(raw)} bytes, descriptor says {t.length}",
+                path=f"/tensor_data/{t.name}",
+            )
+        decoded.append(raw)
+    end = body.tensors[-1].offset + body.tensors[-1].length if body.tensors else 0
+    data = bytearray(tz.aligned(end))
+    for t, raw in zip(body.tensors, decoded, strict=True):
+        data[t.offset : t.offset + t.length] = raw
+    signatures = None
+    if "signatures" in doc:
+        signatures = _b64(doc["signatures"], "/signatures")
+        limits.check("max_signature_bytes", len(signatures), path="/signatures")
+        decode_strict_cbor(signatures, limits, "/signatures")
+    view = memoryview(data).toreadonly()
+    if verify_tensors:
+        for problem in iter_tensor_data_errors(body, view):
+            raise problem
+    try:
+        body_bytes = canonical_cbor(body.to_data())
+    except UnicodeEncodeError:
+        # json.loads lets "\ud800" escapes through; RFC 8259 §8.2 text must be Unicode
+        raise DecodeError(
+            "JSON_MALFORMED", "a string holds a lone surrogate", path="/body"
+        ) from None
+    return Packet(body, body_bytes, view, signatures)
+
+
+def decode_json(
+    text: bytes | str, limits: Limits = DEFAULT_LIMITS, *, verify_tensors: bool = True
+) -> Packet:
+    """Parse the JSON form (NaN, Infinity and duplicate members refused)."""
+    limits.check("max_packet_bytes", len(text))
+    try:
+        doc = json.loads(
+            text, parse_constant=_reject_constant, object_pairs_hook=_no_duplicate_members
+        )
+    except DecodeError:
+        raise
+    except (ValueError, RecursionError, UnicodeDecodeError):
+        raise DecodeError("JSON_MALFORMED", "not valid JSON") from None
+    return decode_json_data(doc, limits, verify_tensors=verify_tensors)
+
+
+def _lone_surrogate(value: Any) -> bool:
+    """Whether a string (or a list of values, recursively) holds a lone surrogate.
+
+    ``json.loads`` lets ``"\\ud800"`` escapes through; RFC 8259 §8.2 text must be Unicode, and a
+    typed field must fail as ``JSON_MALFORMED`` before its schema rule sees it. Objects are
+    checked by their own hook call.
+    """
+    if isinstance(value, str):
+        if value.isascii():
+            return False
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+    if isinstance(value, list):
+        return any(_lone_surrogate(v) for v in value)
+    return False
+
+
+def _no_duplicate_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        raise DecodeError("DUPLICATE_KEY", "JSON object holds a duplicate member")
+    if any(_lone_surrogate(k) or _lone_surrogate(v) for k, v in pairs):
+        raise DecodeError("JSON_MALFORMED", "a string holds a lone surrogate")
+    return out
+
+
+# --------------------------------------------------------------------------- files
+
+
+def sniff_json(head: bytes) -> bool:
+    """True when the bytes look like the JSON form (first non-space byte is '{')."""
+    return head.lstrip()[:1] == b"{"
+
+
+def read_packet(
+    path: str | Path, limits: Limits = DEFAULT_LIMITS, *, verify_tensors: bool = True
+) -> Packet:
+    """Read a packet file in either encoding (the JSON form is recognised by its first byte)."""
+    buf = read_bytes(path)
+    if sniff_json(bytes(buf[:64])):
+        return decode_json(bytes(buf), limits, verify_tensors=verify_tensors)
+    return decode(buf, limits, verify_tensors=verify_tensors)
+
+
+def write_packet(packet: Packet, path: str | Path, *, encoding: str = "cbor") -> None:
+    """Write a packet atomically in ``cbor`` (normative) or ``json`` encoding."""
+    if encoding == "json":
+        write_atomic(path, [encode_json(packet)])
+    elif encoding == "cbor":
+        write_atomic(path, encode_chunks(packet))
+    else:
+        raise UsageError(f"unknown encoding {encoding!r} (cbor or json)")

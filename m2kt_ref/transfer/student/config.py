@@ -1,0 +1,242 @@
+"""Every knob of an ingestion, in one JSON-able, validated dataclass (spec/algorithms.md §3).
+
+Kept apart from the ingestion itself so the CLI, the experiments and a report reader can build,
+print and parse a config without running anything.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from m2kt_ref.errors import UsageError
+from m2kt_ref.transfer.student.align import (
+    ALIGNERS,
+)
+
+#: Safety bounds used when neither the packet nor the caller sets one (spec/algorithms.md §1.7).
+DEFAULT_BOUNDS: dict[str, float] = {
+    "max_parameter_drift": 0.25,
+    "max_output_divergence": 0.1,
+    "max_capability_drop": 0.02,
+}
+
+
+#: Outcomes of an ingestion.
+DECISIONS = ("accepted", "rolled_back", "refused", "kept_unsafe")
+
+
+#: Relations whose edges order a hierarchy (child -> parent) for the triplet term.
+HIERARCHY_RELATIONS = ("is_a", "part_of")
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """Every knob of an ingestion, with defaults that work (JSON-able; see docs/ingestion.md).
+
+    Optimisation: ``steps`` (maximum), ``lr``, ``weight_decay`` (AdamW; 0 by default since the
+    trust region already anchors the weights), ``betas``, ``grad_clip`` (None disables),
+    ``seed`` (every random draw: anchor split, batches, negatives), ``eval_every`` (steps
+    between history entries, plateau checks and callbacks), ``patience`` and ``min_delta``
+    (stop once the loss has not improved by ``min_delta`` relative for ``patience`` checks;
+    ``patience=0`` disables early stopping), ``min_steps``, ``device`` (cpu, cuda, cuda:N,
+    auto), ``bf16`` (autocast on CUDA only), ``train_mode`` (run the student in train mode,
+    e.g. with dropout; off by default so the outputs compared with ``theta_0`` are the same
+    function).
+
+    Alignment: ``align_method`` (procrustes, ridge, mlp), ``align_options`` (keyword options of
+    the map), ``holdout_fraction`` / ``min_holdout`` (anchors kept out of the fit, for
+    verification), ``csls_k``, ``student_layer`` (default: the student's last block / hidden
+    layer, like the teacher's), ``center`` (geometry and relation metrics on centred states).
+
+    Sections (ablations): ``use_concepts`` (L_geo), ``use_graph`` (L_struct), ``use_traces``
+    (L_reason) turn a packet section off for training; verification still measures everything.
+
+    Loss weights: ``lambda_geo``, ``lambda_struct``, ``lambda_reason``, ``lambda_safe`` and the
+    weights inside each term (``geo_cos``, ``geo_dist``, ``geo_anchor``; ``struct_edge``,
+    ``struct_hierarchy``, ``struct_unrelated``; ``reason_state``, ``reason_cosine``,
+    ``reason_answer``; ``safe_drift``, ``safe_kl``), margins (``edge_cos_min``,
+    ``edge_cos_max``, ``hierarchy_margin``, ``unrelated_margin``), ``hierarchy_relations``,
+    ``unrelated_pairs`` (random unlinked pairs per step), ``relation_negatives`` (per edge, in
+    verification). A zero weight skips the term's computation.
+
+    Batches: ``batch_concepts``, ``batch_traces``, ``batch_protected`` (rows per step; None =
+    all).
+
+    Safety: ``max_parameter_drift``, ``max_output_divergence``, ``max_capability_drop`` (the
+    operator's bounds, :data:`DEFAULT_BOUNDS` by default; the stricter of the packet's and the
+    config's applies, so a packet can tighten a bound but never loosen it; None leaves the
+    bound to the packet, or to :data:`DEFAULT_BOUNDS` when the packet has none),
+    ``drift_ball`` (the hard bound projects the weights into a ball of ``drift_ball *
+    max_parameter_drift``, a margin below the check), ``require_signature`` and ``min_signers``
+    (combined with the packet's policy, the stricter wins), ``rollback`` (restore ``theta_0``
+    when a check fails; False keeps the unsafe student, decision ``kept_unsafe``, for
+    experiments), ``ignore_packet_policy`` (apply only the config's bounds, None meaning no bound
+    and no projection: an explicit research override, recorded in the report's policy; it never
+    touches the trust gate), ``protect_task_problems`` (draw that many task problems as protected
+    capability set, seeded).
+    """
+
+    steps: int = 300
+    lr: float = 3e-3
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.99)
+    grad_clip: float | None = 1.0
+    seed: int = 0
+    eval_every: int = 10
+    patience: int = 5
+    min_delta: float = 1e-3
+    min_steps: int = 0
+    device: str = "cpu"
+    bf16: bool = False
+    train_mode: bool = False
+    align_method: str = "procrustes"
+    align_options: Mapping[str, Any] = field(default_factory=dict)
+    holdout_fraction: float = 0.2
+    min_holdout: int = 2
+    csls_k: int = 10
+    student_layer: str | None = None
+    center: bool = True
+    use_concepts: bool = True
+    use_graph: bool = True
+    use_traces: bool = True
+    lambda_geo: float = 1.0
+    lambda_struct: float = 0.5
+    lambda_reason: float = 1.0
+    lambda_safe: float = 1.0
+    geo_cos: float = 1.0
+    geo_dist: float = 1.0
+    geo_anchor: float = 1.0
+    struct_edge: float = 1.0
+    struct_hierarchy: float = 1.0
+    struct_unrelated: float = 1.0
+    edge_cos_min: float = 0.0
+    edge_cos_max: float = 0.6
+    hierarchy_margin: float = 0.1
+    hierarchy_relations: tuple[str, ...] = HIERARCHY_RELATIONS
+    unrelated_margin: float = 0.3
+    unrelated_pairs: int = 64
+    relation_negatives: int = 10
+    reason_state: float = 1.0
+    reason_cosine: float = 0.0
+    reason_answer: float = 1.0
+    safe_drift: float = 10.0
+    safe_kl: float = 1.0
+    batch_concepts: int | None = 256
+    batch_traces: int | None = 64
+    batch_protected: int | None = 256
+    max_parameter_drift: float | None = DEFAULT_BOUNDS["max_parameter_drift"]
+    max_output_divergence: float | None = DEFAULT_BOUNDS["max_output_divergence"]
+    max_capability_drop: float | None = DEFAULT_BOUNDS["max_capability_drop"]
+    drift_ball: float = 0.9
+    require_signature: bool = True
+    min_signers: int = 1
+    rollback: bool = True
+    ignore_packet_policy: bool = False
+    protect_task_problems: int = 0
+
+    def __post_init__(self) -> None:
+        def bad(msg: str) -> UsageError:
+            return UsageError(f"ingest config: {msg}")
+
+        if self.align_method not in ALIGNERS:
+            raise bad(f"align_method must be one of {', '.join(ALIGNERS)}")
+        if int(self.steps) < 0 or int(self.eval_every) < 1 or int(self.patience) < 0:
+            raise bad("steps >= 0, eval_every >= 1 and patience >= 0 are required")
+        if not (self.lr > 0 and self.weight_decay >= 0 and self.min_delta >= 0):
+            raise bad("lr > 0, weight_decay >= 0 and min_delta >= 0 are required")
+        if not 0.0 <= self.holdout_fraction < 1.0 or self.min_holdout < 2:
+            raise bad("holdout_fraction must be in [0, 1) and min_holdout >= 2")
+        if not 0.0 < self.drift_ball <= 1.0:
+            raise bad("drift_ball must be in (0, 1]")
+        if self.min_signers < 1:
+            raise bad("min_signers must be >= 1")
+        for name in ("batch_concepts", "batch_traces", "batch_protected"):
+            value = getattr(self, name)
+            if value is not None and int(value) < 2:
+                raise bad(f"{name} must be None or >= 2")
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise bad(f"{f.name} must be finite")
+            if (f.name.startswith(("lambda_", "geo_", "struct_", "reason_", "safe_"))) and (
+                value < 0
+            ):
+                raise bad(f"{f.name} must be >= 0")
+        for name in ("max_parameter_drift", "max_output_divergence", "max_capability_drop"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise bad(f"{name} must be >= 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form (what the report records)."""
+        d = dataclasses.asdict(self)
+        d["betas"] = list(self.betas)
+        d["hierarchy_relations"] = list(self.hierarchy_relations)
+        d["align_options"] = dict(self.align_options)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> IngestConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are a ``USAGE`` error."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise UsageError(f"unknown ingest config field(s): {', '.join(unknown)}")
+        d = dict(data)
+        for key in ("betas", "hierarchy_relations"):
+            if key in d:
+                d[key] = tuple(d[key])
+        return cls(**d)
+
+    def with_settings(self, pairs: Mapping[str, str]) -> IngestConfig:
+        """A copy with fields set from text (``{"lambda_geo": "0", "use_graph": "false"}``),
+        each parsed to the field's type (for ``m2kt ingest --set KEY=VALUE``).
+
+        Raises:
+            UsageError: ``USAGE`` for an unknown field or a value of the wrong type.
+        """
+        defaults = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        updates: dict[str, Any] = {}
+        for key, text in pairs.items():
+            if key not in defaults:
+                raise UsageError(f"unknown ingest setting {key!r}; known: {', '.join(defaults)}")
+            updates[key] = _parse_setting(key, text, defaults[key])
+        return dataclasses.replace(self, **updates)
+
+
+def _parse_setting(key: str, text: str, current: Any) -> Any:
+    import json
+
+    raw = text.strip()
+    if raw.lower() in ("none", "null"):
+        return None
+    try:
+        if isinstance(current, bool):
+            low = raw.lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if isinstance(current, int) or key in ("batch_concepts", "batch_traces", "batch_protected"):
+            return int(raw)
+        if isinstance(current, float) or key.startswith("max_"):
+            return float(raw)
+        if isinstance(current, str) or current is None:
+            return raw
+        if isinstance(current, tuple):
+            if key == "hierarchy_relations":
+                return tuple(x for x in raw.split(",") if x)
+            return tuple(float(x) for x in raw.split(","))
+        if isinstance(current, Mapping):
+            value = json.loads(raw)
+            if not isinstance(value, dict):
+                raise ValueError(raw)
+            return value
+    except ValueError:
+        pass
+    raise UsageError(f"ingest setting {key}={text!r} is not a valid value")

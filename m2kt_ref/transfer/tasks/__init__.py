@@ -1,0 +1,95 @@
+"""Symbolic task families and their registry (numpy only; no torch).
+
+Families: ``modular`` (a op b mod p), ``hierarchy`` (a generated taxonomy), ``chain``
+(composition of permutations). See ``docs/teachers.md`` for the row layouts, concepts and
+relations of each.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from m2kt_ref.errors import TaskError, TaskOptionError, UnknownTaskError
+from m2kt_ref.transfer.tasks.base import (
+    CONCEPT_KINDS,
+    PAD,
+    PAD_ID,
+    RELATIONS,
+    STEP_ROLES,
+    SYMMETRIC_RELATIONS,
+    CanonicalProblem,
+    ConceptSpec,
+    Probe,
+    ProblemSet,
+    Relation,
+    Split,
+    Task,
+    TaskOptions,
+    TraceStep,
+    parse_option_pairs,
+)
+from m2kt_ref.transfer.tasks.chain import ChainTask
+from m2kt_ref.transfer.tasks.hierarchy import HierarchyTask
+from m2kt_ref.transfer.tasks.modular import ModularTask
+
+#: Registered task families by name.
+TASKS: dict[str, type[Task]] = {
+    ModularTask.name: ModularTask,
+    HierarchyTask.name: HierarchyTask,
+    ChainTask.name: ChainTask,
+}
+
+
+def make_task(name: str, **options: Any) -> Task:
+    """Instantiate a registered task family.
+
+    Args:
+        name: a key of :data:`TASKS`.
+        **options: task options; strings are coerced to the option's declared type, so
+            ``make_task("modular", p="31")`` equals ``make_task("modular", p=31)``.
+
+    Raises:
+        UnknownTaskError: ``name`` is not registered.
+        TaskOptionError: an option is unknown, mistyped or out of range.
+    """
+    try:
+        cls = TASKS[name]
+    except KeyError:
+        raise UnknownTaskError(
+            f"unknown task {name!r}; known: {', '.join(sorted(TASKS))}"
+        ) from None
+    return cls(**options)
+
+
+def describe_tasks() -> list[dict[str, Any]]:
+    """:meth:`Task.describe` of every registered family."""
+    return [cls.describe() for cls in TASKS.values()]
+
+
+__all__ = [
+    "CONCEPT_KINDS",
+    "PAD",
+    "PAD_ID",
+    "RELATIONS",
+    "STEP_ROLES",
+    "SYMMETRIC_RELATIONS",
+    "TASKS",
+    "CanonicalProblem",
+    "ChainTask",
+    "ConceptSpec",
+    "HierarchyTask",
+    "ModularTask",
+    "Probe",
+    "ProblemSet",
+    "Relation",
+    "Split",
+    "Task",
+    "TaskError",
+    "TaskOptionError",
+    "TaskOptions",
+    "TraceStep",
+    "UnknownTaskError",
+    "describe_tasks",
+    "make_task",
+    "parse_option_pairs",
+]

@@ -1,0 +1,879 @@
+"""Teacher-side generation: turn a trained model into a knowledge packet (spec/algorithms.md §1).
+
+Three layers, from the bottom:
+
+- *primitives* (numpy in, numpy out, no model, no packet): :func:`concept_statistics`,
+  :func:`cosine_matrix`, :func:`knn_similarity`, :func:`abstraction_clusters`,
+  :func:`nearest_concepts`, :func:`relative_rms_error`, and the two that assemble their results,
+  :func:`abstraction_graph` and :func:`reconstruction_errors`;
+- :func:`generate_from_model`: any ``nn.Module`` that maps token rows to logits, plus a
+  :class:`~m2kt_ref.transfer.tasks.Task` and the name of the layer to read (works for models we did not
+  write);
+- :func:`generate_packet`: a model directory written by ``m2kt train-teacher`` (the layer, the
+  weights digest and the teacher's test split come from the directory).
+
+What the packet says it consumed is measured, not computed: a forward pre-hook records every
+distinct input row that reaches the teacher, and the rows are then classified by membership in
+the task's problem set and in its probe set (:class:`m2kt_ref.transfer.accounting.RowRecorder`).
+
+Generation is deterministic on CPU for a fixed seed and ``created`` time (same thread count):
+nothing here draws random numbers apart from the task's seeded choice of canonical problems, and
+all post-processing runs in float64 numpy.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+import os
+import re
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from m2kt_ref import __version__
+from m2kt_ref.errors import UsageError
+from m2kt_ref.packet import tensors as tz
+from m2kt_ref.packet.codec import Packet, assemble, encode_chunks
+from m2kt_ref.transfer.accounting import RowRecorder
+from m2kt_ref.transfer.hooks import HiddenStateReader
+from m2kt_ref.transfer.model_dir import state_dict_digest
+from m2kt_ref.transfer.tasks import ProblemSet, Task
+
+#: ``provenance.generator.name`` of packets written here: a stable producer name, not a module
+#: path, so the bytes of a generated packet do not change when modules move.
+GENERATOR_NAME = "m2kt_ref.generate"
+#: Packet dtypes a generator may store tensors in.
+DTYPES = ("f32", "f16", "bf16", "i8")
+DEFAULT_TRACES = 16
+DEFAULT_KNN = 3
+DEFAULT_COMPONENTS = 4
+DEFAULT_CLUSTER_LEVELS = 3
+#: Recommended ingestion bounds (spec/algorithms.md §1.7); a student may be stricter.
+DEFAULT_SAFETY: dict[str, Any] = {
+    "require_signature": True,
+    "min_signers": 1,
+    "max_parameter_drift": 0.25,
+    "max_output_divergence": 0.1,
+    "max_capability_drop": 0.02,
+}
+#: Relations stored once per unordered pair (source = the concept listed first).
+SYMMETRIC_RELATIONS = frozenset({"similar_to", "inverse_of"})
+#: A principal direction whose variance is at most this fraction of the total is dropped.
+VARIANCE_FLOOR = 1e-12
+
+_CREATED_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
+_MAX_EPOCH = 253402300799  # 9999-12-31T23:59:59Z
+
+
+# =========================================================================== primitives
+
+
+@dataclass(frozen=True)
+class ConceptStatistics:
+    """Centroid and local manifold of one concept's probe states.
+
+    Attributes:
+        embedding: centroid ``[d]`` (float64).
+        directions: ``[k, d]`` orthonormal principal directions, or ``None`` (fewer than 2
+            samples, or no direction with non-zero variance).
+        variances: ``[k]`` population variances along ``directions`` (non-increasing), or None.
+        spread: RMS distance of the samples to the centroid.
+        support: number of samples.
+    """
+
+    embedding: np.ndarray
+    directions: np.ndarray | None
+    variances: np.ndarray | None
+    spread: float
+    support: int
+
+
+def concept_statistics(states: np.ndarray, components: int) -> ConceptStatistics:
+    """Centroid, leading principal directions, their variances, spread and support.
+
+    Args:
+        states: ``[n, d]`` samples (n >= 1).
+        components: most principal directions to keep (``R``); ``k = min(R, n - 1, d)`` before
+            directions with (near) zero variance are dropped.
+
+    Returns:
+        a :class:`ConceptStatistics`. Variances use the population divisor ``n``, so with all
+        ``n - 1`` directions kept their sum equals ``spread ** 2``. Each direction's sign makes
+        its largest-magnitude coordinate positive (first one on ties).
+    """
+    x = np.asarray(states, dtype=np.float64)
+    n = x.shape[0]
+    if x.ndim != 2 or n < 1:
+        raise ValueError("concept_statistics wants states [n >= 1, d]")
+    centroid = x.mean(axis=0)
+    centred = x - centroid
+    spread = math.sqrt(float(np.mean(np.sum(centred * centred, axis=1))))
+    k = min(int(components), n - 1, x.shape[1])
+    if k < 1:
+        return ConceptStatistics(centroid, None, None, spread, n)
+    _, s, vt = np.linalg.svd(centred, full_matrices=False)
+    variances = (s * s) / n
+    total = float(variances.sum())
+    keep = [i for i in range(k) if total > 0 and variances[i] > VARIANCE_FLOOR * total]
+    if not keep:
+        return ConceptStatistics(centroid, None, None, spread, n)
+    directions = vt[keep].copy()
+    for row in directions:
+        if row[int(np.argmax(np.abs(row)))] < 0:
+            row *= -1.0
+    return ConceptStatistics(centroid, directions, variances[keep].copy(), spread, n)
+
+
+def cosine_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cosine similarities ``[len(a), len(b)]`` in float64; a zero vector has cosine 0 with all."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+
+    def unit(m: np.ndarray) -> np.ndarray:
+        norms = np.linalg.norm(m, axis=1, keepdims=True)
+        return np.divide(m, norms, out=np.zeros_like(m), where=norms > 0)
+
+    return np.clip(unit(a) @ unit(b).T, -1.0, 1.0)
+
+
+def knn_similarity(embeddings: np.ndarray, k: int) -> list[tuple[int, int, float]]:
+    """Each concept's ``k`` nearest other concepts by cosine: ``(i, j, max(cos, 0))`` triples.
+
+    Neighbours are ranked by decreasing cosine, ties broken by the lower index; ``k`` is capped at
+    ``n - 1``. Triples come out grouped by ``i`` (ascending), nearest first.
+    """
+    n = len(embeddings)
+    k = min(int(k), n - 1)
+    if k < 1:
+        return []
+    cos = cosine_matrix(embeddings, embeddings)
+    ranked = cos.copy()
+    np.fill_diagonal(ranked, -np.inf)  # never one's own neighbour
+    # a stable sort of -cos keeps equal cosines in index order: ties go to the lower index
+    order = np.argsort(-ranked, axis=1, kind="stable")[:, :k]
+    return [(i, int(j), max(float(cos[i, j]), 0.0)) for i in range(n) for j in order[i]]
+
+
+def cluster_cut_sizes(n: int, levels: int) -> list[int]:
+    """Requested cluster counts of the cuts, coarsest first: ``round(n ** (j / (L + 1)))``.
+
+    ``j`` runs 1..L; counts are clamped to ``[2, n - 1]`` and repeats dropped, so a small concept
+    set gets fewer cuts. Empty when ``n < 3`` or ``levels < 1``.
+    """
+    if n < 3 or levels < 1:
+        return []
+    sizes: list[int] = []
+    for j in range(1, levels + 1):
+        c = min(max(round(n ** (j / (levels + 1))), 2), n - 1)
+        if c not in sizes:
+            sizes.append(c)
+    return sizes
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """A non-singleton cluster of concepts (indices into the embeddings), at a cut level."""
+
+    level: int
+    members: tuple[int, ...]
+
+
+def abstraction_clusters(embeddings: np.ndarray, levels: int) -> tuple[list[Cluster], list[int]]:
+    """Average-linkage hierarchical clustering under cosine distance, cut at a few levels.
+
+    Args:
+        embeddings: ``[n, d]`` concept centroids.
+        levels: number of cuts ``L`` (see :func:`cluster_cut_sizes`).
+
+    Returns:
+        ``(clusters, cut_sizes)``: the distinct non-singleton member sets over all cuts, each at
+        the coarsest cut where it appears (level 0 = coarsest), ordered by level then by smallest
+        member index; and the requested cluster count of each cut. The cuts are nested, so any
+        two clusters are disjoint or one contains the other.
+    """
+    from scipy.cluster.hierarchy import fcluster, linkage
+    from scipy.spatial.distance import squareform
+
+    n = len(embeddings)
+    sizes = cluster_cut_sizes(n, levels)
+    if not sizes:
+        return [], sizes
+    dist = 1.0 - cosine_matrix(embeddings, embeddings)
+    dist = np.clip((dist + dist.T) / 2.0, 0.0, 2.0)
+    np.fill_diagonal(dist, 0.0)
+    tree = linkage(squareform(dist, checks=False), method="average")
+    seen: set[tuple[int, ...]] = set()
+    clusters: list[Cluster] = []
+    for level, size in enumerate(sizes):
+        labels = fcluster(tree, t=size, criterion="maxclust")
+        groups: dict[int, list[int]] = {}
+        for i, lab in enumerate(labels):
+            groups.setdefault(int(lab), []).append(i)
+        for members in sorted((tuple(g) for g in groups.values()), key=lambda g: g[0]):
+            if len(members) >= 2 and members not in seen:
+                seen.add(members)
+                clusters.append(Cluster(level, members))
+    return clusters, sizes
+
+
+def nearest_concepts(states: np.ndarray, embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Index of the concept with the highest cosine to each state (lowest index on ties).
+
+    Returns:
+        ``(indices int64 [m], similarities float64 [m])``.
+    """
+    cos = cosine_matrix(states, embeddings)
+    idx = np.argmax(cos, axis=1)  # first maximum: the lowest index wins ties
+    return idx.astype(np.int64), cos[np.arange(len(idx)), idx]
+
+
+def relative_rms_error(originals: Iterable[np.ndarray], restored: Iterable[np.ndarray]) -> float:
+    """``sqrt(sum((restored - original)^2) / sum(original^2))`` over a group of tensors (float64).
+
+    0.0 when the originals are all zero and restored equals them.
+    """
+    num = den = 0.0
+    for a, b in zip(originals, restored, strict=True):
+        a64 = np.asarray(a, dtype=np.float64)
+        diff = np.asarray(b, dtype=np.float64) - a64
+        num += float(np.sum(diff * diff))
+        den += float(np.sum(a64 * a64))
+    if den == 0.0:
+        return 0.0 if num == 0.0 else math.inf
+    return math.sqrt(num / den)
+
+
+# =========================================================================== instrumentation
+
+
+# =========================================================================== created time
+
+
+def resolve_created(created: str | int | _dt.datetime | None = None) -> tuple[str, int, bool]:
+    """The packet's ``header.created`` time.
+
+    Args:
+        created: RFC 3339 UTC text ``YYYY-MM-DDTHH:MM:SSZ``, Unix seconds (int, or digits as
+            text), an aware datetime, or None: then ``SOURCE_DATE_EPOCH`` when set, else now.
+
+    Returns:
+        ``(text, unix_seconds, pinned)``; ``pinned`` is False only when the clock was read.
+
+    Raises:
+        UsageError: ``USAGE`` for a malformed or out-of-range time.
+    """
+    pinned = True
+    if created is None:
+        env = os.environ.get("SOURCE_DATE_EPOCH")
+        if env is not None and env.strip():
+            created = env.strip()
+        else:
+            created, pinned = int(time.time()), False
+    if isinstance(created, _dt.datetime):
+        if created.tzinfo is None:
+            raise UsageError("created: a datetime must carry a time zone")
+        epoch = math.floor(created.timestamp())
+    elif isinstance(created, bool):
+        raise UsageError("created: expected a time, got a boolean")
+    elif isinstance(created, int):
+        epoch = created
+    elif isinstance(created, str):
+        text = created.strip()
+        if text.isdigit():
+            epoch = int(text)
+        elif _CREATED_RE.fullmatch(text):
+            try:
+                moment = _dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ")
+            except ValueError:
+                raise UsageError(f"created: {created!r} is not a valid time") from None
+            epoch = math.floor(moment.replace(tzinfo=_dt.timezone.utc).timestamp())
+        else:
+            raise UsageError(
+                f"created: {created!r} is neither YYYY-MM-DDTHH:MM:SSZ nor Unix seconds"
+            )
+    else:
+        raise UsageError(f"created: unsupported type {type(created).__name__}")
+    if not 0 <= epoch <= _MAX_EPOCH:
+        raise UsageError(f"created: {epoch} is outside 1970..9999")
+    text = _dt.datetime.fromtimestamp(epoch, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return text, epoch, pinned
+
+
+# =========================================================================== generation
+
+
+@dataclass
+class GenerationResult:
+    """A generated packet and what it took to build it.
+
+    Attributes:
+        packet: the packet (signed when a key was given).
+        stats: plain numbers and names: counts, sizes, inputs used, timings (seconds), the
+            reconstruction errors, the trace answers the teacher got right.
+    """
+
+    packet: Packet
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+def default_layer(net_config: Any) -> str:
+    """The layer read by default: the output of a net's last block / hidden layer.
+
+    That is the state the readout pools (``blocks.{depth-1}`` for a transformer,
+    ``layers.{depth-1}`` for a GRU or an MLP); see spec/algorithms.md §1.1.
+    """
+    from m2kt_ref.transfer.nets import layer_names
+
+    return layer_names(net_config)[-2]
+
+
+def _pick_states(states: torch.Tensor, positions: Sequence[int], layer: str) -> np.ndarray:
+    """``[N, d]`` states at one position per row (rows of a ``[N, d]`` output are used as is)."""
+    if states.ndim == 2:
+        return states.float().numpy()
+    if states.ndim != 3:
+        raise UsageError(
+            f"layer {layer!r} outputs shape {list(states.shape)}; need [N, d] or [N, L, d]",
+        )
+    pos = torch.as_tensor(list(positions), dtype=torch.long)
+    if len(pos) and (int(pos.max()) >= states.shape[1] or int(pos.min()) < 0):
+        raise UsageError(f"a position is outside layer {layer!r}'s {states.shape[1]}")
+    return states[torch.arange(len(states)), pos].float().numpy()
+
+
+def abstraction_graph(
+    task: Task,
+    embeddings: np.ndarray,
+    knn: int,
+    clusters: Sequence[Cluster],
+    cluster_ids: Sequence[str],
+    cluster_embeddings: Sequence[np.ndarray],
+) -> dict[tuple[str, str, str], float]:
+    """The edges of spec/algorithms.md §1.3 as ``{(source, target, relation): weight}``.
+
+    Declared relations first, then ``similar_to`` (k nearest neighbours), then ``part_of`` (each
+    concept or cluster to the smallest cluster strictly containing it); symmetric relations put
+    the concept listed first as the source, and repeats keep the largest weight.
+
+    Raises:
+        UsageError: ``USAGE`` for a declared weight outside [0, 1] or an unknown concept id.
+    """
+    ids = [c.id for c in task.concepts()]
+    order = {cid: i for i, cid in enumerate([*ids, *cluster_ids])}
+    edges: dict[tuple[str, str, str], float] = {}
+
+    def add(source: str, target: str, relation: str, weight: float) -> None:
+        if relation in SYMMETRIC_RELATIONS and order[target] < order[source]:
+            source, target = target, source
+        key = (source, target, relation)
+        edges[key] = max(edges.get(key, -1.0), weight)
+
+    for rel in task.relations():
+        w = float(rel.weight)
+        if not 0.0 <= w <= 1.0 or rel.source not in order or rel.target not in order:
+            raise UsageError(
+                f"task relation {rel.source} -{rel.relation}-> {rel.target} has weight {w} "
+                "outside [0, 1] or names an unknown concept",
+            )
+        add(rel.source, rel.target, rel.relation, w)
+    for i, j, w in knn_similarity(embeddings, knn):
+        add(ids[i], ids[j], "similar_to", w)
+    sets = [frozenset(c.members) for c in clusters]
+
+    def smallest(holders: list[int]) -> int:
+        return min(holders, key=lambda j: (len(sets[j]), j))
+
+    def closeness(a: np.ndarray, b: np.ndarray) -> float:
+        return max(float(cosine_matrix(a[None], b[None])[0, 0]), 0.0)
+
+    for i, cid in enumerate(ids):
+        holders = [j for j, m in enumerate(sets) if i in m]
+        if holders:
+            j = smallest(holders)
+            add(cid, cluster_ids[j], "part_of", closeness(embeddings[i], cluster_embeddings[j]))
+    for a, members in enumerate(sets):
+        holders = [j for j, m in enumerate(sets) if members < m]
+        if holders:
+            j = smallest(holders)
+            w = closeness(cluster_embeddings[a], cluster_embeddings[j])
+            add(cluster_ids[a], cluster_ids[j], "part_of", w)
+    return edges
+
+
+def reconstruction_errors(
+    originals: Mapping[str, tuple[str, np.ndarray]], encoded: Mapping[str, tz.EncodedTensor]
+) -> dict[str, float]:
+    """Relative RMS error of each tensor group (spec/algorithms.md §1.8).
+
+    Args:
+        originals: tensor name -> (group, float32 values).
+        encoded: tensor name -> the stored tensor.
+    """
+    groups: dict[str, list[str]] = {}
+    for name, (group, _) in originals.items():
+        groups.setdefault(group, []).append(name)
+    out = {}
+    for group, names in groups.items():
+        restored = []
+        for n in names:
+            t = encoded[n]
+            stored = np.frombuffer(t.data, dtype=tz.STORAGE_DTYPES[t.dtype])
+            restored.append(tz.to_float32(stored, t.dtype, t.scale))
+        out[group] = relative_rms_error([originals[n][1].reshape(-1) for n in names], restored)
+    return out
+
+
+def _device_of(model: nn.Module) -> str:
+    for p in model.parameters():
+        return p.device.type
+    return "cpu"
+
+
+def _check_options(traces: int, dtype: str, knn: int, components: int, cluster_levels: int) -> None:
+    if dtype not in DTYPES:
+        raise UsageError(f"dtype {dtype!r} is not one of {', '.join(DTYPES)}")
+    for name, value in (
+        ("traces", traces),
+        ("knn", knn),
+        ("components", components),
+        ("cluster_levels", cluster_levels),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise UsageError(f"{name} must be an integer >= 0, got {value!r}")
+
+
+def _cluster_label(members: Sequence[int], labels: Sequence[str]) -> str:
+    shown = ", ".join(labels[i] for i in members[:4])
+    more = ", …" if len(members) > 4 else ""
+    return f"cluster of {len(members)}: {shown}{more}"[:1024]
+
+
+def generate_from_model(
+    model: nn.Module,
+    task: Task,
+    *,
+    layer: str | None = None,
+    teacher_name: str = "teacher",
+    architecture: str | None = None,
+    model_digest: str | None = None,
+    exclude: ProblemSet | None = None,
+    traces: int = DEFAULT_TRACES,
+    dtype: str = "f32",
+    knn: int = DEFAULT_KNN,
+    components: int = DEFAULT_COMPONENTS,
+    cluster_levels: int = DEFAULT_CLUSTER_LEVELS,
+    seed: int = 0,
+    created: str | int | _dt.datetime | None = None,
+    protected: Iterable[str] = (),
+    safety: Mapping[str, Any] | None = None,
+    key: Any = None,
+    title: str | None = None,
+    extra_parameters: Mapping[str, Any] | None = None,
+    batch_size: int = 1024,
+) -> GenerationResult:
+    """Build a knowledge packet from any token-rows -> logits module (spec/algorithms.md §1).
+
+    Args:
+        model: the teacher; it stays on its device and is only run in eval mode, under
+            ``torch.no_grad``.
+        task: the task the teacher solves (concepts, probes, relations, canonical problems).
+        layer: dotted name of the submodule whose output is the teacher's latent space; may be
+            omitted for our nets (:func:`default_layer` of ``model.config``).
+        teacher_name: ``teacher.name``.
+        architecture: ``teacher.architecture`` (default: ``model.config.family`` for our nets,
+            else the module's class name).
+        model_digest: ``sha256:<hex>`` of the weights file; default :func:`state_dict_digest`.
+        exclude: problems never used as traces (pass the teacher's test split).
+        traces: number of canonical problems ``K``.
+        dtype: storage dtype of every tensor (f32, f16, bf16, i8).
+        knn: similarity neighbours per concept ``k``.
+        components: principal directions per concept manifold ``R``.
+        cluster_levels: hierarchical clustering cuts ``L``.
+        seed: seed of the canonical-problem choice.
+        created: see :func:`resolve_created`.
+        protected: concept ids listed as ``safety.protected_concepts``.
+        safety: overrides of :data:`DEFAULT_SAFETY` fields.
+        key: a :class:`m2kt_ref.packet.keys.SigningKey` to sign with (signing time = ``created``).
+        title: ``header.title`` (default names task, architecture and layer).
+        extra_parameters: more entries for ``provenance.parameters`` (JSON values).
+        batch_size: rows per forward pass.
+
+    Returns:
+        a :class:`GenerationResult`.
+
+    Raises:
+        UsageError: ``USAGE`` for a bad option, an unknown layer or protected concept, a layer
+            whose output is not ``[N, d]``/``[N, L, d]``, or a declared weight outside [0, 1].
+        SignatureError: ``PROVENANCE_INCOMPLETE`` when signing a packet built from no task
+            input (``traces=0``).
+        ValidationError: the assembled body breaks a packet rule (a task with bad ids).
+    """
+    _check_options(traces, dtype, knn, components, cluster_levels)
+    created_text, created_epoch, pinned = resolve_created(created)
+    config = getattr(model, "config", None)
+    if layer is None:
+        from m2kt_ref.transfer.nets import NetConfig
+
+        if not isinstance(config, NetConfig):
+            raise UsageError("layer is required for a model without a NetConfig")
+        layer = default_layer(config)
+    if architecture is None:
+        family = getattr(config, "family", None)
+        architecture = family if isinstance(family, str) else type(model).__name__
+    digest = model_digest or state_dict_digest(model)
+    timing: dict[str, float] = {}
+    t_start = clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timing[name] = round(now - clock, 4)
+        clock = now
+
+    specs = task.concepts()
+    ids = [c.id for c in specs]
+    labels = [c.label for c in specs]
+    protected = list(dict.fromkeys(protected))
+
+    ledger = RowRecorder([model])
+    try:
+        with HiddenStateReader(model, [layer], batch_size=batch_size) as reader:
+            # 1-2. concept probes -> per-probe states -> centroid and manifold
+            probe_rows: list[tuple[int, ...]] = []
+            probe_pos: list[int] = []
+            owner: list[int] = []
+            for i, spec in enumerate(specs):
+                if not spec.probes:
+                    raise UsageError(f"concept {spec.id} has no probes")
+                for p in spec.probes:
+                    probe_rows.append(tuple(int(t) for t in p.tokens))
+                    probe_pos.append(int(p.position))
+                    owner.append(i)
+            probe_x = np.array(probe_rows, dtype=np.int64)
+            probe_states = _pick_states(reader.read(probe_x)[layer], probe_pos, layer)
+            lap("probes")
+
+            # 4. reasoning traces on canonical problems
+            problems = task.canonical_problems(traces, seed, exclude=exclude)
+            if problems:
+                trace_x = np.array([p.inputs for p in problems], dtype=np.int64)
+                out = reader.read(trace_x, return_logits=True)
+                trace_full = out[layer]
+                answers = out["logits"].argmax(dim=-1).tolist()
+            else:
+                trace_full, answers = None, []
+            lap("traces")
+    finally:
+        ledger.close()
+
+    d = int(probe_states.shape[1])
+    owner_arr = np.array(owner)
+    stats_per_concept = [
+        concept_statistics(probe_states[owner_arr == i], components) for i in range(len(specs))
+    ]
+    emb = np.stack([s.embedding for s in stats_per_concept])
+
+    # 3. abstraction graph: declared relations, similarity, clusters
+    clusters, cut_sizes = abstraction_clusters(emb, cluster_levels)
+    cluster_ids = [
+        f"cluster:{c.level}.{sum(1 for o in clusters[:j] if o.level == c.level)}"
+        for j, c in enumerate(clusters)
+    ]
+    cluster_emb = [emb[list(c.members)].mean(axis=0) for c in clusters]
+    known = set(ids) | set(cluster_ids)
+    for cid in protected:
+        if cid not in known:
+            raise UsageError(f"protected concept {cid!r} is not a concept of the packet")
+    edges = abstraction_graph(task, emb, knn, clusters, cluster_ids, cluster_emb)
+    lap("graph")
+
+    # assemble sections; tensors keep their float32 originals for the error report
+    originals: dict[str, tuple[str, np.ndarray]] = {}
+
+    def tensor(name: str, group: str, values: np.ndarray) -> str:
+        originals[name] = (group, np.asarray(values, dtype=np.float32))
+        return name
+
+    concepts: list[dict[str, Any]] = []
+    for spec, st in zip(specs, stats_per_concept, strict=True):
+        entry: dict[str, Any] = {
+            "id": spec.id,
+            "label": spec.label,
+            "kind": spec.kind,
+            "embedding": tensor(f"concept/{spec.id}/embedding", "concept_embeddings", st.embedding),
+        }
+        if st.directions is not None and st.variances is not None:
+            entry["manifold"] = {
+                "directions": tensor(
+                    f"concept/{spec.id}/directions", "manifold_directions", st.directions
+                ),
+                "variances": tensor(
+                    f"concept/{spec.id}/variances", "manifold_variances", st.variances
+                ),
+                "spread": float(st.spread),
+                "support": st.support,
+            }
+        if spec.level is not None:
+            entry["level"] = int(spec.level)
+        concepts.append(entry)
+    for cid, c, centre in zip(cluster_ids, clusters, cluster_emb, strict=True):
+        concepts.append(
+            {
+                "id": cid,
+                "label": _cluster_label(c.members, labels),
+                "kind": "cluster",
+                "embedding": tensor(f"concept/{cid}/embedding", "concept_embeddings", centre),
+                "level": c.level,
+            }
+        )
+
+    trace_entries: list[dict[str, Any]] = []
+    correct = 0
+    for t, prob in enumerate(problems):
+        positions = [s.position for s in prob.steps]
+        assert trace_full is not None
+        row = trace_full[t : t + 1]
+        if row.ndim == 3:
+            states = _pick_states(row.expand(len(positions), *row.shape[1:]), positions, layer)
+        else:
+            states = _pick_states(row, [0], layer).repeat(len(positions), axis=0)
+        near, sim = nearest_concepts(states, emb)
+        answer = int(answers[t])
+        correct += answer == prob.target
+        entry = {
+            "id": f"t{t}",
+            "input": list(prob.inputs),
+            "answer": answer,
+            "steps": [
+                {"concept": ids[int(j)], "similarity": float(s), "position": int(p)}
+                for j, s, p in zip(near, sim, positions, strict=True)
+            ],
+            "states": tensor(f"trace/t{t}/states", "trace_states", states),
+        }
+        if 0 <= answer < len(task.answer_labels):
+            entry["answer_label"] = task.answer_labels[answer]
+        trace_entries.append(entry)
+
+    anchors: list[dict[str, Any]] = []
+    seen_per_concept: dict[int, int] = {}
+    for row, pos, i, state in zip(probe_rows, probe_pos, owner, probe_states, strict=True):
+        j = seen_per_concept.get(i, 0)
+        seen_per_concept[i] = j + 1
+        aid = f"{ids[i]}/{j}"
+        anchors.append(
+            {
+                "id": aid,
+                "input": list(row),
+                "position": pos,
+                "state": tensor(f"anchor/{aid}/state", "anchor_states", state),
+                "concept": ids[i],
+            }
+        )
+
+    # 6. provenance: classify what reached the teacher's forward
+    task_rows = task.problems().row_keys()
+    probe_keys = {r.tobytes() for r in probe_x}
+    task_inputs_used = len(ledger.rows & task_rows)
+    concept_probes_used = len((ledger.rows & probe_keys) - task_rows)
+    other = len(ledger.rows - task_rows - probe_keys)
+    if other:  # unreachable: only probes and canonical problems are fed
+        raise AssertionError(f"{other} input rows were neither task problems nor probes")
+
+    # 8. reduced precision
+    encoded = {name: tz.encode(values, dtype) for name, (_, values) in originals.items()}
+    errors = reconstruction_errors(originals, encoded) if dtype != "f32" else {}
+
+    parameters: dict[str, Any] = {
+        "layer": layer,
+        "traces": traces,
+        "knn": knn,
+        "components": components,
+        "cluster_levels": cluster_levels,
+        "cluster_cuts": cut_sizes,
+        "similarity": "cosine",
+        "linkage": "average",
+        "dtype": dtype,
+        "excluded_rows": len(exclude) if exclude is not None else 0,
+        "device": _device_of(model),
+        "torch": torch.__version__,
+    }
+    if errors:
+        parameters["reconstruction_error"] = errors
+    if extra_parameters:
+        parameters.update(extra_parameters)
+    safety_fields: dict[str, Any] = {**DEFAULT_SAFETY, **(safety or {})}
+    if protected:
+        safety_fields["protected_concepts"] = protected
+    n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    fields: dict[str, Any] = {
+        "header": {
+            "format": "m2kt",
+            "version": "1.0",
+            "created": created_text,
+            "title": title or f"{task.name} knowledge from a {architecture} teacher ({layer})",
+        },
+        "teacher": {
+            "name": teacher_name,
+            "architecture": architecture,
+            "latent_dim": d,
+            "layer": layer,
+            "model_digest": digest,
+            "n_parameters": n_params,
+        },
+        "concepts": concepts,
+        "graph": {
+            "edges": [
+                {"source": s, "target": t, "relation": r, "weight": w}
+                for (s, t, r), w in edges.items()
+            ]
+        },
+        "traces": trace_entries,
+        "anchors": anchors,
+        "provenance": {
+            "generator": {"name": GENERATOR_NAME, "version": __version__},
+            "task": {"name": task.name, "options": task.option_dict()},
+            "parents": [],
+            "task_inputs_used": task_inputs_used,
+            "concept_probes_used": concept_probes_used,
+            "parameters": parameters,
+            "seed": seed,
+        },
+        "safety": safety_fields,
+    }
+    lap("sections")
+    if not pinned:
+        # wall time is recorded only when `created` came from the clock: it would otherwise
+        # make the bytes of a pinned (reproducible) run differ from run to run
+        parameters["timing_s"] = dict(timing)
+    packet = assemble(fields, encoded)
+    lap("assemble")
+    if key is not None:
+        from m2kt_ref.packet.signing import sign_packet
+
+        packet = sign_packet(packet, key, signing_time=created_epoch)
+        lap("sign")
+    timing["total"] = round(time.perf_counter() - t_start, 4)
+    relations: dict[str, int] = {}
+    for _, _, r in edges:
+        relations[r] = relations.get(r, 0) + 1
+    stats = {
+        "packet_id": packet.packet_id,
+        "packet_bytes": sum(memoryview(c).nbytes for c in encode_chunks(packet)),
+        "body_bytes": len(packet.body_bytes),
+        "created": created_text,
+        "layer": layer,
+        "latent_dim": d,
+        "dtype": dtype,
+        "concepts": len(specs),
+        "clusters": len(clusters),
+        "concepts_with_manifold": sum(s.directions is not None for s in stats_per_concept),
+        "edges": len(edges),
+        "edges_by_relation": dict(sorted(relations.items())),
+        "traces": len(trace_entries),
+        "trace_answers_correct": correct,
+        "anchors": len(anchors),
+        "tensors": len(encoded),
+        "tensor_bytes": sum(t.nbytes for t in encoded.values()),
+        "task_inputs_used": task_inputs_used,
+        "concept_probes_used": concept_probes_used,
+        "forward_rows_total": ledger.rows_total,
+        "reconstruction_error": errors,
+        "signed": packet.signatures is not None,
+        "timing_s": timing,
+    }
+    return GenerationResult(packet, stats)
+
+
+def generate_packet(
+    teacher: str | os.PathLike[str] | Any,
+    *,
+    traces: int = DEFAULT_TRACES,
+    dtype: str = "f32",
+    layer: str | None = None,
+    knn: int = DEFAULT_KNN,
+    components: int = DEFAULT_COMPONENTS,
+    cluster_levels: int = DEFAULT_CLUSTER_LEVELS,
+    seed: int = 0,
+    created: str | int | _dt.datetime | None = None,
+    protected: Iterable[str] = (),
+    safety: Mapping[str, Any] | None = None,
+    key: Any = None,
+    name: str | None = None,
+    device: Any = "cpu",
+) -> GenerationResult:
+    """Build a knowledge packet from a teacher model directory (spec/algorithms.md §1).
+
+    Args:
+        teacher: a directory written by ``m2kt train-teacher`` or an already loaded
+            :class:`m2kt_ref.transfer.training.ModelDir`.
+        traces, dtype, layer, knn, components, cluster_levels, seed, created, protected,
+            safety, key: see :func:`generate_from_model`; ``layer`` defaults to
+            :func:`default_layer` of the directory's net config.
+        name: ``teacher.name`` (default: the directory's name).
+        device: where to load the model when ``teacher`` is a path (``cpu``, ``cuda``, ``auto``).
+
+    Returns:
+        a :class:`GenerationResult`.
+
+    Raises:
+        ModelDirError: ``IO_ERROR`` when the directory is missing or unreadable.
+        UsageError, SignatureError, ValidationError: see :func:`generate_from_model`.
+    """
+    from m2kt_ref.transfer.model_dir import ModelDir, load_model_dir
+
+    md = teacher if isinstance(teacher, ModelDir) else load_model_dir(teacher, device=device)
+    task = md.task()
+    exclude = md.split().test if md.split_config else None
+    extra: dict[str, Any] = {"teacher_net": md.net_config.to_dict()}
+    if isinstance(md.record.get("test_accuracy"), (int, float)):
+        extra["teacher_test_accuracy"] = float(md.record["test_accuracy"])
+    return generate_from_model(
+        md.model,
+        task,
+        layer=layer or default_layer(md.net_config),
+        teacher_name=name or Path(md.path).resolve().name or "teacher",
+        architecture=md.net_config.family,
+        model_digest="sha256:" + md.weights_digest,
+        exclude=exclude,
+        traces=traces,
+        dtype=dtype,
+        knn=knn,
+        components=components,
+        cluster_levels=cluster_levels,
+        seed=seed,
+        created=created,
+        protected=protected,
+        safety=safety,
+        key=key,
+        extra_parameters=extra,
+    )
+
+
+__all__ = [
+    "DEFAULT_SAFETY",
+    "DTYPES",
+    "GENERATOR_NAME",
+    "Cluster",
+    "ConceptStatistics",
+    "GenerationResult",
+    "abstraction_clusters",
+    "abstraction_graph",
+    "cluster_cut_sizes",
+    "concept_statistics",
+    "cosine_matrix",
+    "default_layer",
+    "generate_from_model",
+    "generate_packet",
+    "knn_similarity",
+    "nearest_concepts",
+    "reconstruction_errors",
+    "relative_rms_error",
+    "resolve_created",
+]
