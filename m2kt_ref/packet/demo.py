@@ -129,7 +129,7 @@ def demo_packet(*, n: int = 5, dim: int = 8, seed: int = 0) -> Packet:
         "anchors": anchors,
         "provenance": {
             # a stable producer name (not a module path): the demo packet's bytes never change
-            "generator": {"name": "m2kt_ref.demo", "version": __version__},
+            "generator": {"name": "m2kt_ref.packet.demo", "version": __version__},
             "task": {"name": "modular", "options": {"p": n, "ops": "+"}},
             "parents": [],
             "task_inputs_used": len(traces),

@@ -48,7 +48,7 @@ from m2kt_ref.transfer.tasks import ProblemSet, Task
 
 #: ``provenance.generator.name`` of packets written here: a stable producer name, not a module
 #: path, so the bytes of a generated packet do not change when modules move.
-GENERATOR_NAME = "m2kt_ref.generate"
+GENERATOR_NAME = "m2kt_ref.transfer.teacher.generate"
 #: Packet dtypes a generator may store tensors in.
 DTYPES = ("f32", "f16", "bf16", "i8")
 DEFAULT_TRACES = 16

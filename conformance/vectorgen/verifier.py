@@ -1,9 +1,7 @@
 """Verifier vectors: signed packets, trust stores and k-of-n policies (spec/signing.md).
 
-Imported by ``generate.py``. Well-formed signatures are made with the reference's public API
-(:func:`m2kt_ref.packet.signing.sign_packet`); crafted ones (wrong algorithm, bad keys, malformed
-COSE) are written here with :mod:`rawcbor` and signed with pynacl directly, so that the check that
-fails is the one the vector names. Keys come from fixed seeds, times are fixed.
+Each vector signs the full packet (or a variant of it) and states the trust store, k and the
+verification time; the keys, trust stores and hand-written COSE items come from :mod:`cose`.
 """
 
 from __future__ import annotations
@@ -12,132 +10,33 @@ import base64
 import hashlib
 from typing import Any
 
-import nacl.signing
-from rawcbor import Pairs, enc
-
-from m2kt_ref.packet import codec
-from m2kt_ref.packet.keys import SigningKey
-from m2kt_ref.packet.signing import BODY_PROTECTED, sig_structure, sign_packet
-from m2kt_ref.packet.trust import trust_entry
-
-#: 2026-01-01T00:00:00Z, the signing time of every signature.
-SIGNED_AT = 1767225600
-#: The verification time every vector states.
-NOW = "2026-06-01T00:00:00Z"
-#: Order of the Ed25519 group (RFC 8032 §5.1).
-L = 2**252 + 27742317777372353535851937790883648493
-
-
-SEEDS: dict[bytes, bytes] = {}
-
-
-def key(name: str) -> SigningKey:
-    """A signing key from the fixed seed SHA-256("m2kt-conformance/NAME")."""
-    seed = hashlib.sha256(f"m2kt-conformance/{name}".encode()).digest()
-    k = SigningKey(seed)
-    SEEDS[k.kid] = seed
-    return k
-
-
-ALICE, BOB, CAROL, MALLORY, DAVE, ERIN = (
-    key(n) for n in ("alice", "bob", "carol", "mallory", "dave", "erin")
+from .common import FULL_TENSORS, full_fields
+from .cose import (
+    ALICE,
+    BOB,
+    CAROL,
+    MALLORY,
+    NOW,
+    SIGNED_AT,
+    L,
+    cose_sign,
+    protected,
+    signature_intermediates,
+    signer,
+    spec_of,
+    store,
 )
-NAMES = {
-    k.kid: n
-    for k, n in (
-        (ALICE, "alice"),
-        (BOB, "bob"),
-        (CAROL, "carol"),
-        (MALLORY, "mallory"),
-        (DAVE, "dave"),
-        (ERIN, "erin"),
-    )
-}
+from .packets import Bases, Built, build, json_form, mutate
+from .rawcbor import Pairs, enc
+from .reference import SigningKey, codec, sign_packet, summarize, trust_entry
+from .suite import Suite
 
 
-def store(*entries: tuple[SigningKey, str] | dict[str, Any]) -> dict[str, Any]:
-    keys = []
-    for e in entries:
-        if isinstance(e, dict):
-            keys.append(e)
-        else:
-            keys.append(trust_entry(e[0].public_key, e[1]))
-    return {"keys": keys}
-
-
-def protected(k: SigningKey, *, alg: Any = -8, iat: int = SIGNED_AT, **over: Any) -> bytes:
-    """A signer's protected header; ``over`` replaces or (value None) removes labels."""
-    hdr: dict[Any, Any] = {
-        1: alg,
-        4: k.kid,
-        14: {8: {1: {1: 1, -1: 6, -2: k.public_key.raw}}},
-        15: {6: iat},
-    }
-    for label, value in over.items():
-        n = int(label.removeprefix("l").replace("m", "-"))
-        if value is None:
-            hdr.pop(n, None)
-        else:
-            hdr[n] = value
-    return enc(hdr)
-
-
-def ed25519(seed_key: SigningKey, message: bytes) -> bytes:
-    return nacl.signing.SigningKey(SEEDS[seed_key.kid]).sign(message).signature
-
-
-def cose_sign(
-    payload: bytes | None,
-    signers: list[Any],
-    *,
-    tagged: bool = True,
-    body_protected: bytes = BODY_PROTECTED,
-) -> bytes:
-    item = enc([body_protected, {}, payload, signers])
-    return (b"\xd8\x62" + item) if tagged else item
-
-
-def signer(k: SigningKey, payload: bytes, prot: bytes | None = None, by: SigningKey | None = None):
-    prot = prot if prot is not None else protected(k)
-    return [prot, {}, ed25519(by or k, enc(["Signature", BODY_PROTECTED, prot, b"", payload]))]
-
-
-#: tag -> the sections of spec/signing.md (and the format) a vector with that tag exercises.
-TAG_SECTIONS = {
-    "valid": ["signed", "sig-structure"],
-    "multi-signer": ["policy"],
-    "k-of-n": ["policy"],
-    "duplicate-signer": ["policy"],
-    "validity-window": ["window"],
-    "untrusted": ["trust"],
-    "trust-store": ["trust"],
-    "unsigned": ["cose"],
-    "stripping": ["policy"],
-    "substitution": ["signed"],
-    "tamper": ["signed"],
-    "bad-signature": ["ed25519-sigs", "sig-structure"],
-    "ed25519-edge": ["ed25519-sigs"],
-    "key": ["ed25519-keys", "cose-signature"],
-    "alg": ["cose-signature"],
-    "malformed-cose": ["cose", "cose-signature", "cose-encoding"],
-    "limits": ["cose", "limits"],
-    "provenance": ["provenance-complete"],
-    "usage": ["policy", "requests"],
-}
-
-
-def spec_of(tags: list[str], encoding: str) -> list[str]:
-    out = ["verify"]
-    for tag in tags:
-        out += [s for s in TAG_SECTIONS.get(tag, []) if s not in out]
-    if encoding == "json":
-        out.append("json")
-    return out
-
-
-def add_vectors(s: Any, g: Any) -> None:
-    """Append the verifier vectors to suite ``s``; ``g`` is the generate module (builders)."""
-    full = g.build(g.full_fields(), g.FULL_TENSORS)
+def add_vectors(s: Suite, bases: Bases) -> None:
+    """Valid signed packets, then stripping and substitution, trust and policy, bad
+    signatures, algorithm and COSE structure, provenance and the request; last, two reader
+    vectors that need a signed packet."""
+    full = bases.full
     payload = bytes.fromhex(full.packet_id)
     decoded = codec.decode(full.encode())
 
@@ -148,47 +47,13 @@ def add_vectors(s: Any, g: Any) -> None:
         assert p.signatures is not None
         return p.signatures
 
-    def packet(sigs: bytes | None, b: Any = full) -> Any:
-        return g.Built(b.body, b.body_bytes, b.data, sigs)
-
-    def intermediates(b: Any) -> dict[str, Any]:
-        import cbor2
-
-        out: dict[str, Any] = {"packet_id": b.packet_id, "cose_payload_hex": b.packet_id}
-        if b.signatures is None:
-            return out
-        try:
-            item = cbor2.loads(b.signatures)
-            sigs = item.value[3]
-            pay = item.value[2]
-        except Exception:
-            return out
-        rows = []
-        for raw in sigs if isinstance(sigs, (list, tuple)) else []:
-            if not (isinstance(raw, (list, tuple)) and len(raw) == 3):
-                continue
-            prot, _, sig = raw
-            row: dict[str, Any] = {"protected_hex": bytes(prot).hex()}
-            try:
-                hdr = cbor2.loads(prot)
-                kid = hdr.get(4)
-                row["kid"] = kid.hex() if isinstance(kid, bytes) else None
-                row["name"] = NAMES.get(kid)
-                row["public_key_hex"] = hdr[14][8][1][-2].hex()
-            except Exception:
-                pass
-            if isinstance(pay, bytes) and isinstance(prot, bytes):
-                row["sig_structure_hex"] = sig_structure(prot, pay).hex()
-            if isinstance(sig, bytes):
-                row["signature_hex"] = sig.hex()
-            rows.append(row)
-        out["signers"] = rows
-        return out
+    def packet(sigs: bytes | None, b: Built = full) -> Built:
+        return Built(b.body, b.body_bytes, b.data, sigs)
 
     def vector(
         vid: str,
         desc: str,
-        b: Any,
+        b: Built,
         expect: str | list[SigningKey],
         *,
         trust: dict[str, Any],
@@ -199,7 +64,7 @@ def add_vectors(s: Any, g: Any) -> None:
         mutation: tuple[str, str, str] | None = None,
         limits: dict[str, int] | None = None,
     ) -> None:
-        raw = b.encode() if encoding == "cbor" else g.json_form(b)
+        raw = b.encode() if encoding == "cbor" else json_form(b)
         inp: dict[str, Any] = {
             "encoding": encoding,
             "b64": base64.b64encode(raw).decode(),
@@ -213,7 +78,7 @@ def add_vectors(s: Any, g: Any) -> None:
             expected = {
                 "outcome": "valid",
                 "packet_id": b.packet_id,
-                "summary": g.summarize(b.body, signed=True),
+                "summary": summarize(b.body, signed=True),
                 "signers": sorted(x.kid.hex() for x in expect),
             }
         else:
@@ -227,7 +92,7 @@ def add_vectors(s: Any, g: Any) -> None:
             expected=expected,
             tags=["verify", *tags],
             mutation=mutation,
-            intermediate=intermediates(b),
+            intermediate=signature_intermediates(b),
         )
 
     trust_all = store((ALICE, "alice"), (BOB, "bob"), (CAROL, "carol"))
@@ -318,8 +183,8 @@ def add_vectors(s: Any, g: Any) -> None:
         tags=["stripping", "k-of-n"],
         mutation=("v-valid-two-of-three", "strip", "drop the second COSE_Signature"),
     )
-    other = g.build(
-        g.mutate(g.full_fields(), lambda f: f["header"].update(title="another")), g.FULL_TENSORS
+    other = build(
+        mutate(full_fields(), lambda f: f["header"].update(title="another")), FULL_TENSORS
     )
     vector(
         "v-substituted-signatures",
@@ -390,9 +255,7 @@ def add_vectors(s: Any, g: Any) -> None:
         tags=["k-of-n", "multi-signer", "duplicate-signer"],
         mutation=("v-valid-one-signer", "duplicate", "COSE_Signature repeated"),
     )
-    strict = g.build(
-        g.mutate(g.full_fields(), lambda f: f["safety"].update(min_signers=2)), g.FULL_TENSORS
-    )
+    strict = build(mutate(full_fields(), lambda f: f["safety"].update(min_signers=2)), FULL_TENSORS)
     vector(
         "v-packet-min-signers",
         "The packet's safety.min_signers is 2 and only alice signed; the verifier's k = 1 is "
@@ -607,7 +470,7 @@ def add_vectors(s: Any, g: Any) -> None:
     )
 
     # ---- provenance, trust store, request
-    minimal = g.build(g.minimal_fields())
+    minimal = bases.minimal
     vector(
         "v-provenance-incomplete",
         "The minimal packet (no task inputs, no parameters) signed by alice: a verifier refuses "
@@ -659,7 +522,7 @@ def add_vectors(s: Any, g: Any) -> None:
         "v-tensor-tampered",
         "Signed by alice, then one bit of the tensor data flipped: the signature still covers "
         "the body, whose digest no longer matches.",
-        g.Built(full.body, full.body_bytes, bytes(flipped), one.signatures),
+        Built(full.body, full.body_bytes, bytes(flipped), one.signatures),
         "TENSOR_DIGEST",
         trust=trust_all,
         tags=["tamper"],
