@@ -13,6 +13,30 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+__all__ = [
+    "REGISTRY",
+    "DecodeError",
+    "DeviceUnavailableError",
+    "FileAccessError",
+    "IngestError",
+    "IngestRefusedError",
+    "LimitError",
+    "M2ktError",
+    "ModelDirError",
+    "NetConfigError",
+    "SignatureError",
+    "TaskError",
+    "TaskOptionError",
+    "TensorError",
+    "UnknownLayerError",
+    "UnknownTaskError",
+    "UsageError",
+    "ValidationError",
+    "VersionError",
+    "error_for",
+    "family_of",
+]
+
 #: code -> meaning. The spec's registry table is checked against this mapping by the tests.
 REGISTRY: dict[str, str] = {}
 

@@ -25,17 +25,19 @@ from m2kt_ref.transfer.tasks import make_task  # noqa: E402
 from m2kt_ref.transfer.teacher.generate import (  # noqa: E402
     DEFAULT_SAFETY,
     GENERATOR_NAME,
+    default_layer,
+    generate_from_model,
+    generate_packet,
+    resolve_created,
+)
+from m2kt_ref.transfer.teacher.geometry import (  # noqa: E402
     abstraction_clusters,
     cluster_cut_sizes,
     concept_statistics,
     cosine_matrix,
-    default_layer,
-    generate_from_model,
-    generate_packet,
     knn_similarity,
     nearest_concepts,
     relative_rms_error,
-    resolve_created,
 )
 from m2kt_ref.transfer.teachers import teacher_preset, train_teacher  # noqa: E402
 

@@ -47,7 +47,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except M2ktError as exc:
         print(f"{exc.code}: {exc}", file=sys.stderr)
         return 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -6,6 +6,8 @@ import argparse
 import json
 from typing import Any
 
+__all__ = ["add_trust_option", "print_json"]
+
 
 def print_json(value: Any) -> None:
     """Print ``value`` as indented JSON with sorted keys (the form every ``--json`` uses)."""

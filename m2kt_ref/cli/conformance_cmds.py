@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+__all__ = ["register"]
+
 
 def register(subparsers: Any) -> None:
     """Add the ``conformance`` command group."""

@@ -9,6 +9,8 @@ import argparse
 import json
 import sys
 
+__all__ = ["experiment_command", "register"]
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``experiment`` to the ``m2kt`` parser."""

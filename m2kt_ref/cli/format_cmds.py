@@ -19,6 +19,17 @@ from m2kt_ref.packet import codec
 from m2kt_ref.packet.files import read_bytes
 from m2kt_ref.packet.limits import DEFAULT_LIMITS, Limits
 
+__all__ = [
+    "EXAMPLES",
+    "file_problems",
+    "register",
+    "run_convert",
+    "run_demo",
+    "run_inspect",
+    "run_validate",
+    "summarize",
+]
+
 #: How many examples of each kind of item ``inspect`` shows.
 EXAMPLES = 5
 

@@ -13,6 +13,8 @@ from pathlib import Path
 
 from m2kt_ref.errors import UsageError
 
+__all__ = ["generate_command", "register"]
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``generate`` to the ``m2kt`` parser."""

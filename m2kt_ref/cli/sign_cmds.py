@@ -14,6 +14,8 @@ from typing import Any
 from m2kt_ref.cli.common import add_trust_option, print_json
 from m2kt_ref.errors import M2ktError, UsageError
 
+__all__ = ["keygen_command", "register", "sign_command", "verify_command"]
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(

@@ -19,6 +19,15 @@ from typing import Any
 from m2kt_ref.cli.common import add_trust_option, print_json
 from m2kt_ref.errors import UsageError
 
+__all__ = [
+    "EXIT_ROLLED_BACK",
+    "METHODS",
+    "align_command",
+    "ingest_command",
+    "register",
+    "verify_receipt_command",
+]
+
 #: Exit status when the student was rolled back (or kept though unsafe).
 EXIT_ROLLED_BACK = 3
 METHODS = ("procrustes", "ridge", "mlp")

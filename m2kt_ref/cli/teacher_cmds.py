@@ -15,6 +15,8 @@ from typing import Any
 
 from m2kt_ref.errors import FileAccessError, M2ktError
 
+__all__ = ["register"]
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the teacher/student commands to the ``m2kt`` parser."""

@@ -25,6 +25,19 @@ from m2kt_ref.packet import tensors as tz
 from m2kt_ref.packet.files import read_bytes
 from m2kt_ref.packet.limits import DEFAULT_LIMITS, Limits
 
+__all__ = [
+    "OPERATIONS",
+    "decode_input",
+    "handle",
+    "input_bytes",
+    "limits_from",
+    "op_decode",
+    "op_encode",
+    "op_produce",
+    "op_verify",
+    "serve",
+]
+
 
 def limits_from(overrides: Any) -> Limits:
     """Default limits with the vector's overrides; unknown names or negative values: ``USAGE``."""

@@ -44,6 +44,21 @@ from m2kt_ref.conformance.vectors import Vector, load_vectors
 from m2kt_ref.errors import M2ktError, UsageError
 from m2kt_ref.packet import codec
 
+__all__ = [
+    "MAX_START_FAILURES",
+    "START_TIMEOUT",
+    "STATUSES",
+    "STDERR_TAIL",
+    "Implementation",
+    "Outcome",
+    "Report",
+    "json_report",
+    "junit_report",
+    "materialise",
+    "run_suite",
+    "text_report",
+]
+
 #: Seconds an implementation gets to answer the start handshake (interpreters can be slow).
 START_TIMEOUT = 30.0
 #: Consecutive failed starts after which the remaining vectors are marked errored unrun.

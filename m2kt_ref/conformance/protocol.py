@@ -21,6 +21,18 @@ import jsonschema
 
 from m2kt_ref.errors import UsageError
 
+__all__ = [
+    "PROFILES",
+    "PROTOCOL_VERSION",
+    "SCHEMA_DIR",
+    "VALUE_RTOL",
+    "check_message",
+    "judge",
+    "load_schema",
+    "message_problem",
+    "summarize",
+]
+
 #: The protocol version this harness and the reference adapter speak.
 PROTOCOL_VERSION = 1
 

@@ -14,13 +14,20 @@ import jsonschema
 from m2kt_ref.conformance.protocol import PROFILES, load_schema
 from m2kt_ref.errors import FileAccessError, UsageError
 
+__all__ = ["Vector", "default_suite_dir", "load_manifest", "load_vectors"]
+
 
 def default_suite_dir() -> Path:
-    """The suite: ``$M2KT_CONFORMANCE_DIR``, else ``conformance/`` of the source tree."""
+    """The suite: ``$M2KT_CONFORMANCE_DIR``, else the vectors shipped in the package.
+
+    In the source tree ``m2kt_ref/conformance/suite`` links to ``conformance/``'s manifest and
+    vectors; an installed wheel carries them as package data, so ``m2kt conformance run`` works
+    without the source tree.
+    """
     env = os.environ.get("M2KT_CONFORMANCE_DIR")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parent.parent.parent / "conformance"
+    return Path(__file__).resolve().parent / "suite"
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,8 @@ from m2kt_ref.packet.codec import Packet
 from m2kt_ref.packet.limits import Limits
 from m2kt_ref.packet.trust import TrustStore, parse_time, trusted_keys_from_json
 
+__all__ = ["load_policy", "verify"]
+
 
 def load_policy(inp: dict[str, Any]) -> tuple[TrustStore, int, int]:
     """The request's trust store, k and verification time (checked before the packet is read).

@@ -15,6 +15,15 @@ from m2kt_ref.errors import UsageError
 from m2kt_ref.transfer.distill import FitConfig
 from m2kt_ref.transfer.training import TrainConfig
 
+__all__ = [
+    "PRESETS",
+    "SETTINGS",
+    "ExperimentPreset",
+    "RecipeConfig",
+    "StudentSpec",
+    "resolve_preset",
+]
+
 
 @dataclass(frozen=True)
 class StudentSpec:

@@ -47,6 +47,34 @@ from m2kt_ref.packet.limits import DEFAULT_LIMITS, Limits
 from m2kt_ref.packet.model import PacketBody, TensorInfo
 from m2kt_ref.packet.rules import iter_semantic_errors, iter_tensor_data_errors
 
+__all__ = [
+    "FORMAT_VERSION",
+    "KEY_BODY",
+    "KEY_DATA",
+    "KEY_PAD",
+    "KEY_SIGNATURES",
+    "MAGIC",
+    "Packet",
+    "assemble",
+    "bstr_header",
+    "canonical_cbor",
+    "decode",
+    "decode_json",
+    "decode_json_data",
+    "decode_strict_cbor",
+    "encode",
+    "encode_chunks",
+    "encode_json",
+    "iter_body_errors",
+    "iter_packet_errors",
+    "pad_length",
+    "read_packet",
+    "sniff_json",
+    "to_json_data",
+    "validate_body",
+    "write_packet",
+]
+
 MAGIC = b"\xd9\xd9\xf7"
 KEY_PAD = b"\x63pad"
 KEY_BODY = b"\x64body"

@@ -14,6 +14,8 @@ from m2kt_ref import __version__
 from m2kt_ref.packet import tensors as tz
 from m2kt_ref.packet.codec import Packet, assemble
 
+__all__ = ["DEMO_CREATED", "demo_packet"]
+
 DEMO_CREATED = "2026-01-01T00:00:00Z"
 
 
@@ -129,7 +131,7 @@ def demo_packet(*, n: int = 5, dim: int = 8, seed: int = 0) -> Packet:
         "anchors": anchors,
         "provenance": {
             # a stable producer name (not a module path): the demo packet's bytes never change
-            "generator": {"name": "m2kt_ref.packet.demo", "version": __version__},
+            "generator": {"name": "m2kt_ref.demo", "version": __version__},
             "task": {"name": "modular", "options": {"p": n, "ops": "+"}},
             "parents": [],
             "task_inputs_used": len(traces),

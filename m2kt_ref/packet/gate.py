@@ -14,6 +14,8 @@ from m2kt_ref.packet.codec import Packet
 from m2kt_ref.packet.signing import verify_packet
 from m2kt_ref.packet.trust import TrustStore
 
+__all__ = ["check_trust"]
+
 
 def check_trust(
     packet: Packet,

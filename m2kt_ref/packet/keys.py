@@ -28,6 +28,22 @@ from m2kt_ref.packet.codec import canonical_cbor, decode_strict_cbor
 from m2kt_ref.packet.files import read_bytes, write_atomic
 from m2kt_ref.packet.limits import DEFAULT_LIMITS
 
+__all__ = [
+    "SMALL_ORDER_ENCODINGS",
+    "L",
+    "P",
+    "PublicKey",
+    "SigningKey",
+    "is_canonical_point",
+    "is_canonical_scalar",
+    "is_small_order",
+    "load_public_key",
+    "load_signing_key",
+    "public_key_problem",
+    "signature_problem",
+    "write_key_pair",
+]
+
 #: Field prime and group order of edwards25519 (RFC 8032 §5.1).
 P = 2**255 - 19
 L = 2**252 + 27742317777372353535851937790883648493

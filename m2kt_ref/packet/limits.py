@@ -7,6 +7,8 @@ from typing import Any
 
 from m2kt_ref.errors import LimitError
 
+__all__ = ["DEFAULT_LIMITS", "Limits"]
+
 
 @dataclass(frozen=True)
 class Limits:

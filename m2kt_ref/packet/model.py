@@ -19,6 +19,40 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+__all__ = [
+    "OMITTED",
+    "RELATIONS",
+    "Anchor",
+    "Concept",
+    "Count",
+    "Digest",
+    "Edge",
+    "Extension",
+    "Generator",
+    "Graph",
+    "Header",
+    "Identifier",
+    "Int",
+    "Label",
+    "Manifold",
+    "NonNegative",
+    "PacketBody",
+    "PacketId",
+    "Positive",
+    "Provenance",
+    "Safety",
+    "Scalar",
+    "TaskRef",
+    "Teacher",
+    "TensorInfo",
+    "TensorName",
+    "Token",
+    "Tokens",
+    "Trace",
+    "TraceStep",
+    "Unit",
+]
+
 #: Relations every reader understands (spec §3.5); others must start with ``x-``.
 RELATIONS = frozenset(
     {"is_a", "part_of", "implies", "similar_to", "precedes", "inverse_of", "composes_to"}

@@ -14,6 +14,16 @@ from m2kt_ref.errors import M2ktError, TensorError, ValidationError, VersionErro
 from m2kt_ref.packet import tensors as tz
 from m2kt_ref.packet.model import INT_MAX, INT_MIN, RELATIONS, PacketBody, TensorInfo
 
+__all__ = [
+    "KNOWN_EXTENSIONS",
+    "iter_cycle_errors",
+    "iter_extension_errors",
+    "iter_layout_errors",
+    "iter_reference_errors",
+    "iter_semantic_errors",
+    "iter_tensor_data_errors",
+]
+
 #: Extensions this reader understands; a critical extension not listed here is refused.
 KNOWN_EXTENSIONS: frozenset[str] = frozenset()
 

@@ -30,6 +30,22 @@ import referencing.jsonschema
 
 from m2kt_ref.errors import UsageError, ValidationError
 
+__all__ = [
+    "BASE_URI",
+    "BODY",
+    "PACKET",
+    "SCHEMA_PACKAGE",
+    "SchemaValidator",
+    "is_valid",
+    "iter_errors",
+    "registry",
+    "resolve_local",
+    "schema_documents",
+    "schema_uri",
+    "validate",
+    "validator",
+]
+
 #: The package holding the shipped schema files (``m2kt_ref/schemas`` links to ``schemas/``).
 SCHEMA_PACKAGE = "m2kt_ref.schemas"
 #: Base URI of the packet schemas' ``$id`` s: identifiers, never fetched.

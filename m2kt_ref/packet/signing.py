@@ -39,6 +39,27 @@ from m2kt_ref.packet.model import PacketBody
 from m2kt_ref.packet.rules import iter_tensor_data_errors
 from m2kt_ref.packet.trust import TrustedKey, TrustStore, format_time
 
+__all__ = [
+    "BODY_PROTECTED",
+    "CONTENT_TYPE",
+    "COSE_SIGN_TAG",
+    "MAX_SIGNERS",
+    "MAX_SIGNING_TIME",
+    "PARALLEL_HASH_BYTES",
+    "Check",
+    "SignerResult",
+    "VerificationResult",
+    "check_provenance",
+    "describe_signers",
+    "packet_digest",
+    "provenance_problems",
+    "sig_structure",
+    "sign_packet",
+    "verify_bytes",
+    "verify_file",
+    "verify_packet",
+]
+
 #: CBOR tag of COSE_Sign_Tagged (RFC 9052 §2).
 COSE_SIGN_TAG = 98
 #: Content type of the COSE payload (RFC 9052 §3.1, label 3).

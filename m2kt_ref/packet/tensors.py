@@ -20,6 +20,23 @@ import numpy as np
 
 from m2kt_ref.errors import TensorError, ValidationError
 
+__all__ = [
+    "ALIGNMENT",
+    "PARALLEL_MIN_BYTES",
+    "STORAGE_DTYPES",
+    "EncodedTensor",
+    "aligned",
+    "all_finite",
+    "encode",
+    "expected_length",
+    "itemsize",
+    "map_by_size",
+    "sha256_hex",
+    "sha256_many",
+    "to_float32",
+    "view",
+]
+
 T = TypeVar("T")
 R = TypeVar("R")
 

@@ -28,6 +28,16 @@ from m2kt_ref.errors import SignatureError
 from m2kt_ref.packet.files import read_bytes
 from m2kt_ref.packet.keys import PublicKey, load_public_key
 
+__all__ = [
+    "MAX_TRUST_STORE_BYTES",
+    "TrustStore",
+    "TrustedKey",
+    "format_time",
+    "parse_time",
+    "trust_entry",
+    "trusted_keys_from_json",
+]
+
 _TIME = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(\.[0-9]+)?Z")
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
 _ENTRY_MEMBERS = frozenset(

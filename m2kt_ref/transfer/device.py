@@ -10,6 +10,8 @@ from torch import nn
 
 from m2kt_ref.errors import DeviceUnavailableError
 
+__all__ = ["as_long_tensor", "model_device", "resolve_device"]
+
 
 def resolve_device(device: str | torch.device | None = "cpu") -> torch.device:
     """``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (CUDA when present) to a checked device.

@@ -20,6 +20,8 @@ from torch import nn
 
 from m2kt_ref.errors import UnknownLayerError, UsageError
 
+__all__ = ["HiddenStateReader", "LayerTap", "first_tensor", "resolve_layer"]
+
 
 def first_tensor(output: Any) -> torch.Tensor:
     """The hidden state of a module output: the tensor itself, or a tuple's first element.

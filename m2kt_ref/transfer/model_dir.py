@@ -29,6 +29,19 @@ from m2kt_ref.transfer.nets import NetConfig, build_model
 from m2kt_ref.transfer.tasks import Split, Task, make_task
 from m2kt_ref.transfer.training import TrainConfig
 
+__all__ = [
+    "CONFIG_FILE",
+    "MODEL_DIR_FORMAT",
+    "MODEL_DIR_VERSION",
+    "RECORD_FILE",
+    "WEIGHTS_FILE",
+    "ModelDir",
+    "load_model_dir",
+    "save_model_dir",
+    "state_dict_digest",
+    "weights_digest",
+]
+
 WEIGHTS_FILE = "model.safetensors"
 
 

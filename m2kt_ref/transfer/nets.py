@@ -34,6 +34,20 @@ from torch import nn
 
 from m2kt_ref.errors import NetConfigError
 
+__all__ = [
+    "FAMILIES",
+    "READOUTS",
+    "Block",
+    "GRUNet",
+    "MLPNet",
+    "NetConfig",
+    "Readout",
+    "TransformerNet",
+    "build_model",
+    "count_parameters",
+    "layer_names",
+]
+
 FAMILIES = ("transformer", "mlp", "gru")
 READOUTS = ("last", "mean")
 

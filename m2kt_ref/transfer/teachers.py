@@ -24,6 +24,16 @@ from m2kt_ref.transfer.nets import FAMILIES, NetConfig, build_model, count_param
 from m2kt_ref.transfer.tasks import Split, Task
 from m2kt_ref.transfer.training import TrainConfig, evaluate, train_model
 
+__all__ = [
+    "PRESETS",
+    "SCALES",
+    "TeacherPreset",
+    "TeacherRun",
+    "init_student",
+    "teacher_preset",
+    "train_teacher",
+]
+
 SCALES = ("quick", "default")
 
 

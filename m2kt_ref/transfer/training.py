@@ -21,6 +21,16 @@ from torch import nn
 from m2kt_ref.errors import UsageError
 from m2kt_ref.transfer.device import as_long_tensor, model_device, resolve_device
 
+__all__ = [
+    "Problems",
+    "TrainConfig",
+    "TrainResult",
+    "eval_mode",
+    "evaluate",
+    "predict",
+    "train_model",
+]
+
 
 class Problems(Protocol):
     """Anything with ``inputs`` (N, L) and ``targets`` (N,) arrays, e.g. a task ``ProblemSet``."""

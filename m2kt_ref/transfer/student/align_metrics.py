@@ -30,6 +30,17 @@ import torch.nn.functional as F
 
 from m2kt_ref.errors import UsageError
 
+__all__ = [
+    "DEFAULT_CHUNK",
+    "RETRIEVAL_SCORES",
+    "csls_scores",
+    "evaluate_alignment",
+    "linear_cka",
+    "mean_cosine",
+    "relative_residual",
+    "retrieval_top1",
+]
+
 #: Rows of the similarity matrix computed at once by the retrieval metrics (memory bound:
 #: ``chunk * n`` floats).
 DEFAULT_CHUNK = 4096

@@ -27,6 +27,8 @@ from m2kt_ref.transfer.student.config import IngestConfig
 from m2kt_ref.transfer.student.readout import student_layer
 from m2kt_ref.transfer.student.view import check_compatible, packet_view
 
+__all__ = ["align_packet", "default_curve_counts", "heldout_metrics", "split_anchors"]
+
 
 def split_anchors(n: int, config: IngestConfig) -> tuple[np.ndarray, np.ndarray]:
     """Seeded split of anchor rows into (fit, held out)."""

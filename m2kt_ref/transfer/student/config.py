@@ -17,6 +17,8 @@ from m2kt_ref.transfer.student.align import (
     ALIGNERS,
 )
 
+__all__ = ["DECISIONS", "DEFAULT_BOUNDS", "HIERARCHY_RELATIONS", "IngestConfig"]
+
 #: Safety bounds used when neither the packet nor the caller sets one (spec/algorithms.md §1.7).
 DEFAULT_BOUNDS: dict[str, float] = {
     "max_parameter_drift": 0.25,

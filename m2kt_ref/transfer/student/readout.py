@@ -16,6 +16,8 @@ from m2kt_ref.transfer.hooks import LayerTap, first_tensor
 from m2kt_ref.transfer.student.config import IngestConfig
 from m2kt_ref.transfer.student.view import PacketView
 
+__all__ = ["Readout", "read_student", "states_at", "student_layer"]
+
 _READ_BATCH = 1024
 
 

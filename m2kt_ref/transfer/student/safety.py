@@ -13,6 +13,8 @@ from typing import Any
 from m2kt_ref.packet.codec import Packet
 from m2kt_ref.transfer.student.config import DEFAULT_BOUNDS, IngestConfig
 
+__all__ = ["effective_policy", "safety_checks"]
+
 _BOUNDS_TOL = 1e-6
 
 

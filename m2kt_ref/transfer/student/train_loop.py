@@ -23,6 +23,8 @@ from m2kt_ref.transfer.student.config import IngestConfig
 from m2kt_ref.transfer.student.readout import states_at
 from m2kt_ref.transfer.student.view import PacketView, ancestor_matrix, linked_matrix
 
+__all__ = ["Callback", "CompositeLossTrainer"]
+
 #: ``callback(step, info) -> stop?``: ``info`` holds the history entry and the model.
 Callback = Callable[[int, dict[str, Any]], Any]
 

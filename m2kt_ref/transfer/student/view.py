@@ -18,6 +18,8 @@ from m2kt_ref.errors import IngestError
 from m2kt_ref.packet.codec import Packet
 from m2kt_ref.transfer.student.config import HIERARCHY_RELATIONS
 
+__all__ = ["PacketView", "ancestor_matrix", "check_compatible", "linked_matrix", "packet_view"]
+
 
 @dataclass
 class PacketView:

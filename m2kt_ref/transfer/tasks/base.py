@@ -21,6 +21,27 @@ import numpy as np
 
 from m2kt_ref.errors import TaskOptionError
 
+__all__ = [
+    "CONCEPT_KINDS",
+    "PAD",
+    "PAD_ID",
+    "RELATIONS",
+    "STEP_ROLES",
+    "SYMMETRIC_RELATIONS",
+    "CanonicalProblem",
+    "ConceptSpec",
+    "Probe",
+    "ProblemSet",
+    "Relation",
+    "Split",
+    "Task",
+    "TaskOptions",
+    "TraceStep",
+    "opt",
+    "parse_option_pairs",
+    "seeded_rng",
+]
+
 #: Padding token. It is always vocabulary index 0, so a row of zeros is "nothing".
 PAD = "<pad>"
 PAD_ID = 0

@@ -23,6 +23,8 @@ from m2kt_ref.transfer.tasks.base import (
     seeded_rng,
 )
 
+__all__ = ["ChainOptions", "ChainTask"]
+
 _MAX_PROBLEMS = 200_000
 
 

@@ -23,6 +23,8 @@ from m2kt_ref.transfer.tasks.base import (
     seeded_rng,
 )
 
+__all__ = ["ANCESTOR_Q", "IS_A_Q", "KIND_OF_Q", "HierarchyOptions", "HierarchyTask"]
+
 _CONSONANTS = "bdfgklmnprstvz"
 _VOWELS = "aeiou"
 _MAX_NODES = 5000

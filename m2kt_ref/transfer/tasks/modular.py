@@ -21,6 +21,8 @@ from m2kt_ref.transfer.tasks.base import (
     opt,
 )
 
+__all__ = ["ModularOptions", "ModularTask"]
+
 _OP_TOKENS = {"+": "+", "-": "-", "*": "*"}
 
 
