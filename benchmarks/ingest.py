@@ -5,10 +5,11 @@ default options, read from an untrained teacher of the default preset's shape: t
 not depend on what the teacher knows) and a student of another width and depth, then measures,
 interleaved over ``--rounds`` rounds (median):
 
-- **ingest**: :func:`m2kt_ref.transfer.student.ingest.ingest` for ``--steps`` optimiser steps (early stopping off),
-  with a protected capability set of ``--protected`` task problems; the rate is the one the
-  training loop itself reports (``training.steps_per_s``: the loop only, not the alignment
-  fit or the verification passes, which are timed separately in the report's ``timings``);
+- **ingest**: :func:`m2kt_ref.transfer.ingest` for ``--steps`` optimiser steps (early
+  stopping off), with a protected capability set of ``--protected`` task problems; the rate
+  is the one the training loop itself reports (``training.steps_per_s``: the loop only, not
+  the alignment fit or the verification passes, which are timed separately in the report's
+  ``timings``);
 - **peer**: the same student trained with AdamW on cross-entropy for the same number of steps on
   a batch of task problems of the same size as one ingestion step's batch (anchor rows + trace
   rows + protected rows): the raw forward + backward + update rate of that network at that batch

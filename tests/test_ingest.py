@@ -1,5 +1,6 @@
-"""Student-side ingestion (m2kt_ref.transfer.student.ingest): every task family into a student of another shape,
-the trust gate, rollback on poisoned packets, determinism, the report and its receipt.
+"""Student-side ingestion (m2kt_ref.transfer.student.ingest): every task family into a student
+of another shape, the trust gate, rollback on poisoned packets, determinism, the report and
+its receipt.
 
 Quick teachers (100 steps) and small packets keep the file fast on one thread; every asserted
 number is produced by the run itself (before/after comparisons, bounds from the policy).

@@ -1,5 +1,6 @@
-"""Composite-loss terms (m2kt_ref.transfer.student.losses) and verification metrics (m2kt_ref.transfer.student.verify)
-against slow loop-based float64 references, with fixed seeds and explicit tolerances."""
+"""Composite-loss terms (m2kt_ref.transfer.student.losses) and verification metrics
+(m2kt_ref.transfer.student.verify) against slow loop-based float64 references, with fixed seeds
+and explicit tolerances."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``python -m m2kt_ref.cli``: the ``m2kt`` command without its console script (e.g. under torchrun)."""
+"""``python -m m2kt_ref.cli``: the ``m2kt`` command without its console script (e.g. torchrun)."""
 
 import sys
 

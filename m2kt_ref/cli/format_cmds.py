@@ -97,8 +97,8 @@ def file_problems(path: str, limits: Limits = DEFAULT_LIMITS) -> list[M2ktError]
     """Every problem of the packet file at ``path`` (an empty list when it is valid).
 
     The CBOR form reports all problems of the failing stage (see
-    :func:`m2kt_ref.packet.codec.iter_packet_errors`); the JSON form (first byte ``{``) reports all body
-    problems, or else the first problem of its tensor data.
+    :func:`~m2kt_ref.packet.codec.iter_packet_errors`); the JSON form (first byte ``{``) reports
+    all body problems, or else the first problem of its tensor data.
     """
     try:
         buf = read_bytes(path)

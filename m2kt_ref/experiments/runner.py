@@ -308,7 +308,8 @@ def _ingest_ref(
     counter: InputCounter,
     trust: Any,
 ) -> tuple[FitResult, dict[str, Any]]:
-    """M2KT through the reference ingestion (m2kt_ref.transfer.student.ingest), after the geometry writes."""
+    """M2KT through the reference ingestion (:func:`~m2kt_ref.transfer.ingest`), after the
+    geometry writes."""
     from m2kt_ref.transfer.student.config import IngestConfig
     from m2kt_ref.transfer.student.ingest import ingest
     from m2kt_ref.transfer.student.warm_start import write_packet_geometry

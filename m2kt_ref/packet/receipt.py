@@ -1,7 +1,7 @@
 """Ingestion reports: schema validation, atomic writing, and the operator's signed receipt.
 
 An ingestion report (``schemas/ingestion-report.schema.json``) is a JSON document written by
-:func:`m2kt_ref.transfer.student.ingest.ingest` and ``m2kt ingest``. This module needs no torch: anyone can
+:func:`m2kt_ref.transfer.ingest` and ``m2kt ingest``. This module needs no torch: anyone can
 validate a report and check its receipt with the format half of the library.
 
 **Receipt.** A student's operator may sign a report (``m2kt ingest --sign-key KEY``). The

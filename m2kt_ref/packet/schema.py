@@ -4,8 +4,8 @@ The schemas in ``schemas/`` (shipped as the ``m2kt_ref.schemas`` package data) a
 source of truth for structure. This module loads them with :mod:`importlib.resources`, resolves
 their ``$ref`` s through an offline :mod:`referencing` registry, and validates documents with
 ``jsonschema``'s Draft 2020-12 validator. It is the slow, independent path used by the tests and
-by conformance runs; :mod:`m2kt_ref.packet.codec` validates with the pydantic models instead, and the
-tests check that both agree.
+by conformance runs; :mod:`~m2kt_ref.packet.codec` validates with the pydantic models instead,
+and the tests check that both agree.
 
 API in the ``jsonschema`` style: :func:`is_valid` (a boolean), :func:`iter_errors` (every problem)
 and :func:`validate` (raise the first). Problems are :class:`~m2kt_ref.errors.ValidationError`

@@ -70,9 +70,9 @@ class RowRecorder:
 
     The one instrument behind every "inputs used" figure: teacher-side generation, ingestion
     and the experiments all count with it. Rows are keyed by their int64 bytes (as
-    :meth:`m2kt_ref.transfer.tasks.ProblemSet.row_keys` does). Use as a context manager (hooks removed on
-    exit) or call :meth:`close`; one recorder may watch a teacher and a student, so a row seen by
-    both counts once.
+    :meth:`~m2kt_ref.transfer.tasks.ProblemSet.row_keys` does). Use as a context manager (hooks
+    removed on exit) or call :meth:`close`; one recorder may watch a teacher and a student, so a
+    row seen by both counts once.
     """
 
     def __init__(self, models: Iterable[nn.Module] = ()) -> None:

@@ -216,7 +216,7 @@ def weights_digest(path: str | os.PathLike[str]) -> str:
 def state_dict_digest(model: nn.Module) -> str:
     """``sha256:`` + SHA-256 of the model's state dict serialised as safetensors.
 
-    For a model saved by :func:`m2kt_ref.transfer.training.save_model_dir` this equals the digest of its
+    For a model saved by :func:`save_model_dir` this equals the digest of its
     ``model.safetensors`` file (same serialiser, same metadata).
     """
     from safetensors.torch import save

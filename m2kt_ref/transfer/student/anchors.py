@@ -84,7 +84,8 @@ def align_packet(
     Args:
         packet: a decoded packet.
         student_model: the student (not modified).
-        methods: alignment methods to fit (keys of :data:`m2kt_ref.transfer.student.align.ALIGNERS`).
+        methods: alignment methods to fit (keys of
+            :data:`~m2kt_ref.transfer.student.align.ALIGNERS`).
         config: supplies ``student_layer``, ``holdout_fraction``, ``min_holdout``, ``seed``,
             ``csls_k``, ``align_options`` and ``device``.
         curve_counts: anchor counts of the quality curve (default

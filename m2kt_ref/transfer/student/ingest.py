@@ -11,11 +11,11 @@ logits (the student, of any width and depth), and in order:
    packet's ``safety.protected_concepts`` plus caller-supplied problems (a capability the
    student already has), whose accuracy it records;
 3. reads the student's states on the anchors at the layer that corresponds to the teacher's,
-   fits the **Concept Alignment Layer** (CAL, :mod:`m2kt_ref.transfer.student.align`) on a split of the anchors
-   and maps every concept embedding and trace state into student space;
-4. minimises the **composite loss** (:mod:`m2kt_ref.transfer.student.losses`) over the student's parameters with
-   AdamW, with a hard bound on the parameter drift applied after every step and early stopping
-   on a plateau;
+   fits the **Concept Alignment Layer** (CAL, :mod:`~m2kt_ref.transfer.student.align`) on a split
+   of the anchors and maps every concept embedding and trace state into student space;
+4. minimises the **composite loss** (:mod:`~m2kt_ref.transfer.student.losses`) over the
+   student's parameters with AdamW, with a hard bound on the parameter drift applied after
+   every step and early stopping on a plateau;
 5. **verifies** the result (:mod:`m2kt_ref.transfer.student.verify`) and rolls the student back to
    ``theta_0`` when a safety bound fails;
 6. returns the student and the **ingestion report** (``schemas/ingestion-report.schema.json``).

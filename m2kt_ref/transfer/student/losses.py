@@ -1,9 +1,9 @@
 """Terms of the composite ingestion loss (spec/algorithms.md §3.6) as pure tensor functions.
 
 Every function takes tensors and returns a 0-d tensor (differentiable in its student-side
-arguments); nothing here knows about packets, models or files. :mod:`m2kt_ref.transfer.student.ingest` chooses the
-rows, samples the pairs and weighs the terms. The tests compare each function with a slow,
-loop-based float64 reference.
+arguments); nothing here knows about packets, models or files. The ingestion
+(:mod:`~m2kt_ref.transfer.student.train_loop`) chooses the rows, samples the pairs and weighs
+the terms. The tests compare each function with a slow, loop-based float64 reference.
 
 Notation: ``z`` are the student's concept states ``[n, d_S]``, ``e`` the teacher's concept
 embeddings ``[n, d_T]`` (same row order), ``y_hat`` the teacher embeddings mapped into student

@@ -1,8 +1,9 @@
 """Verification metrics of an ingestion (spec/algorithms.md §4), as functions of tensors.
 
 Everything here runs without gradients on states already read out of the models; the ingestion
-layer (:mod:`m2kt_ref.transfer.student.ingest`) reads the states, calls these functions before and after training,
-and turns the results into the report. Returned values are plain Python numbers (JSON-able).
+layer (:mod:`~m2kt_ref.transfer.student.ingest`) reads the states, calls these functions before
+and after training, and turns the results into the report. Returned values are plain Python
+numbers (JSON-able).
 
 - :func:`concept_retrieval`: top-1 retrieval of each query's concept among candidate concept
   states, scored by cosine and by CSLS;

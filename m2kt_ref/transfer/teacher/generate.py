@@ -6,8 +6,8 @@ Three layers, from the bottom:
   :mod:`~m2kt_ref.transfer.teacher.geometry`, and the two that assemble their results here,
   :func:`abstraction_graph` and :func:`reconstruction_errors`;
 - :func:`generate_from_model`: any ``nn.Module`` that maps token rows to logits, plus a
-  :class:`~m2kt_ref.transfer.tasks.Task` and the name of the layer to read (works for models we did not
-  write);
+  :class:`~m2kt_ref.transfer.tasks.Task` and the name of the layer to read (works for models we
+  did not write);
 - :func:`generate_packet`: a model directory written by ``m2kt train-teacher`` (the layer, the
   weights digest and the teacher's test split come from the directory).
 
