@@ -23,7 +23,7 @@ import io
 import json
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -65,6 +65,7 @@ __all__ = [
     "encode",
     "encode_chunks",
     "encode_json",
+    "encoded_size",
     "iter_body_errors",
     "iter_packet_errors",
     "pad_length",
@@ -130,6 +131,10 @@ class Packet:
     body_bytes: bytes
     data: memoryview
     signatures: bytes | None = None
+    #: The data section was checked against the descriptors (sizes, padding, SHA-256 digests,
+    #: finite values) when this packet was decoded, so :func:`~m2kt_ref.verify_packet` need not
+    #: hash it again. Not part of equality: two packets with the same bytes are equal.
+    data_verified: bool = field(default=False, compare=False)
 
     @property
     def packet_id(self) -> str:
@@ -322,6 +327,18 @@ def encode_chunks(packet: Packet) -> list[bytes | memoryview]:
     if packet.signatures is not None:
         chunks += [KEY_SIGNATURES, packet.signatures]
     return chunks
+
+
+def encoded_size(packet: Packet) -> int:
+    """Length in bytes of :func:`encode`'s output, computed without encoding anything."""
+    body, data = len(packet.body_bytes), len(packet.data)
+    pad = pad_length(body, data)
+    size = len(MAGIC) + 1 + len(KEY_PAD) + len(bstr_header(pad)) + pad
+    size += len(KEY_BODY) + len(bstr_header(body)) + body
+    size += len(KEY_DATA) + len(bstr_header(data)) + data
+    if packet.signatures is not None:
+        size += len(KEY_SIGNATURES) + len(packet.signatures)
+    return size
 
 
 def encode(packet: Packet) -> bytes:
@@ -620,7 +637,9 @@ def decode(
                 f"data section holds {len(env.data)} bytes, descriptors need {tz.aligned(end)}",
                 path="/data",
             )
-    return Packet(body, env.body_bytes, env.data.toreadonly(), env.signatures)
+    return Packet(
+        body, env.body_bytes, env.data.toreadonly(), env.signatures, data_verified=verify_tensors
+    )
 
 
 # --------------------------------------------------------------------------- JSON form
@@ -752,7 +771,7 @@ def decode_json_data(
         raise DecodeError(
             "JSON_MALFORMED", "a string holds a lone surrogate", path="/body"
         ) from None
-    return Packet(body, body_bytes, view, signatures)
+    return Packet(body, body_bytes, view, signatures, data_verified=verify_tensors)
 
 
 def decode_json(

@@ -522,8 +522,9 @@ def verify_packet(
     """Verify a decoded packet's signatures against a trust store and a k-of-n policy.
 
     Args:
-        packet: a packet from ``codec.decode`` / ``codec.read_packet`` (``verify_tensors=False``
-            is fine: the tensor data is checked here unless ``check_tensors`` is False).
+        packet: a packet from :func:`~m2kt_ref.decode` / :func:`~m2kt_ref.read_packet`. Its
+            tensor data is checked here (step 7 of packet-1.0.md §10) unless ``check_tensors``
+            is False or the decoder already checked it (``packet.data_verified``).
         trust: the keys the verifier trusts.
         min_signers: k; the packet's own ``safety.min_signers`` raises it, never lowers it.
         now: verification time (Unix seconds) for validity windows; the clock when None.
@@ -545,7 +546,9 @@ def verify_packet(
     errors: list[M2ktError] = []
     signers: list[SignerResult] = []
     payload = packet_digest(packet)
-    if check_tensors:  # packet-1.0.md §10 step 7 comes before the signatures
+    # packet-1.0.md §10 step 7 comes before the signatures; a packet decoded with its data
+    # checked (the default of decode and read_packet) is not hashed a second time
+    if check_tensors and not packet.data_verified:
         if workers is None and len(packet.data) < PARALLEL_HASH_BYTES:
             workers = 1  # a thread pool costs more than it saves on a small packet
         errors += iter_tensor_data_errors(packet.body, packet.data, workers=workers)

@@ -39,7 +39,7 @@ from torch import nn
 from m2kt_ref import __version__
 from m2kt_ref.errors import UsageError
 from m2kt_ref.packet import tensors as tz
-from m2kt_ref.packet.codec import Packet, assemble, encode_chunks
+from m2kt_ref.packet.codec import Packet, assemble, encoded_size
 from m2kt_ref.transfer.accounting import RowRecorder
 from m2kt_ref.transfer.hooks import HiddenStateReader
 from m2kt_ref.transfer.model_dir import state_dict_digest
@@ -614,7 +614,7 @@ def generate_from_model(
         relations[r] = relations.get(r, 0) + 1
     stats = {
         "packet_id": packet.packet_id,
-        "packet_bytes": sum(memoryview(c).nbytes for c in encode_chunks(packet)),
+        "packet_bytes": encoded_size(packet),
         "body_bytes": len(packet.body_bytes),
         "created": created_text,
         "layer": layer,
