@@ -10,24 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from m2kt_ref.errors import TaskError, TaskOptionError, UnknownTaskError
-from m2kt_ref.transfer.tasks.base import (
-    CONCEPT_KINDS,
-    PAD,
-    PAD_ID,
-    RELATIONS,
-    STEP_ROLES,
-    SYMMETRIC_RELATIONS,
-    CanonicalProblem,
-    ConceptSpec,
-    Probe,
-    ProblemSet,
-    Relation,
-    Split,
-    Task,
-    TaskOptions,
-    TraceStep,
-    parse_option_pairs,
-)
+from m2kt_ref.transfer.tasks import base
+from m2kt_ref.transfer.tasks.base import *  # noqa: F403  (base.__all__: the core types)
+from m2kt_ref.transfer.tasks.base import Task
 from m2kt_ref.transfer.tasks.chain import ChainTask
 from m2kt_ref.transfer.tasks.hierarchy import HierarchyTask
 from m2kt_ref.transfer.tasks.modular import ModularTask
@@ -67,29 +52,14 @@ def describe_tasks() -> list[dict[str, Any]]:
 
 
 __all__ = [
-    "CONCEPT_KINDS",
-    "PAD",
-    "PAD_ID",
-    "RELATIONS",
-    "STEP_ROLES",
-    "SYMMETRIC_RELATIONS",
+    *base.__all__,
     "TASKS",
-    "CanonicalProblem",
     "ChainTask",
-    "ConceptSpec",
     "HierarchyTask",
     "ModularTask",
-    "Probe",
-    "ProblemSet",
-    "Relation",
-    "Split",
-    "Task",
     "TaskError",
     "TaskOptionError",
-    "TaskOptions",
-    "TraceStep",
     "UnknownTaskError",
     "describe_tasks",
     "make_task",
-    "parse_option_pairs",
 ]

@@ -37,10 +37,9 @@ __all__ = [
     "Task",
     "TaskOptions",
     "TraceStep",
-    "opt",
     "parse_option_pairs",
-    "seeded_rng",
 ]
+# ``opt`` and ``seeded_rng`` are for the families' own modules, not re-exported by the package
 
 #: Padding token. It is always vocabulary index 0, so a row of zeros is "nothing".
 PAD = "<pad>"
