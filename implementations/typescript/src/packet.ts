@@ -22,6 +22,9 @@ export interface ReadOptions {
 
 /** A packet that passed every step of §10. */
 export class Packet {
+  /** The packet id (§4.4): lowercase hex SHA-256 of the body bytes. */
+  readonly id: string;
+
   constructor(
     /** The encoding it was read from. */
     readonly encoding: Encoding,
@@ -35,11 +38,8 @@ export class Packet {
     readonly tensors: readonly Tensor[],
     /** The encoded COSE_Sign item, when the packet is signed (spec/signing.md §4). */
     readonly signatures: Uint8Array | undefined,
-  ) {}
-
-  /** The packet id (§4.4): lowercase hex SHA-256 of the body bytes. */
-  get id(): string {
-    return toHex(sha256(this.bodyBytes));
+  ) {
+    this.id = toHex(sha256(bodyBytes));
   }
 
   /**

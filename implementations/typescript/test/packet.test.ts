@@ -1,0 +1,67 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { M2ktError } from "../src/errors.js";
+import { detectEncoding, readPacket } from "../src/packet.js";
+import { vector, vectorBytes } from "./helpers.js";
+
+const failure = (f: () => unknown): M2ktError => {
+  try {
+    f();
+  } catch (error) {
+    assert.ok(error instanceof M2ktError);
+    return error;
+  }
+  assert.fail("no error");
+};
+
+test("reading the full packet: id, body, tensors in descriptor order", () => {
+  const packet = readPacket(vectorBytes("r-valid-full"));
+  assert.equal(packet.id, vector("r-valid-full").expected.packet_id);
+  assert.equal(packet.encoding, "cbor");
+  assert.deepEqual(packet.tensors.map((t) => t.name), packet.body.tensors.map((t) => t.name));
+  assert.equal(packet.tensor(packet.body.concepts[0]?.embedding as string).shape[0], packet.body.teacher.latent_dim);
+  assert.equal(failure(() => packet.tensor("no/such/tensor")).code, "DANGLING_REFERENCE");
+});
+
+test("tensors are views of the input when aligned, and copies with the same values otherwise", () => {
+  const input = vectorBytes("r-valid-full");
+  const inPlace = readPacket(input).tensors.find((t) => t.dtype === "f32");
+  assert.ok(inPlace !== undefined);
+  const view = inPlace.elements();
+  assert.equal(view.buffer, input.buffer, "f32 elements are a view of the input");
+  const shifted = new Uint8Array(input.length + 1);
+  shifted.set(input, 1);
+  const copied = readPacket(shifted.subarray(1)).tensor(inPlace.name).elements();
+  assert.notEqual(copied.buffer, shifted.buffer);
+  assert.deepEqual(Array.from(copied), Array.from(view));
+});
+
+test("the JSON form reads to the same packet id and tensor values as the CBOR form", () => {
+  const cbor = readPacket(vectorBytes("r-valid-full"));
+  const json = readPacket(vectorBytes("r-valid-json-full"));
+  assert.equal(json.encoding, "json");
+  assert.equal(json.id, cbor.id);
+  assert.deepEqual(json.tensors.map((t) => Array.from(t.toFloat32())), cbor.tensors.map((t) => Array.from(t.toFloat32())));
+  assert.equal(readPacket(vectorBytes("r-valid-json-integral-number")).id, cbor.id, "a weight written 1 is the float 1.0");
+});
+
+test("the encoding is told from the first byte", () => {
+  assert.equal(detectEncoding(vectorBytes("r-valid-full")), "cbor");
+  assert.equal(detectEncoding(new TextEncoder().encode(' \n{"m2kt_json": "1.0"}')), "json");
+  assert.equal(failure(() => readPacket(new TextEncoder().encode("[]"))).code, "NOT_A_PACKET");
+});
+
+test("errors carry the JSON Pointer of the offending value", () => {
+  assert.match(failure(() => readPacket(vectorBytes("r-dangling-edge"))).path ?? "", /^\/body\/graph\/edges\/\d+\/(source|target)$/);
+  assert.match(failure(() => readPacket(vectorBytes("r-schema-weight-range"))).path ?? "", /^\/body\/graph\/edges\/\d+\/weight$/);
+  assert.equal(failure(() => readPacket(vectorBytes("r-bad-padding-nonzero"))).path, "/pad");
+  assert.match(failure(() => readPacket(vectorBytes("r-tensor-digest-flipped-byte"))).path ?? "", /^\/body\/tensors\/0\/sha256$/);
+});
+
+test("limits: defaults, overrides by name, and bad overrides refused as USAGE", () => {
+  const full = vectorBytes("r-valid-full");
+  assert.equal(failure(() => readPacket(full, { limits: { max_concepts: 2 } })).code, "LIMIT_EXCEEDED");
+  assert.equal(readPacket(full, { limits: { max_concepts: 3 } }).body.concepts.length, 3);
+  assert.equal(failure(() => readPacket(full, { limits: { max_widgets: 1 } as never })).code, "USAGE");
+  assert.equal(failure(() => readPacket(full, { limits: { max_depth: -1 } })).code, "USAGE");
+});
