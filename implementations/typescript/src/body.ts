@@ -70,11 +70,11 @@ export function validateBodyItem(item: CborItem, encoded: Uint8Array | undefined
   return { body, bytes };
 }
 
-/** `format` and the major version, before anything else in the body (§9). */
+/** `format` and the major version, before anything else in the body (§9); other types are the schema's. */
 function checkVersion(item: CborItem): void {
   const header = mapGet(item, "header");
   const format = mapGet(header, "format");
-  if (format !== undefined && !(format.kind === "text" && format.value === "m2kt")) {
+  if (format?.kind === "text" && format.value !== "m2kt") {
     throw new M2ktError("UNSUPPORTED_VERSION", "header.format is not \"m2kt\"", "/body/header/format");
   }
   const version = mapGet(header, "version");

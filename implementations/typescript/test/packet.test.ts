@@ -65,3 +65,32 @@ test("limits: defaults, overrides by name, and bad overrides refused as USAGE", 
   assert.equal(failure(() => readPacket(full, { limits: { max_widgets: 1 } as never })).code, "USAGE");
   assert.equal(failure(() => readPacket(full, { limits: { max_depth: -1 } })).code, "USAGE");
 });
+
+/** The JSON form of the full packet with `edit` applied to the parsed document. */
+function editedJson(edit: (document: Record<string, any>) => void, raw?: (text: string) => string): Uint8Array {
+  const document = JSON.parse(new TextDecoder().decode(vectorBytes("r-valid-json-full"))) as Record<string, any>;
+  edit(document);
+  const text = JSON.stringify(document);
+  return new TextEncoder().encode(raw === undefined ? text : raw(text));
+}
+
+test("the JSON form: what only it can say (cross-checked against the reference, spec §3.2 and §4.5)", () => {
+  const code = (bytes: Uint8Array): string => {
+    try {
+      readPacket(bytes);
+      return "valid";
+    } catch (error) {
+      return (error as M2ktError).code;
+    }
+  };
+  assert.equal(code(editedJson((d) => (d["body"].header.format = 5))), "SCHEMA_VIOLATION", "a format that is not text");
+  assert.equal(code(editedJson((d) => (d["body"].header.format = "M2KT"))), "UNSUPPORTED_VERSION");
+  assert.equal(code(editedJson((d) => (d["tensor_data"]["not a name"] = "AAAA"))), "DANGLING_REFERENCE");
+  assert.equal(code(editedJson((d) => (d["tensor_data"]["anchor/a0/state"] = "****"))), "JSON_MALFORMED");
+  const huge = editedJson((d) => (d["body"].concepts[0].manifold.spread = "SPREAD"), (t) => t.replace('"SPREAD"', "100000000000000000000000"));
+  assert.equal(code(huge), "valid", "an integer literal in a number field is a float, however large");
+  const freeForm = editedJson((d) => (d["body"].provenance.parameters.big = "BIG"), (t) => t.replace('"BIG"', "100000000000000000000000"));
+  assert.equal(code(freeForm), "SCHEMA_VIOLATION", "in a free-form value it stays an integer, outside int");
+  const proto = readPacket(editedJson((d) => Object.defineProperty(d["body"].provenance.parameters, "__proto__", { value: { a: 1 }, enumerable: true })));
+  assert.deepEqual(Object.getOwnPropertyDescriptor(proto.body.provenance.parameters, "__proto__")?.value, { a: 1 }, "a key like any other");
+});
