@@ -4,12 +4,12 @@ const UTC_TIME = /^([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]
 
 /**
  * Seconds since 1970-01-01T00:00:00Z of `YYYY-MM-DDTHH:MM:SSZ` with an optional fraction, which
- * is truncated to whole seconds (spec/signing.md §6.1); `undefined` for any other text or a date
- * that does not exist.
+ * is truncated to whole seconds (spec/signing.md §6.1); `undefined` for any other text, a year
+ * 0000, or a date or time that does not exist.
  */
 export function parseUtcTime(text: string): number | undefined {
   const m = UTC_TIME.exec(text);
-  if (m === null) return undefined;
+  if (m === null || m[1] === "0000") return undefined;
   const [year, month, day, hour, minute, second] = m.slice(1, 7).map(Number) as [number, number, number, number, number, number];
   const date = new Date(0);
   date.setUTCFullYear(year, month - 1, day); // unlike Date.UTC, keeps years 0 to 99 as they are

@@ -44,6 +44,9 @@ test("trust store rules (signing.md §6.1)", () => {
   assert.equal(bad({ keys: [jwk({ kid: "00".repeat(32) })] }), "TRUST_STORE_MALFORMED");
   assert.equal(bad({ keys: [jwk({ not_before: "2027-01-01T00:00:00Z", not_after: "2026-01-01T00:00:00Z" })] }), "TRUST_STORE_MALFORMED");
   assert.equal(bad({ keys: [jwk({ not_after: "2026-02-30T00:00:00Z" })] }), "TRUST_STORE_MALFORMED", "no such date");
+  assert.equal(bad({ keys: [jwk({ not_after: "2026-06-30T23:59:60Z" })] }), "TRUST_STORE_MALFORMED", "a leap second");
+  assert.equal(bad({ keys: [jwk({ not_before: "0000-01-01T00:00:00Z" })] }), "TRUST_STORE_MALFORMED", "year 0000");
+  assert.equal(bad({ keys: [jwk({ not_before: "2026-01-01T00:00:00+00:00" })] }), "TRUST_STORE_MALFORMED", "an offset, not Z");
   assert.equal(bad({ keys: [jwk(), jwk({ name: "bob" })] }), "TRUST_STORE_MALFORMED", "one key, two names");
   assert.equal(bad({ keys: [jwk(), jwk()] }), "no error", "the same key twice with the same attributes");
   assert.equal(bad({ keys: [jwk({ x: "AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA" })] }), "KEY_MALFORMED", "the identity point");
@@ -63,4 +66,6 @@ test("sources: .pub files named after the file, JSON documents by their first by
   assert.equal(failure(() => TrustStore.fromSources([{ name: "alice", bytes: coseKey(publicKey, [[int(-4), bytes(new Uint8Array(32))]]) }])), "KEY_MALFORMED");
   assert.equal(failure(() => TrustStore.fromSources([{ name: "x", bytes: coseKey(publicKey, [[int(7), int(0)]]) }])), "KEY_MALFORMED");
   assert.equal(failure(() => TrustStore.fromSources([{ name: "x", bytes: new TextEncoder().encode('{"keys": [') }])), "TRUST_STORE_MALFORMED");
+  const twice = `{"keys": [], "keys": [${JSON.stringify(jwk())}]}`;
+  assert.equal(failure(() => TrustStore.fromSources([{ name: "x", bytes: new TextEncoder().encode(twice) }])), "TRUST_STORE_MALFORMED", "a member twice");
 });
