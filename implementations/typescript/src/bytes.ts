@@ -57,9 +57,9 @@ export function decodeUtf8(bytes: Uint8Array): string | undefined {
 export const encodeUtf8 = (text: string): Uint8Array => new TextEncoder().encode(text);
 
 const STD = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-const URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+const URL_SAFE = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 const STD_INDEX = indexOf(STD);
-const URL_INDEX = indexOf(URL);
+const URL_INDEX = indexOf(URL_SAFE);
 
 function indexOf(alphabet: string): Int16Array {
   const index = new Int16Array(128).fill(-1);
@@ -107,33 +107,13 @@ function decodeQuads(text: string, end: number, index: Int16Array): Uint8Array |
   return at === out.length ? out : out.subarray(0, at);
 }
 
-export function toBase64(bytes: Uint8Array): string {
-  return encodeQuads(bytes, STD, true);
-}
-
+/** Unpadded base64url (RFC 4648 §5). */
 export function toBase64Url(bytes: Uint8Array): string {
-  return encodeQuads(bytes, URL, false);
-}
-
-function encodeQuads(bytes: Uint8Array, alphabet: string, padded: boolean): string {
-  const parts: string[] = [];
-  let chunk = "";
+  let out = "";
   for (let i = 0; i < bytes.length; i += 3) {
-    const b0 = bytes[i] as number;
-    const b1 = bytes[i + 1];
-    const b2 = bytes[i + 2];
-    chunk += alphabet[b0 >> 2];
-    chunk += alphabet[((b0 & 3) << 4) | ((b1 ?? 0) >> 4)];
-    if (b1 === undefined) chunk += padded ? "==" : "";
-    else {
-      chunk += alphabet[((b1 & 15) << 2) | ((b2 ?? 0) >> 6)];
-      chunk += b2 === undefined ? (padded ? "=" : "") : alphabet[b2 & 63];
-    }
-    if (chunk.length >= 8192) {
-      parts.push(chunk);
-      chunk = "";
-    }
+    const n = ((bytes[i] as number) << 16) | ((bytes[i + 1] ?? 0) << 8) | (bytes[i + 2] ?? 0);
+    const chars = Math.min(4, Math.ceil(((bytes.length - i) * 8) / 6));
+    for (let j = 0; j < chars; j++) out += URL_SAFE[(n >> (18 - 6 * j)) & 63];
   }
-  parts.push(chunk);
-  return parts.join("");
+  return out;
 }

@@ -12,10 +12,10 @@ import { publicKeyProblem } from "./ed25519.js";
 import { M2ktError } from "./errors.js";
 
 /** The body protected header, `{3: "application/m2kt-packet-id"}` (§4.1). */
-export const BODY_PROTECTED = fromHex("a103781a6170706c69636174696f6e2f6d326b742d7061636b65742d6964") as Uint8Array;
+const BODY_PROTECTED = fromHex("a103781a6170706c69636174696f6e2f6d326b742d7061636b65742d6964") as Uint8Array;
 const COSE_SIGN_TAG = 98n;
 const EDDSA = -8n;
-export const MAX_SIGNERS = 256;
+const MAX_SIGNERS = 256;
 
 const malformed = (message: string, path = "/signatures"): M2ktError => new M2ktError("SIGNATURE_MALFORMED", message, path);
 

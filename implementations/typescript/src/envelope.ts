@@ -22,7 +22,6 @@ const MAGIC = [0xd9, 0xd9, 0xf7] as const;
 const KEYS = ["pad", "body", "data", "signatures"] as const;
 
 interface Entry {
-  readonly key: CborItem;
   readonly keyCanonical: boolean;
   readonly value: CborItem;
   /** Whether the value is deterministically encoded (not asked of the signatures item). */
@@ -71,7 +70,7 @@ export function readEnvelope(input: Uint8Array, limits: Limits): Envelope {
     const name = key.item.kind === "text" ? key.item.value : undefined;
     const value = readValue(input, pos, name, limits);
     if (name !== undefined && (KEYS as readonly string[]).includes(name)) {
-      entries.set(name, { key: key.item, keyCanonical: key.nonCanonical === undefined, ...value, start: pos });
+      entries.set(name, { keyCanonical: key.nonCanonical === undefined, ...value, start: pos });
       order.push(name);
     } else foreignKey = true;
     pos = value.end;
@@ -137,7 +136,7 @@ function readValue(
 const headSize = (n: number): number => (n < 24 ? 1 : n < 256 ? 2 : n < 65536 ? 3 : n < 2 ** 32 ? 5 : 9);
 
 /** The pad rule of §4.1: the smallest n ≥ 0 that puts the data contents at a multiple of 64. */
-export function padLength(bodyLength: number, dataLength: number): number {
+function padLength(bodyLength: number, dataLength: number): number {
   const rest = 3 + 1 + 4 + 5 + headSize(bodyLength) + bodyLength + 5 + headSize(dataLength);
   let n = 0;
   while ((rest + headSize(n) + n) % 64 !== 0) n++;

@@ -7,7 +7,7 @@ import { aligned, DTYPE_SIZE } from "./tensors.js";
 import type { Body, TensorDescriptor } from "./types.js";
 
 /** The registered relations (§3.5); others must start with `x-`. */
-export const RELATIONS: ReadonlySet<string> = new Set(["is_a", "part_of", "implies", "similar_to", "precedes", "inverse_of", "composes_to"]);
+const RELATIONS: ReadonlySet<string> = new Set(["is_a", "part_of", "implies", "similar_to", "precedes", "inverse_of", "composes_to"]);
 
 /** Extensions this reader understands: none (§9, 1.0 registers none). */
 const UNDERSTOOD_EXTENSIONS: ReadonlySet<string> = new Set();

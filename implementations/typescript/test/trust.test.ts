@@ -4,11 +4,12 @@ import { ed25519 } from "@noble/curves/ed25519.js";
 import { sha256 } from "@noble/hashes/sha2.js";
 import { toBase64Url, toHex } from "../src/bytes.js";
 import { encodeItem } from "../src/cbor/encode.js";
-import { bytes, int, type CborItem } from "../src/cbor/item.js";
+import { bytes, type CborItem } from "../src/cbor/item.js";
 import { M2ktError } from "../src/errors.js";
 import { parseUtcTime } from "../src/time.js";
 import { TrustStore } from "../src/trust.js";
 
+const int = (value: number): CborItem => ({ kind: "int", value: BigInt(value) });
 const { publicKey } = ed25519.keygen(new Uint8Array(32).fill(1));
 const x = toBase64Url(publicKey);
 const kid = toHex(sha256(publicKey));

@@ -37,7 +37,7 @@ export function numberToHalfExact(value: number): number | undefined {
 }
 
 /** Whether binary32 holds `value` exactly (NaN excluded). */
-export function isExactFloat32(value: number): boolean {
+function isExactFloat32(value: number): boolean {
   return !Number.isNaN(value) && Object.is(Math.fround(value), value);
 }
 

@@ -20,7 +20,6 @@ export const SIMPLE_FALSE = 20;
 export const SIMPLE_TRUE = 21;
 export const SIMPLE_NULL = 22;
 
-export const int = (value: bigint | number): CborItem => ({ kind: "int", value: BigInt(value) });
 export const text = (value: string): CborItem => ({ kind: "text", value });
 export const bytes = (value: Uint8Array): CborItem => ({ kind: "bytes", value });
 

@@ -3,8 +3,8 @@ import type { Packet } from "../../src/index.js";
 import { coloursFor, h, mount, s } from "./dom.js";
 import { principalProjection, type Projection } from "./projection.js";
 
-export const WIDTH = 640;
-export const HEIGHT = 440;
+const WIDTH = 640;
+const HEIGHT = 440;
 const MARGIN = 36;
 
 /** Maps projected coordinates into the SVG box. */
@@ -16,7 +16,7 @@ export interface ConceptView {
 }
 
 /** Most concepts drawn; a larger packet shows its first ones (the projection uses them all). */
-export const MAX_DRAWN = 2000;
+const MAX_DRAWN = 2000;
 
 export function renderConcepts(packet: Packet): ConceptView {
   const all = packet.body.concepts;
