@@ -94,3 +94,23 @@ test("the JSON form: what only it can say (cross-checked against the reference, 
   const proto = readPacket(editedJson((d) => Object.defineProperty(d["body"].provenance.parameters, "__proto__", { value: { a: 1 }, enumerable: true })));
   assert.deepEqual(Object.getOwnPropertyDescriptor(proto.body.provenance.parameters, "__proto__")?.value, { a: 1 }, "a key like any other");
 });
+
+/** The full packet with `item` as its signatures entry (envelope map of 4 entries). */
+function withSignaturesEntry(item: number[]): Uint8Array {
+  const unsigned = vectorBytes("r-valid-full");
+  assert.equal(unsigned[3], 0xa3);
+  const key = [0x6a, ...new TextEncoder().encode("signatures")];
+  const out = Uint8Array.from([...unsigned, ...key, ...item]);
+  out[3] = 0xa4;
+  return out;
+}
+
+test("the signatures entry: tags not interpreted, nesting bounded by max_depth with tags counted (§4.1, §8)", () => {
+  assert.equal(readPacket(withSignaturesEntry([0xc1, 0x80])).signatures?.length, 2, "tag 1 around an array is well-formed");
+  const tags = (n: number): number[] => [...Array.from({ length: n }, () => [0xd9, 0x03, 0xe8]).flat(), 0x00];
+  assert.equal(readPacket(withSignaturesEntry(tags(32))).signatures?.length, 97);
+  assert.equal(failure(() => readPacket(withSignaturesEntry(tags(33)))).code, "LIMIT_EXCEEDED");
+  assert.equal(readPacket(withSignaturesEntry([...Array(32).fill(0x81), 0x80])).signatures?.length, 33, "an empty array at the last level");
+  assert.equal(failure(() => readPacket(withSignaturesEntry([...Array(33).fill(0x81), 0x00]))).code, "LIMIT_EXCEEDED");
+  assert.equal(failure(() => readPacket(withSignaturesEntry([0xa2, 0x61, 0x61, 0x01, 0x78, 0x01, 0x61, 0x02]))).code, "DUPLICATE_KEY", "one key in two encodings");
+});

@@ -1,9 +1,10 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { M2ktError } from "../src/errors.js";
+import { Packet, readPacket } from "../src/packet.js";
 import { parseUtcTime } from "../src/time.js";
 import { TrustStore } from "../src/trust.js";
-import { verifyPacket, type Verification } from "../src/verify.js";
+import { provenanceProblems, verifyPacket, type Verification } from "../src/verify.js";
 import { vector, vectorBytes } from "./helpers.js";
 
 /** Verifies a verifier vector's packet with the vector's trust store, k and time. */
@@ -44,4 +45,19 @@ test("a packet that does not decode ends the verification with its code", () => 
 
 test("k must be an integer of at least 1", () => {
   assert.throws(() => verifyPacket(vectorBytes("r-valid-signed"), { trust: TrustStore.fromJson({ keys: [] }), minSigners: 0 }), (e) => e instanceof M2ktError && e.code === "USAGE");
+});
+
+test("a blank provenance field is one made of str.isspace characters, not of ECMA-262 \\s (signing.md §8)", () => {
+  const body = readPacket(vectorBytes("r-valid-full")).body;
+  const named = (name: string) => provenanceProblems({ ...body, provenance: { ...body.provenance, generator: { ...body.provenance.generator, name } } });
+  assert.deepEqual(named("\u001c\u0085 \u3000").map((p) => [p.code, p.path]), [["PROVENANCE_INCOMPLETE", "/body/provenance/generator/name"]]);
+  assert.deepEqual(named("\ufeff"), [], "U+FEFF is not white space here");
+  assert.deepEqual(named(""), named(" \t"));
+});
+
+test("a signatures entry that a reader accepts can still be malformed for the verifier", () => {
+  const p = readPacket(vectorBytes("r-valid-full"));
+  const tagged = new Packet(p.encoding, p.body, p.bodyBytes, p.data, p.tensors, Uint8Array.of(0xc1, 0x80));
+  const result = verifyPacket(tagged, { trust: TrustStore.fromJson({ keys: [] }) });
+  assert.deepEqual(result.errors.map((e) => e.code), ["SIGNATURE_MALFORMED"]);
 });
