@@ -54,7 +54,6 @@ export function decodeUtf8(bytes: Uint8Array): string | undefined {
   }
 }
 
-export const encodeUtf8 = (text: string): Uint8Array => new TextEncoder().encode(text);
 
 const STD = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 const URL_SAFE = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";

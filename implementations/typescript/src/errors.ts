@@ -83,5 +83,10 @@ export class M2ktError extends Error implements Problem {
 
 /** Joins JSON Pointer tokens (RFC 6901), escaping `~` and `/`. */
 export function pointer(...tokens: ReadonlyArray<string | number>): string {
-  return tokens.map((t) => "/" + String(t).replace(/~/g, "~0").replace(/\//g, "~1")).join("");
+  let out = "";
+  for (const token of tokens) {
+    const text = String(token);
+    out += "/" + (/[~/]/.test(text) ? text.replace(/~/g, "~0").replace(/\//g, "~1") : text);
+  }
+  return out;
 }

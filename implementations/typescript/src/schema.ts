@@ -15,13 +15,13 @@ import { resolvePointer, Unrepresentable, type JsonView } from "./view.js";
 
 /** What validating a view records for the later steps. */
 export interface SchemaTyping {
-  /** JSON Pointers of the values in fields of type number (re-encoded as floats). */
-  readonly numberPaths: ReadonlySet<string>;
+  /** JSON Pointers of the integers in fields of type number, which are floats (§4.2). */
+  readonly integersInNumberFields: ReadonlySet<string>;
 }
 
 interface ValidationContext {
   readonly floatPaths: ReadonlySet<string>;
-  readonly numberPaths: Set<string>;
+  readonly integersInNumberFields: Set<string>;
 }
 
 type KeywordValidate = (
@@ -61,7 +61,8 @@ class Validators {
       return !(typeof data === "number" && this.floatPaths.has(cxt?.instancePath ?? ""));
     };
     const recordNumber: KeywordValidate = function (_schema, data, _parent, cxt) {
-      if (typeof data === "number") this.numberPaths.add(cxt?.instancePath ?? "");
+      const path = cxt?.instancePath ?? "";
+      if (typeof data === "number" && !this.floatPaths.has(path)) this.integersInNumberFields.add(path);
       return true;
     };
     ajv.addKeyword({ keyword: "m2ktIntegerOnly", schemaType: "boolean", validate: integerOnly });
@@ -103,7 +104,7 @@ function withStrictTyping(schema: unknown): unknown {
  *   typed field (`NONFINITE_VALUE`…).
  */
 export function validateBody(view: JsonView, pathPrefix: string): SchemaTyping {
-  const context: ValidationContext = { floatPaths: view.floatPaths, numberPaths: new Set() };
+  const context: ValidationContext = { floatPaths: view.floatPaths, integersInNumberFields: new Set() };
   const validate = compiled().body;
   if (!validate.call(context, view.value)) {
     const error = firstError(validate.errors ?? [], view.value);
@@ -114,7 +115,7 @@ export function validateBody(view: JsonView, pathPrefix: string): SchemaTyping {
       throw new M2ktError("SCHEMA_VIOLATION", describe(error), path);
     }
   }
-  return { numberPaths: context.numberPaths };
+  return { integersInNumberFields: context.integersInNumberFields };
 }
 
 /**
@@ -123,7 +124,7 @@ export function validateBody(view: JsonView, pathPrefix: string): SchemaTyping {
  */
 export function validateJsonMembers(document: unknown): void {
   const validate = compiled().jsonMembers;
-  const context: ValidationContext = { floatPaths: new Set(), numberPaths: new Set() };
+  const context: ValidationContext = { floatPaths: new Set(), integersInNumberFields: new Set() };
   if (validate.call(context, document)) return;
   // A tensor_data member that names no tensor is DANGLING_REFERENCE when the data section is
   // rebuilt (§4.5), even when the name is not of the form of a tensor name.

@@ -73,6 +73,8 @@ export function readHead(input: Uint8Array, start: number, end: number, path?: s
 class Decoder {
   pos: number;
   nonCanonical: string | undefined;
+  /** Departures from deterministic encoding seen so far. */
+  private notes = 0;
   private readonly view: DataView;
 
   constructor(
@@ -90,6 +92,7 @@ class Decoder {
   }
 
   private note(message: string, at: number): void {
+    this.notes++;
     this.nonCanonical ??= `${message} (byte ${at})`;
   }
 
@@ -125,12 +128,9 @@ class Decoder {
       if (major >= 2 && major <= 5) this.fail("INDEFINITE_LENGTH", "indefinite-length item", at);
       this.fail("CBOR_MALFORMED", `additional information 31 with major type ${major}`, at);
     }
-    const before = this.nonCanonical;
-    this.nonCanonical = undefined;
+    const notes = this.notes;
     const argument = this.argument(info, at);
-    const shortest = this.nonCanonical === undefined;
-    this.nonCanonical = before ?? this.nonCanonical;
-    return { major, argument, end: this.pos, shortest };
+    return { major, argument, end: this.pos, shortest: this.notes === notes };
   }
 
   item(depth: number): CborItem {
@@ -182,8 +182,10 @@ class Decoder {
     let previous: Uint8Array | undefined;
     for (let i = Number(count); i > 0; i--) {
       const keyAt = this.pos;
+      const notes = this.notes;
       const key = this.item(depth + 1);
-      const encoded = encodeItem(key);
+      // A key read without departures is its own deterministic encoding.
+      const encoded = this.notes === notes ? this.input.subarray(keyAt, this.pos) : encodeItem(key);
       const identity = toHex(encoded);
       if (seen.has(identity)) this.fail("DUPLICATE_KEY", "map key appears twice", keyAt);
       seen.add(identity);
