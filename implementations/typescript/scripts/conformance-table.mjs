@@ -27,7 +27,10 @@ try {
     for (const profile of PROFILES) {
       const out = join(work, "report.json");
       try {
-        execFileSync(m2kt, ["conformance", "run", "--impl", impl, "--profile", profile, "--report", "json", "-o", out], { cwd: repo, stdio: "pipe" });
+        execFileSync(m2kt, ["conformance", "run", "--impl", impl, "--profile", profile, "--report", "json", "-o", out], {
+          cwd: repo,
+          stdio: "pipe",
+        });
       } catch (error) {
         if (error.status !== 1) throw error; // 1: some vector failed, or the profile is not offered
       }

@@ -18,7 +18,12 @@ function reply(message: Record<string, unknown>): void {
 function handle(message: Record<string, unknown>): void {
   if (message["cmd"] === "start") {
     if (message["protocol"] !== 1) process.exit(1);
-    const implementation = { name: packageJson.name, version: packageJson.version, language: `typescript (node ${process.versions.node})`, profiles: PROFILES };
+    const implementation = {
+      name: packageJson.name,
+      version: packageJson.version,
+      language: `typescript (node ${process.versions.node})`,
+      profiles: PROFILES,
+    };
     reply({ protocol: 1, implementation });
   } else if (message["cmd"] === "stop") {
     process.exit(0);

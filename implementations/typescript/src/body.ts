@@ -68,7 +68,8 @@ export function validateBodyItem(item: CborItem, encoded: Uint8Array | undefined
   // type number, which that encoding writes as a float.
   if (encoded === undefined) return { body, bytes: encodeItem(integers.size === 0 ? item : withNumberFloats(item, integers, "")) };
   const [first] = integers;
-  if (first !== undefined) throw new M2ktError("NON_CANONICAL", "an integer is written where the schema's type is number (a float)", `/body${first}`);
+  if (first !== undefined)
+    throw new M2ktError("NON_CANONICAL", "an integer is written where the schema's type is number (a float)", `/body${first}`);
   return { body, bytes: encoded };
 }
 
@@ -77,11 +78,15 @@ function checkVersion(item: CborItem): void {
   const header = mapGet(item, "header");
   const format = mapGet(header, "format");
   if (format?.kind === "text" && format.value !== "m2kt") {
-    throw new M2ktError("UNSUPPORTED_VERSION", "header.format is not \"m2kt\"", "/body/header/format");
+    throw new M2ktError("UNSUPPORTED_VERSION", 'header.format is not "m2kt"', "/body/header/format");
   }
   const version = mapGet(header, "version");
   if (version?.kind === "text" && version.value.split(".")[0] !== "1") {
-    throw new M2ktError("UNSUPPORTED_VERSION", `format version ${JSON.stringify(version.value)}: this reader implements 1.x`, "/body/header/version");
+    throw new M2ktError(
+      "UNSUPPORTED_VERSION",
+      `format version ${JSON.stringify(version.value)}: this reader implements 1.x`,
+      "/body/header/version",
+    );
   }
 }
 
@@ -106,7 +111,11 @@ function checkCounts(item: CborItem, limits: Limits): void {
     tensors.items.forEach((t, i) => {
       const length = mapGet(t, "length");
       if (length?.kind === "int" && length.value > BigInt(limits.max_tensor_bytes)) {
-        throw new M2ktError("LIMIT_EXCEEDED", `tensor length ${length.value} exceeds max_tensor_bytes = ${limits.max_tensor_bytes}`, `/body/tensors/${i}/length`);
+        throw new M2ktError(
+          "LIMIT_EXCEEDED",
+          `tensor length ${length.value} exceeds max_tensor_bytes = ${limits.max_tensor_bytes}`,
+          `/body/tensors/${i}/length`,
+        );
       }
     });
   }

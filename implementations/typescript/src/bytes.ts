@@ -54,7 +54,6 @@ export function decodeUtf8(bytes: Uint8Array): string | undefined {
   }
 }
 
-
 const STD = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 const URL_SAFE = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 const STD_INDEX = indexOf(STD);

@@ -90,19 +90,24 @@ export function parseSigner(item: CborItem, index: number, maxDepth: number): Si
     throw new SignerHeaderError(check, new M2ktError(code, message, path));
   };
   // 7.1
-  if (item.kind !== "array" || item.items.length !== 3) return fail("structure", "SIGNATURE_MALFORMED", "a COSE_Signature is an array of three items");
+  if (item.kind !== "array" || item.items.length !== 3)
+    return fail("structure", "SIGNATURE_MALFORMED", "a COSE_Signature is an array of three items");
   const [protectedItem, unprotected, signature] = item.items as [CborItem, CborItem, CborItem];
-  if (protectedItem.kind !== "bytes" || protectedItem.value.length === 0) return fail("structure", "SIGNATURE_MALFORMED", "the protected header is not a non-empty byte string");
+  if (protectedItem.kind !== "bytes" || protectedItem.value.length === 0)
+    return fail("structure", "SIGNATURE_MALFORMED", "the protected header is not a non-empty byte string");
   const header = protectedMap(protectedItem.value, maxDepth);
-  if (header === undefined) return fail("structure", "SIGNATURE_MALFORMED", "the protected header is not one deterministically encoded map");
-  if (unprotected.kind !== "map" || unprotected.entries.length !== 0) return fail("structure", "SIGNATURE_MALFORMED", "the unprotected header is not empty");
+  if (header === undefined)
+    return fail("structure", "SIGNATURE_MALFORMED", "the protected header is not one deterministically encoded map");
+  if (unprotected.kind !== "map" || unprotected.entries.length !== 0)
+    return fail("structure", "SIGNATURE_MALFORMED", "the unprotected header is not empty");
   if (signature.kind !== "bytes") return fail("structure", "SIGNATURE_MALFORMED", "the signature is not a byte string");
   // 7.2
   const alg = mapGetLabel(header, 1);
   if (alg === undefined) return fail("algorithm", "SIGNATURE_MALFORMED", "the protected header has no alg (label 1)");
   if (!(alg.kind === "int" && alg.value === EDDSA)) return fail("algorithm", "ALG_UNSUPPORTED", "alg is not EdDSA (-8)");
   // 7.3
-  if (labelsOf(header) !== "1,4,14,15") return fail("header", "SIGNATURE_MALFORMED", "the protected header's labels are not exactly 1, 4, 14 and 15");
+  if (labelsOf(header) !== "1,4,14,15")
+    return fail("header", "SIGNATURE_MALFORMED", "the protected header's labels are not exactly 1, 4, 14 and 15");
   const kid = mapGetLabel(header, 4) as CborItem;
   if (kid.kind !== "bytes" || kid.value.length !== 32) return fail("header", "SIGNATURE_MALFORMED", "kid is not a 32-byte byte string");
   const signingTime = soleEntry(mapGetLabel(header, 15) as CborItem, 6);
@@ -115,14 +120,28 @@ export function parseSigner(item: CborItem, index: number, maxDepth: number): Si
   const x = mapGetLabel(coseKey, -2);
   const kty = mapGetLabel(coseKey, 1);
   const crv = mapGetLabel(coseKey, -1);
-  if (coseKey.kind !== "map" || labelsOf(coseKey) !== "-2,-1,1" || kty?.kind !== "int" || kty.value !== 1n || crv?.kind !== "int" || crv.value !== 6n || x?.kind !== "bytes") {
+  if (
+    coseKey.kind !== "map" ||
+    labelsOf(coseKey) !== "-2,-1,1" ||
+    kty?.kind !== "int" ||
+    kty.value !== 1n ||
+    crv?.kind !== "int" ||
+    crv.value !== 6n ||
+    x?.kind !== "bytes"
+  ) {
     return fail("key", "KEY_MALFORMED", "the COSE_Key is not exactly {1: 1, -1: 6, -2: x}");
   }
   const problem = publicKeyProblem(x.value);
   if (problem !== undefined) return fail("key", "KEY_MALFORMED", `the signer's key: ${problem}`);
   // 7.5
   if (!bytesEqual(sha256(x.value), kid.value)) return fail("key", "SIGNATURE_MALFORMED", "kid is not SHA-256 of the signer's key");
-  return { protectedBytes: protectedItem.value, signature: signature.value, kid: kid.value, publicKey: x.value, signingTime: Number(signingTime.value) };
+  return {
+    protectedBytes: protectedItem.value,
+    signature: signature.value,
+    kid: kid.value,
+    publicKey: x.value,
+    signingTime: Number(signingTime.value),
+  };
 }
 
 /** The map a protected header holds, if it holds exactly one deterministically encoded map. */

@@ -116,7 +116,11 @@ function readValue(
       return { value: item.item, valueCanonical: true, end: item.end };
     } catch (error) {
       if (error instanceof M2ktError && error.code === "TRUNCATED" && budget < end) {
-        throw new M2ktError("LIMIT_EXCEEDED", `the signatures item exceeds max_signature_bytes = ${limits.max_signature_bytes}`, "/signatures");
+        throw new M2ktError(
+          "LIMIT_EXCEEDED",
+          `the signatures item exceeds max_signature_bytes = ${limits.max_signature_bytes}`,
+          "/signatures",
+        );
       }
       throw error;
     }
@@ -146,7 +150,11 @@ function padLength(bodyLength: number, dataLength: number): number {
 function checkPad(pad: Uint8Array, bodyLength: number, dataLength: number, dataStart: number): void {
   const expected = padLength(bodyLength, dataLength);
   if (pad.length !== expected) {
-    throw new M2ktError("BAD_PADDING", `a pad of ${pad.length} bytes puts the data at offset ${dataStart}; the pad rule gives ${expected}`, "/pad");
+    throw new M2ktError(
+      "BAD_PADDING",
+      `a pad of ${pad.length} bytes puts the data at offset ${dataStart}; the pad rule gives ${expected}`,
+      "/pad",
+    );
   }
   if (pad.some((b) => b !== 0)) throw new M2ktError("BAD_PADDING", "the pad holds a non-zero byte", "/pad");
 }

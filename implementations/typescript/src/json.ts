@@ -57,7 +57,11 @@ class JsonParser {
     if (c === "[") return this.array(depth);
     if (c === '"') return { kind: "text", value: this.string() };
     if (c === "-" || (c !== undefined && c >= "0" && c <= "9")) return this.number();
-    for (const [word, value] of [["true", SIMPLE_TRUE], ["false", SIMPLE_FALSE], ["null", SIMPLE_NULL]] as const) {
+    for (const [word, value] of [
+      ["true", SIMPLE_TRUE],
+      ["false", SIMPLE_FALSE],
+      ["null", SIMPLE_NULL],
+    ] as const) {
       if (this.text.startsWith(word, this.pos)) {
         this.pos += word.length;
         return { kind: "simple", value };

@@ -42,7 +42,11 @@ export function readJsonForm(input: Uint8Array, limits: Limits): JsonForm {
     throw new M2ktError("NOT_A_PACKET", "a JSON form is an object with the members m2kt_json and body");
   }
   if (version.kind === "text" && version.value.split(".")[0] !== "1") {
-    throw new M2ktError("UNSUPPORTED_VERSION", `JSON form version ${JSON.stringify(version.value)}: this reader implements 1.x`, "/m2kt_json");
+    throw new M2ktError(
+      "UNSUPPORTED_VERSION",
+      `JSON form version ${JSON.stringify(version.value)}: this reader implements 1.x`,
+      "/m2kt_json",
+    );
   }
   // The body is checked by steps 3 to 6; the members around it here.
   const withoutBody: CborItem = { kind: "map", entries: document.entries.filter(([k]) => !(k.kind === "text" && k.value === "body")) };
@@ -88,7 +92,8 @@ export function rebuildDataSection(descriptors: readonly TensorDescriptor[], ten
     data.set(bytes, d.offset);
   }
   for (const name of tensorData.keys()) {
-    if (!names.has(name)) throw new M2ktError("DANGLING_REFERENCE", `tensor_data member for no tensor: ${JSON.stringify(name)}`, pointer("tensor_data", name));
+    if (!names.has(name))
+      throw new M2ktError("DANGLING_REFERENCE", `tensor_data member for no tensor: ${JSON.stringify(name)}`, pointer("tensor_data", name));
   }
   return data;
 }

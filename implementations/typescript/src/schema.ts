@@ -39,13 +39,9 @@ type KeywordValidate = (
 const DEFERRED_TO_SEMANTICS: ReadonlyArray<(error: ErrorObject, value: unknown) => boolean> = [
   // An unregistered relation of the form of a name is UNKNOWN_RELATION (§3.5).
   (error, value) =>
-    /^\/graph\/edges\/\d+\/relation$/.test(error.instancePath) &&
-    typeof value === "string" &&
-    /^[a-z][a-z_]{0,63}$/.test(value),
+    /^\/graph\/edges\/\d+\/relation$/.test(error.instancePath) && typeof value === "string" && /^[a-z][a-z_]{0,63}$/.test(value),
   // `scale` present for a dtype other than i8, or missing for i8, is TENSOR_DTYPE (§3.10).
-  (error) =>
-    /^\/tensors\/\d+$/.test(error.instancePath) &&
-    (error.keyword === "if" || /\/(then|else)\/[^/]+$/.test(error.schemaPath)),
+  (error) => /^\/tensors\/\d+$/.test(error.instancePath) && (error.keyword === "if" || /\/(then|else)\/[^/]+$/.test(error.schemaPath)),
 ];
 
 const Ajv2020 = Ajv2020Module.default;
@@ -85,12 +81,15 @@ function schemaId(file: string): string {
   return (SCHEMA_FILES[file] as { $id: string }).$id;
 }
 
+/** Keywords whose values are instances, not schemas: left as they are. */
+const INSTANCE_KEYWORDS = new Set(["const", "enum", "default", "examples"]);
+
 /** A deep copy of `schema` with the strict-typing keywords beside each integer or number type. */
 function withStrictTyping(schema: unknown): unknown {
   if (Array.isArray(schema)) return schema.map(withStrictTyping);
   if (schema === null || typeof schema !== "object") return schema;
   const out: Record<string, unknown> = {};
-  for (const [key, value] of Object.entries(schema)) out[key] = withStrictTyping(value);
+  for (const [key, value] of Object.entries(schema)) out[key] = INSTANCE_KEYWORDS.has(key) ? value : withStrictTyping(value);
   if (out["type"] === "integer") out["m2ktIntegerOnly"] = true;
   if (out["type"] === "number") out["m2ktNumber"] = true;
   return out;
@@ -128,10 +127,16 @@ export function validateJsonMembers(document: unknown): void {
   if (validate.call(context, document)) return;
   // A tensor_data member that names no tensor is DANGLING_REFERENCE when the data section is
   // rebuilt (§4.5), even when the name is not of the form of a tensor name.
-  const error = (validate.errors ?? []).find((e) => !(e.instancePath === "/tensor_data" && (e.keyword === "propertyNames" || e.propertyName !== undefined)));
+  const error = (validate.errors ?? []).find(
+    (e) => !(e.instancePath === "/tensor_data" && (e.keyword === "propertyNames" || e.propertyName !== undefined)),
+  );
   if (error === undefined) return;
   const base64 = error.keyword === "pattern" && /^\/(tensor_data\/[^/]+|signatures)$/.test(error.instancePath);
-  throw new M2ktError(base64 ? "JSON_MALFORMED" : "SCHEMA_VIOLATION", base64 ? "not base64 (RFC 4648 §4)" : describe(error), error.instancePath);
+  throw new M2ktError(
+    base64 ? "JSON_MALFORMED" : "SCHEMA_VIOLATION",
+    base64 ? "not base64 (RFC 4648 §4)" : describe(error),
+    error.instancePath,
+  );
 }
 
 function firstError(errors: readonly ErrorObject[], root: unknown): ErrorObject | undefined {

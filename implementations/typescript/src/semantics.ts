@@ -21,11 +21,27 @@ const UNDERSTOOD_EXTENSIONS: ReadonlySet<string> = new Set();
  *   `CRITICAL_EXTENSION`.
  */
 export function checkSemantics(body: Body, path: string): void {
-  const concepts = uniqueIds(body.concepts.map((c) => c.id), `${path}/concepts`, "id");
-  uniqueIds(body.traces.map((t) => t.id), `${path}/traces`, "id");
-  uniqueIds(body.anchors.map((a) => a.id), `${path}/anchors`, "id");
+  const concepts = uniqueIds(
+    body.concepts.map((c) => c.id),
+    `${path}/concepts`,
+    "id",
+  );
+  uniqueIds(
+    body.traces.map((t) => t.id),
+    `${path}/traces`,
+    "id",
+  );
+  uniqueIds(
+    body.anchors.map((a) => a.id),
+    `${path}/anchors`,
+    "id",
+  );
   const tensors = new Map(body.tensors.map((t) => [t.name, t]));
-  uniqueIds(body.tensors.map((t) => t.name), `${path}/tensors`, "name");
+  uniqueIds(
+    body.tensors.map((t) => t.name),
+    `${path}/tensors`,
+    "name",
+  );
   // The descriptors first: a shape is only worth comparing once it agrees with its length (§10).
   checkDescriptors(body.tensors, `${path}/tensors`);
 
@@ -40,7 +56,11 @@ export function checkSemantics(body: Body, path: string): void {
   const shaped = (name: string, shape: readonly number[], at: string): void => {
     const actual = tensor(name, at).shape;
     if (actual.length !== shape.length || actual.some((n, i) => n !== shape[i])) {
-      throw new M2ktError("DIMENSION_MISMATCH", `tensor ${JSON.stringify(name)} has shape [${actual.join(", ")}], expected [${shape.join(", ")}]`, at);
+      throw new M2ktError(
+        "DIMENSION_MISMATCH",
+        `tensor ${JSON.stringify(name)} has shape [${actual.join(", ")}], expected [${shape.join(", ")}]`,
+        at,
+      );
     }
   };
 
@@ -58,7 +78,11 @@ export function checkSemantics(body: Body, path: string): void {
     concept(e.source, `${path}/graph/edges/${i}/source`);
     concept(e.target, `${path}/graph/edges/${i}/target`);
     if (!RELATIONS.has(e.relation) && !e.relation.startsWith("x-")) {
-      throw new M2ktError("UNKNOWN_RELATION", `relation ${JSON.stringify(e.relation)} is neither registered nor x-`, `${path}/graph/edges/${i}/relation`);
+      throw new M2ktError(
+        "UNKNOWN_RELATION",
+        `relation ${JSON.stringify(e.relation)} is neither registered nor x-`,
+        `${path}/graph/edges/${i}/relation`,
+      );
     }
   });
   body.traces.forEach((t, i) => {
@@ -73,7 +97,11 @@ export function checkSemantics(body: Body, path: string): void {
   checkIsaAcyclic(body, path);
   for (const [name, extension] of Object.entries(body.extensions ?? {})) {
     if (extension.critical && !UNDERSTOOD_EXTENSIONS.has(name)) {
-      throw new M2ktError("CRITICAL_EXTENSION", `critical extension ${JSON.stringify(name)} is not understood`, `${path}/extensions/${name.replace(/~/g, "~0").replace(/\//g, "~1")}`);
+      throw new M2ktError(
+        "CRITICAL_EXTENSION",
+        `critical extension ${JSON.stringify(name)} is not understood`,
+        `${path}/extensions/${name.replace(/~/g, "~0").replace(/\//g, "~1")}`,
+      );
     }
   }
 }
@@ -110,7 +138,9 @@ function checkIsaAcyclic(body: Body, path: string): void {
     }
   }
   if (done < indegree.size) {
-    const i = body.graph.edges.findIndex((e) => e.relation === "is_a" && (indegree.get(e.source) as number) > 0 && (indegree.get(e.target) as number) > 0);
+    const i = body.graph.edges.findIndex(
+      (e) => e.relation === "is_a" && (indegree.get(e.source) as number) > 0 && (indegree.get(e.target) as number) > 0,
+    );
     throw new M2ktError("ISA_CYCLE", "the is_a edges contain a cycle", `${path}/graph/edges/${i}`);
   }
 }
@@ -125,9 +155,14 @@ function checkDescriptors(descriptors: readonly TensorDescriptor[], path: string
     }
     const expected = t.shape.reduce((n, dim) => n * BigInt(dim), BigInt(DTYPE_SIZE[t.dtype]));
     if (expected !== BigInt(t.length)) {
-      throw new M2ktError("TENSOR_SHAPE", `length ${t.length}, but ${t.dtype} [${t.shape.join(", ")}] takes ${expected} bytes`, `${at}/length`);
+      throw new M2ktError(
+        "TENSOR_SHAPE",
+        `length ${t.length}, but ${t.dtype} [${t.shape.join(", ")}] takes ${expected} bytes`,
+        `${at}/length`,
+      );
     }
-    if (t.offset !== next) throw new M2ktError("TENSOR_LAYOUT", `offset ${t.offset}, expected ${next} (packed, 64-aligned)`, `${at}/offset`);
+    if (t.offset !== next)
+      throw new M2ktError("TENSOR_LAYOUT", `offset ${t.offset}, expected ${next} (packed, 64-aligned)`, `${at}/offset`);
     next = aligned(t.offset + t.length);
   });
 }

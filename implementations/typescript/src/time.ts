@@ -16,7 +16,14 @@ export function parseUtcTime(text: string): number | undefined {
   date.setUTCHours(hour, minute, second, 0);
   const millis = date.getTime();
   // Out-of-range fields roll over (February 30 becomes March 2); a real date survives.
-  if (date.getUTCFullYear() !== year || date.getUTCMonth() !== month - 1 || date.getUTCDate() !== day || hour > 23 || minute > 59 || second > 59) {
+  if (
+    date.getUTCFullYear() !== year ||
+    date.getUTCMonth() !== month - 1 ||
+    date.getUTCDate() !== day ||
+    hour > 23 ||
+    minute > 59 ||
+    second > 59
+  ) {
     return undefined;
   }
   return millis / 1000;

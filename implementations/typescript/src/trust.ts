@@ -116,7 +116,10 @@ function jwkToKey(entry: unknown, index: number): TrustedKey {
   const keyId = toHex(sha256(publicKey));
   if (kid !== undefined && kid !== keyId) throw malformed(`${where}: kid is not the SHA-256 of x`);
   const window: { notBefore?: number; notAfter?: number } = {};
-  for (const [field, value] of [["not_before", notBefore], ["not_after", notAfter]] as const) {
+  for (const [field, value] of [
+    ["not_before", notBefore],
+    ["not_after", notAfter],
+  ] as const) {
     if (value === undefined) continue;
     const seconds = typeof value === "string" ? parseUtcTime(value) : undefined;
     if (seconds === undefined) throw malformed(`${where}: ${field} is not an RFC 3339 UTC time`);
@@ -142,7 +145,8 @@ function coseKeyToKey(encoded: Uint8Array, name: string): TrustedKey {
   if (item.kind !== "map") throw bad("a key file is a COSE_Key map");
   if (mapGetLabel(item, -4) !== undefined) throw bad("a secret key file is not a source of trusted keys; use the .pub file");
   const allowed = new Set(["1", "2", "3", "-1", "-2"]);
-  if (item.entries.some(([k]) => k.kind !== "int" || !allowed.has(String(k.value)))) throw bad("a COSE_Key label other than 1, 2, 3, -1, -2");
+  if (item.entries.some(([k]) => k.kind !== "int" || !allowed.has(String(k.value))))
+    throw bad("a COSE_Key label other than 1, 2, 3, -1, -2");
   const int = (label: number): bigint | undefined => {
     const v = mapGetLabel(item, label);
     return v?.kind === "int" ? v.value : undefined;

@@ -86,7 +86,14 @@ export function verifyPacket(input: Uint8Array | Packet, options: VerifyOptions)
     throw error;
   }
   const required = Math.max(minSigners, packet.body.safety.min_signers);
-  const stopped = (error: M2ktError): Verification => ({ valid: false, packet, required, counted: 0, errors: [error.toProblem()], signers: [] });
+  const stopped = (error: M2ktError): Verification => ({
+    valid: false,
+    packet,
+    required,
+    counted: 0,
+    errors: [error.toProblem()],
+    signers: [],
+  });
   // 3
   if (packet.signatures === undefined) return stopped(new M2ktError("UNSIGNED", "the packet carries no signatures entry", "/signatures"));
   // 4
@@ -100,7 +107,9 @@ export function verifyPacket(input: Uint8Array | Packet, options: VerifyOptions)
   // 5
   const packetId = sha256(packet.bodyBytes);
   if (!bytesEqual(cose.payload, packetId)) {
-    return stopped(new M2ktError("PAYLOAD_MISMATCH", "the COSE payload is not this packet's id: the signatures belong to another packet", "/signatures"));
+    return stopped(
+      new M2ktError("PAYLOAD_MISMATCH", "the COSE payload is not this packet's id: the signatures belong to another packet", "/signatures"),
+    );
   }
   // 6
   const errors: Problem[] = provenanceProblems(packet.body);
@@ -141,7 +150,14 @@ interface SignerOutcome {
   readonly countable: boolean;
 }
 
-function checkSigner(item: Parameters<typeof parseSigner>[0], index: number, payload: Uint8Array, trust: TrustStore, now: number, maxDepth: number): SignerOutcome {
+function checkSigner(
+  item: Parameters<typeof parseSigner>[0],
+  index: number,
+  payload: Uint8Array,
+  trust: TrustStore,
+  now: number,
+  maxDepth: number,
+): SignerOutcome {
   const checks: SignerCheck[] = [];
   const done = (report: Omit<SignerReport, "index" | "checks" | "counted">, broken: boolean, countable: boolean): SignerOutcome => ({
     report: { index, checks, counted: false, ...report },
@@ -179,7 +195,12 @@ function checkSigner(item: Parameters<typeof parseSigner>[0], index: number, pay
   if (early || late) {
     const code = early ? "KEY_NOT_YET_VALID" : "KEY_EXPIRED";
     const bound = formatUtcTime((early ? key.notBefore : key.notAfter) as number);
-    checks.push({ check: "validity", passed: false, message: `signing or verification time ${early ? "before not_before" : "after not_after"} ${bound}`, code });
+    checks.push({
+      check: "validity",
+      passed: false,
+      message: `signing or verification time ${early ? "before not_before" : "after not_after"} ${bound}`,
+      code,
+    });
     return done({ kid, name: key.name, signingTime, trusted: true }, false, false);
   }
   checks.push({ check: "validity", passed: true, message: "signing and verification time in the window" });
@@ -202,7 +223,8 @@ export function provenanceProblems(body: Body): Problem[] {
   if (blank(p.task.name)) add("/task/name", "the task's name is blank");
   if (Object.keys(p.parameters).length === 0) add("/parameters", "parameters is empty: how the packet was generated is not recorded");
   if (p.task_inputs_used < 1) add("/task_inputs_used", "task_inputs_used is 0: every packet is distilled from some task inputs");
-  if (body.concepts.length > 0 && p.concept_probes_used < 1) add("/concept_probes_used", "concept_probes_used is 0 in a packet with concepts");
+  if (body.concepts.length > 0 && p.concept_probes_used < 1)
+    add("/concept_probes_used", "concept_probes_used is 0 in a packet with concepts");
   const seen = new Set<string>();
   p.parents.forEach((id, i) => {
     if (seen.has(id)) add(`/parents/${i}`, `parent ${id} is listed twice`);

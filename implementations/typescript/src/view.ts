@@ -51,7 +51,12 @@ export function toJsonView(item: CborItem): JsonView {
     switch (node.kind) {
       case "int":
         if (node.value < INT_MIN || node.value > INT_MAX) {
-          issues.push({ code: "SCHEMA_VIOLATION", message: `integer ${node.value} outside the range of int`, path, integerOutOfRange: true });
+          issues.push({
+            code: "SCHEMA_VIOLATION",
+            message: `integer ${node.value} outside the range of int`,
+            path,
+            integerOutOfRange: true,
+          });
         }
         return Number(node.value);
       case "float":

@@ -57,31 +57,89 @@ test("departures from the deterministic encoding are recorded, not thrown", () =
 });
 
 test("well-formedness errors have their codes", () => {
-  assert.equal(code(() => decode("")), "TRUNCATED");
-  assert.equal(code(() => decode("1c")), "CBOR_MALFORMED"); // reserved additional information
-  assert.equal(code(() => decode("ff")), "CBOR_MALFORMED"); // lone break
-  assert.equal(code(() => decode("f810")), "CBOR_MALFORMED"); // two-byte simple value below 32
-  assert.equal(code(() => decode("1f")), "CBOR_MALFORMED");
-  assert.equal(code(() => decode("63ff fe fd")), "CBOR_MALFORMED"); // invalid UTF-8
-  assert.equal(code(() => decode("63eda080")), "CBOR_MALFORMED"); // a UTF-8-encoded surrogate
-  assert.equal(code(() => decode("9f00ff")), "INDEFINITE_LENGTH");
-  assert.equal(code(() => decode("5f4100ff")), "INDEFINITE_LENGTH");
-  assert.equal(code(() => decode("a2616101616102")), "DUPLICATE_KEY");
-  assert.equal(code(() => decode("a27801610161610 2".replace(/ /g, ""))), "DUPLICATE_KEY", "the same key in two encodings");
+  assert.equal(
+    code(() => decode("")),
+    "TRUNCATED",
+  );
+  assert.equal(
+    code(() => decode("1c")),
+    "CBOR_MALFORMED",
+  ); // reserved additional information
+  assert.equal(
+    code(() => decode("ff")),
+    "CBOR_MALFORMED",
+  ); // lone break
+  assert.equal(
+    code(() => decode("f810")),
+    "CBOR_MALFORMED",
+  ); // two-byte simple value below 32
+  assert.equal(
+    code(() => decode("1f")),
+    "CBOR_MALFORMED",
+  );
+  assert.equal(
+    code(() => decode("63ff fe fd")),
+    "CBOR_MALFORMED",
+  ); // invalid UTF-8
+  assert.equal(
+    code(() => decode("63eda080")),
+    "CBOR_MALFORMED",
+  ); // a UTF-8-encoded surrogate
+  assert.equal(
+    code(() => decode("9f00ff")),
+    "INDEFINITE_LENGTH",
+  );
+  assert.equal(
+    code(() => decode("5f4100ff")),
+    "INDEFINITE_LENGTH",
+  );
+  assert.equal(
+    code(() => decode("a2616101616102")),
+    "DUPLICATE_KEY",
+  );
+  assert.equal(
+    code(() => decode("a27801610161610 2".replace(/ /g, ""))),
+    "DUPLICATE_KEY",
+    "the same key in two encodings",
+  );
 });
 
 test("announced sizes beyond the input are truncation, without allocating for them", () => {
-  assert.equal(code(() => decode("9b0000000100000000")), "TRUNCATED"); // 2^32 items
-  assert.equal(code(() => decode("7b0000010000000000")), "TRUNCATED"); // 2^40 bytes of text
-  assert.equal(code(() => decode("bbffffffffffffffff")), "TRUNCATED");
+  assert.equal(
+    code(() => decode("9b0000000100000000")),
+    "TRUNCATED",
+  ); // 2^32 items
+  assert.equal(
+    code(() => decode("7b0000010000000000")),
+    "TRUNCATED",
+  ); // 2^40 bytes of text
+  assert.equal(
+    code(() => decode("bbffffffffffffffff")),
+    "TRUNCATED",
+  );
 });
 
 test("max_depth bounds the arrays, maps and tags around an item", () => {
-  assert.equal(code(() => decode("818100", 2)), "no error"); // 0 lies inside two arrays
-  assert.equal(code(() => decode("81818100", 2)), "LIMIT_EXCEEDED");
-  assert.equal(code(() => decode("818180", 2)), "no error"); // an empty array at the last level
-  assert.equal(code(() => decode("c1c100", 2)), "no error");
-  assert.equal(code(() => decode("c1c1c100", 2)), "LIMIT_EXCEEDED"); // tags count
+  assert.equal(
+    code(() => decode("818100", 2)),
+    "no error",
+  ); // 0 lies inside two arrays
+  assert.equal(
+    code(() => decode("81818100", 2)),
+    "LIMIT_EXCEEDED",
+  );
+  assert.equal(
+    code(() => decode("818180", 2)),
+    "no error",
+  ); // an empty array at the last level
+  assert.equal(
+    code(() => decode("c1c100", 2)),
+    "no error",
+  );
+  assert.equal(
+    code(() => decode("c1c1c100", 2)),
+    "LIMIT_EXCEEDED",
+  ); // tags count
 });
 
 /** Items of every kind from a seeded generator (xorshift), for the round-trip property. */

@@ -46,8 +46,19 @@ function withSigner(protectedBytes: Uint8Array, signature: Uint8Array): Uint8Arr
   const { item } = decodeItem(entry, 0, entry.length, { maxDepth: 32 });
   const tagged = item as Extract<CborItem, { kind: "tag" }>;
   const sign = tagged.item as Extract<CborItem, { kind: "array" }>;
-  const signer: CborItem = { kind: "array", items: [{ kind: "bytes", value: protectedBytes }, { kind: "map", entries: [] }, { kind: "bytes", value: signature }] };
-  return encodeItem({ kind: "tag", tag: 98n, item: { kind: "array", items: [...sign.items.slice(0, 3), { kind: "array", items: [signer] }] } });
+  const signer: CborItem = {
+    kind: "array",
+    items: [
+      { kind: "bytes", value: protectedBytes },
+      { kind: "map", entries: [] },
+      { kind: "bytes", value: signature },
+    ],
+  };
+  return encodeItem({
+    kind: "tag",
+    tag: 98n,
+    item: { kind: "array", items: [...sign.items.slice(0, 3), { kind: "array", items: [signer] }] },
+  });
 }
 
 const headerFailure = (bytes: Uint8Array): [string, string] => {
@@ -65,7 +76,10 @@ test("the documented mutations give the documented codes (signing.md §10)", () 
   const signature = fromHex(signatureHex) as Uint8Array;
   const flipped = signature.slice();
   flipped[63] = (flipped[63] as number) ^ 1;
-  assert.match(signatureProblem(flipped, sigStructure(protectedBytes, payload), parseSigner(signerItem(entry), 0, 32).publicKey) ?? "", /equation/);
+  assert.match(
+    signatureProblem(flipped, sigStructure(protectedBytes, payload), parseSigner(signerItem(entry), 0, 32).publicKey) ?? "",
+    /equation/,
+  );
 
   const kidFlipped = protectedBytes.slice();
   kidFlipped[6] = (kidFlipped[6] as number) ^ 1; // inside the kid, which starts at byte 5
@@ -77,7 +91,10 @@ test("the documented mutations give the documented codes (signing.md §10)", () 
 
   const s = signature.subarray(32).reduceRight((n, b) => (n << 8n) | BigInt(b), 0n) + L;
   const sPlusL = concatBytes([signature.subarray(0, 32), Uint8Array.from({ length: 32 }, (_, i) => Number((s >> BigInt(8 * i)) & 0xffn))]);
-  assert.match(signatureProblem(sPlusL, sigStructure(protectedBytes, payload), parseSigner(signerItem(entry), 0, 32).publicKey) ?? "", /group order/);
+  assert.match(
+    signatureProblem(sPlusL, sigStructure(protectedBytes, payload), parseSigner(signerItem(entry), 0, 32).publicKey) ?? "",
+    /group order/,
+  );
 });
 
 test("the COSE_Sign structure: tag, shape, content type, payload, signer count, deterministic encoding", () => {
@@ -96,7 +113,15 @@ test("the COSE_Sign structure: tag, shape, content type, payload, signer count, 
   const tooMany = encodeItem({
     kind: "tag",
     tag: 98n,
-    item: { kind: "array", items: [{ kind: "bytes", value: fromHex("a103781a6170706c69636174696f6e2f6d326b742d7061636b65742d6964") as Uint8Array }, { kind: "map", entries: [] }, { kind: "bytes", value: payload }, { kind: "array", items: Array.from({ length: 257 }, () => ({ kind: "array", items: [] }) as CborItem) }] },
+    item: {
+      kind: "array",
+      items: [
+        { kind: "bytes", value: fromHex("a103781a6170706c69636174696f6e2f6d326b742d7061636b65742d6964") as Uint8Array },
+        { kind: "map", entries: [] },
+        { kind: "bytes", value: payload },
+        { kind: "array", items: Array.from({ length: 257 }, () => ({ kind: "array", items: [] }) as CborItem) },
+      ],
+    },
   });
   assert.equal(malformed(tooMany), "LIMIT_EXCEEDED");
 });

@@ -11,7 +11,9 @@ const fromLe = (b: Uint8Array): bigint => b.reduceRight((n, byte) => (n << 8n) |
 
 test("RFC 8032 §7.1 test 1 verifies; a flipped bit does not", () => {
   const publicKey = hex("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a");
-  const signature = hex("e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b");
+  const signature = hex(
+    "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b",
+  );
   assert.equal(publicKeyProblem(publicKey), undefined);
   assert.equal(signatureProblem(signature, new Uint8Array(0), publicKey), undefined);
   signature[63] = (signature[63] as number) ^ 1;
@@ -61,7 +63,9 @@ test("verification is cofactorless: an R with an order-8 component fails here, t
   const a = fromLe(h) % L;
   const message = new TextEncoder().encode("m2kt torsion test");
   const r = 12345678901234567890n;
-  const R = ed25519.Point.BASE.multiply(r).add(ed25519.Point.fromHex(ED25519_TORSION_SUBGROUP[1] as string)).toBytes();
+  const R = ed25519.Point.BASE.multiply(r)
+    .add(ed25519.Point.fromHex(ED25519_TORSION_SUBGROUP[1] as string))
+    .toBytes();
   const k = fromLe(sha512(concatBytes([R, publicKey, message]))) % L;
   const signature = concatBytes([R, le((r + k * a) % L)]);
   assert.equal(ed25519.verify(signature, message, publicKey, { zip215: false }), true);

@@ -13,7 +13,13 @@ export interface Vector {
   readonly op: string;
   readonly profiles: readonly string[];
   readonly input: Record<string, unknown> & { b64?: string; encoding?: string };
-  readonly expected: { outcome: "valid" | "invalid"; code?: string; packet_id?: string; summary?: Record<string, unknown>; signers?: string[] };
+  readonly expected: {
+    outcome: "valid" | "invalid";
+    code?: string;
+    packet_id?: string;
+    summary?: Record<string, unknown>;
+    signers?: string[];
+  };
 }
 
 /** Every vector of the conformance suite (conformance/manifest.json). */

@@ -15,7 +15,7 @@ const failure = (text: string, maxDepth = 32): string => {
 };
 
 test("numbers keep what JSON.parse loses: integer or float, and every digit of an integer", () => {
-  const item = parseJson('[1, 1.0, 1e0, -0, 18446744073709551615, -9223372036854775809, 1e999]', 4);
+  const item = parseJson("[1, 1.0, 1e0, -0, 18446744073709551615, -9223372036854775809, 1e999]", 4);
   assert.deepEqual(item.kind === "array" && item.items, [
     { kind: "int", value: 1n },
     { kind: "float", value: 1 },

@@ -18,7 +18,10 @@ test("reading the full packet: id, body, tensors in descriptor order", () => {
   const packet = readPacket(vectorBytes("r-valid-full"));
   assert.equal(packet.id, vector("r-valid-full").expected.packet_id);
   assert.equal(packet.encoding, "cbor");
-  assert.deepEqual(packet.tensors.map((t) => t.name), packet.body.tensors.map((t) => t.name));
+  assert.deepEqual(
+    packet.tensors.map((t) => t.name),
+    packet.body.tensors.map((t) => t.name),
+  );
   assert.equal(packet.tensor(packet.body.concepts[0]?.embedding as string).shape[0], packet.body.teacher.latent_dim);
   assert.equal(failure(() => packet.tensor("no/such/tensor")).code, "DANGLING_REFERENCE");
 });
@@ -41,7 +44,10 @@ test("the JSON form reads to the same packet id and tensor values as the CBOR fo
   const json = readPacket(vectorBytes("r-valid-json-full"));
   assert.equal(json.encoding, "json");
   assert.equal(json.id, cbor.id);
-  assert.deepEqual(json.tensors.map((t) => Array.from(t.toFloat32())), cbor.tensors.map((t) => Array.from(t.toFloat32())));
+  assert.deepEqual(
+    json.tensors.map((t) => Array.from(t.toFloat32())),
+    cbor.tensors.map((t) => Array.from(t.toFloat32())),
+  );
   assert.equal(readPacket(vectorBytes("r-valid-json-integral-number")).id, cbor.id, "a weight written 1 is the float 1.0");
 });
 
@@ -87,11 +93,19 @@ test("the JSON form: what only it can say (cross-checked against the reference, 
   assert.equal(code(editedJson((d) => (d["body"].header.format = "M2KT"))), "UNSUPPORTED_VERSION");
   assert.equal(code(editedJson((d) => (d["tensor_data"]["not a name"] = "AAAA"))), "DANGLING_REFERENCE");
   assert.equal(code(editedJson((d) => (d["tensor_data"]["anchor/a0/state"] = "****"))), "JSON_MALFORMED");
-  const huge = editedJson((d) => (d["body"].concepts[0].manifold.spread = "SPREAD"), (t) => t.replace('"SPREAD"', "100000000000000000000000"));
+  const huge = editedJson(
+    (d) => (d["body"].concepts[0].manifold.spread = "SPREAD"),
+    (t) => t.replace('"SPREAD"', "100000000000000000000000"),
+  );
   assert.equal(code(huge), "valid", "an integer literal in a number field is a float, however large");
-  const freeForm = editedJson((d) => (d["body"].provenance.parameters.big = "BIG"), (t) => t.replace('"BIG"', "100000000000000000000000"));
+  const freeForm = editedJson(
+    (d) => (d["body"].provenance.parameters.big = "BIG"),
+    (t) => t.replace('"BIG"', "100000000000000000000000"),
+  );
   assert.equal(code(freeForm), "SCHEMA_VIOLATION", "in a free-form value it stays an integer, outside int");
-  const proto = readPacket(editedJson((d) => Object.defineProperty(d["body"].provenance.parameters, "__proto__", { value: { a: 1 }, enumerable: true })));
+  const proto = readPacket(
+    editedJson((d) => Object.defineProperty(d["body"].provenance.parameters, "__proto__", { value: { a: 1 }, enumerable: true })),
+  );
   assert.deepEqual(Object.getOwnPropertyDescriptor(proto.body.provenance.parameters, "__proto__")?.value, { a: 1 }, "a key like any other");
 });
 
@@ -112,5 +126,9 @@ test("the signatures entry: tags not interpreted, nesting bounded by max_depth w
   assert.equal(failure(() => readPacket(withSignaturesEntry(tags(33)))).code, "LIMIT_EXCEEDED");
   assert.equal(readPacket(withSignaturesEntry([...Array(32).fill(0x81), 0x80])).signatures?.length, 33, "an empty array at the last level");
   assert.equal(failure(() => readPacket(withSignaturesEntry([...Array(33).fill(0x81), 0x00]))).code, "LIMIT_EXCEEDED");
-  assert.equal(failure(() => readPacket(withSignaturesEntry([0xa2, 0x61, 0x61, 0x01, 0x78, 0x01, 0x61, 0x02]))).code, "DUPLICATE_KEY", "one key in two encodings");
+  assert.equal(
+    failure(() => readPacket(withSignaturesEntry([0xa2, 0x61, 0x61, 0x01, 0x78, 0x01, 0x61, 0x02]))).code,
+    "DUPLICATE_KEY",
+    "one key in two encodings",
+  );
 });

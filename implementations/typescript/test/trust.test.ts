@@ -25,7 +25,9 @@ const failure = (f: () => unknown): string => {
 };
 
 test("a JWK Set trust store with every optional member", () => {
-  const store = TrustStore.fromJson({ keys: [jwk({ kid, alg: "EdDSA", use: "sig", not_before: "2026-01-01T00:00:00Z", not_after: "2027-01-01T00:00:00.999Z" })] });
+  const store = TrustStore.fromJson({
+    keys: [jwk({ kid, alg: "EdDSA", use: "sig", not_before: "2026-01-01T00:00:00Z", not_after: "2027-01-01T00:00:00.999Z" })],
+  });
   const key = store.get(kid);
   assert.equal(key?.name, "alice");
   assert.equal(key?.notBefore, parseUtcTime("2026-01-01T00:00:00Z"));
@@ -55,7 +57,10 @@ test("trust store rules (signing.md §6.1)", () => {
 
 /** A `.pub` file (signing.md §5) for `key`, with `extra` entries. */
 const coseKey = (key: Uint8Array, extra: (readonly [CborItem, CborItem])[] = []): Uint8Array =>
-  encodeItem({ kind: "map", entries: [[int(1), int(1)], [int(2), bytes(sha256(key))], [int(3), int(-8)], [int(-1), int(6)], [int(-2), bytes(key)], ...extra] });
+  encodeItem({
+    kind: "map",
+    entries: [[int(1), int(1)], [int(2), bytes(sha256(key))], [int(3), int(-8)], [int(-1), int(6)], [int(-2), bytes(key)], ...extra],
+  });
 
 test("sources: .pub files named after the file, JSON documents by their first byte", () => {
   const bob = ed25519.keygen(new Uint8Array(32).fill(2)).publicKey;
@@ -63,10 +68,26 @@ test("sources: .pub files named after the file, JSON documents by their first by
     { name: "bob", bytes: coseKey(bob) },
     { name: "store.json", bytes: new TextEncoder().encode(`  ${JSON.stringify({ keys: [jwk()] })}`) },
   ]);
-  assert.deepEqual(store.keys.map((k) => k.name), ["bob", "alice"]);
-  assert.equal(failure(() => TrustStore.fromSources([{ name: "alice", bytes: coseKey(publicKey, [[int(-4), bytes(new Uint8Array(32))]]) }])), "KEY_MALFORMED");
-  assert.equal(failure(() => TrustStore.fromSources([{ name: "x", bytes: coseKey(publicKey, [[int(7), int(0)]]) }])), "KEY_MALFORMED");
-  assert.equal(failure(() => TrustStore.fromSources([{ name: "x", bytes: new TextEncoder().encode('{"keys": [') }])), "TRUST_STORE_MALFORMED");
+  assert.deepEqual(
+    store.keys.map((k) => k.name),
+    ["bob", "alice"],
+  );
+  assert.equal(
+    failure(() => TrustStore.fromSources([{ name: "alice", bytes: coseKey(publicKey, [[int(-4), bytes(new Uint8Array(32))]]) }])),
+    "KEY_MALFORMED",
+  );
+  assert.equal(
+    failure(() => TrustStore.fromSources([{ name: "x", bytes: coseKey(publicKey, [[int(7), int(0)]]) }])),
+    "KEY_MALFORMED",
+  );
+  assert.equal(
+    failure(() => TrustStore.fromSources([{ name: "x", bytes: new TextEncoder().encode('{"keys": [') }])),
+    "TRUST_STORE_MALFORMED",
+  );
   const twice = `{"keys": [], "keys": [${JSON.stringify(jwk())}]}`;
-  assert.equal(failure(() => TrustStore.fromSources([{ name: "x", bytes: new TextEncoder().encode(twice) }])), "TRUST_STORE_MALFORMED", "a member twice");
+  assert.equal(
+    failure(() => TrustStore.fromSources([{ name: "x", bytes: new TextEncoder().encode(twice) }])),
+    "TRUST_STORE_MALFORMED",
+    "a member twice",
+  );
 });

@@ -17,22 +17,44 @@ test("the projection finds the principal axes: variance along them, in order", (
   });
   assert.ok(Math.abs(explained[0] + explained[1] - 1) < 1e-12, "two axes hold all the variance");
   assert.ok(explained[0] > explained[1]);
-  assert.deepEqual(project([3, 3, -1]).map((v) => Math.round(v * 1e9) / 1e9 + 0), [0, 0], "the mean projects to the origin");
+  assert.deepEqual(
+    project([3, 3, -1]).map((v) => Math.round(v * 1e9) / 1e9 + 0),
+    [0, 0],
+    "the mean projects to the origin",
+  );
 });
 
 test("the projection of degenerate inputs: no points, one point, one dimension", () => {
   assert.deepEqual(principalProjection([]).points, []);
   assert.deepEqual(principalProjection([[1, 2, 3]]).points, [[0, 0]]);
-  assert.deepEqual(principalProjection([[1], [3]]).points.map(([x, y]) => [Math.abs(x), y]), [[1, 0], [1, 0]]);
+  assert.deepEqual(
+    principalProjection([[1], [3]]).points.map(([x, y]) => [Math.abs(x), y]),
+    [
+      [1, 0],
+      [1, 0],
+    ],
+  );
 });
 
-const concept = (id: string, level?: number): Concept => ({ id, label: id, kind: "symbol", embedding: `e/${id}`, ...(level === undefined ? {} : { level }) });
+const concept = (id: string, level?: number): Concept => ({
+  id,
+  label: id,
+  kind: "symbol",
+  embedding: `e/${id}`,
+  ...(level === undefined ? {} : { level }),
+});
 const isA = (source: string, target: string): Edge => ({ source, target, relation: "is_a", weight: 1 });
 
 test("the layout puts concepts on rows of abstraction: level, else is_a depth", () => {
   const layout = layeredLayout(
     [concept("thing"), concept("number"), concept("even"), concept("two"), concept("loose")],
-    [isA("number", "thing"), isA("even", "number"), isA("two", "even"), isA("two", "number"), { source: "two", target: "loose", relation: "similar_to", weight: 0.5 }],
+    [
+      isA("number", "thing"),
+      isA("even", "number"),
+      isA("two", "even"),
+      isA("two", "number"),
+      { source: "two", target: "loose", relation: "similar_to", weight: 0.5 },
+    ],
   );
   assert.deepEqual(layout.rows, [["loose", "thing"], ["number"], ["even"], ["two"]]);
   const levelled = layeredLayout([concept("a", 5), concept("b", 0), concept("c", 5)], []);

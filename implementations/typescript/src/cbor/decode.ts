@@ -37,12 +37,7 @@ export interface Decoded {
  * @throws M2ktError `TRUNCATED`, `CBOR_MALFORMED`, `INDEFINITE_LENGTH`, `DUPLICATE_KEY` or
  *   `LIMIT_EXCEEDED` (nesting).
  */
-export function decodeItem(
-  input: Uint8Array,
-  start: number,
-  end: number,
-  options: DecodeOptions,
-): Decoded {
+export function decodeItem(input: Uint8Array, start: number, end: number, options: DecodeOptions): Decoded {
   const decoder = new Decoder(input, start, end, options);
   const item = decoder.item(0);
   return { item, end: decoder.pos, nonCanonical: decoder.nonCanonical };
@@ -87,7 +82,11 @@ class Decoder {
     this.view = new DataView(input.buffer, input.byteOffset, input.byteLength);
   }
 
-  private fail(code: "TRUNCATED" | "CBOR_MALFORMED" | "INDEFINITE_LENGTH" | "DUPLICATE_KEY" | "LIMIT_EXCEEDED", message: string, at: number): never {
+  private fail(
+    code: "TRUNCATED" | "CBOR_MALFORMED" | "INDEFINITE_LENGTH" | "DUPLICATE_KEY" | "LIMIT_EXCEEDED",
+    message: string,
+    at: number,
+  ): never {
     throw new M2ktError(code, `${message} (byte ${at})`, this.options.path);
   }
 
@@ -207,7 +206,11 @@ class Decoder {
       return { kind: "simple", value };
     }
     if (info >= 28) {
-      this.fail("CBOR_MALFORMED", info === INDEFINITE ? "break outside an indefinite-length item" : `reserved additional information ${info}`, at);
+      this.fail(
+        "CBOR_MALFORMED",
+        info === INDEFINITE ? "break outside an indefinite-length item" : `reserved additional information ${info}`,
+        at,
+      );
     }
     const width = info === 25 ? 16 : info === 26 ? 32 : 64;
     this.need(width / 8, at);

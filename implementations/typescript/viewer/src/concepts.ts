@@ -39,24 +39,41 @@ export function renderConcepts(packet: Packet): ConceptView {
   };
   const [x0, x1] = span(xs);
   const [y0, y1] = span(ys);
-  const frame: Frame = ([x, y]) => [MARGIN + ((x - x0) / (x1 - x0)) * (WIDTH - 2 * MARGIN), HEIGHT - MARGIN - ((y - y0) / (y1 - y0)) * (HEIGHT - 2 * MARGIN)];
+  const frame: Frame = ([x, y]) => [
+    MARGIN + ((x - x0) / (x1 - x0)) * (WIDTH - 2 * MARGIN),
+    HEIGHT - MARGIN - ((y - y0) / (y1 - y0)) * (HEIGHT - 2 * MARGIN),
+  ];
   const colour = coloursFor(concepts.map((c) => c.kind));
   const [e1, e2] = projection.explained.map((e) => `${(100 * e).toFixed(1)}%`);
   mount(
     "concepts-plot",
-    s("svg", { viewBox: `0 0 ${WIDTH} ${HEIGHT}`, width: WIDTH, height: HEIGHT, "data-testid": "projection" },
+    s(
+      "svg",
+      { viewBox: `0 0 ${WIDTH} ${HEIGHT}`, width: WIDTH, height: HEIGHT, "data-testid": "projection" },
       s("text", { x: WIDTH / 2, y: HEIGHT - 6, class: "axis" }, `principal component 1 (${e1} of the variance)`),
       s("text", { x: 12, y: HEIGHT / 2, class: "axis", transform: `rotate(-90 12 ${HEIGHT / 2})` }, `component 2 (${e2})`),
       s("g", { id: "trace-path" }),
       ...concepts.map((c, i) => {
         const [x, y] = frame(projection.points[i] as [number, number]);
-        return s("g", { class: "concept", "data-concept": c.id },
-          s("title", {}, `${c.id} (${c.kind})${c.manifold ? `, manifold of ${c.manifold.support} samples, spread ${c.manifold.spread.toPrecision(3)}` : ""}`),
+        return s(
+          "g",
+          { class: "concept", "data-concept": c.id },
+          s(
+            "title",
+            {},
+            `${c.id} (${c.kind})${c.manifold ? `, manifold of ${c.manifold.support} samples, spread ${c.manifold.spread.toPrecision(3)}` : ""}`,
+          ),
           s("circle", { cx: x.toFixed(1), cy: y.toFixed(1), r: 6, fill: colour.get(c.kind) }),
-          s("text", { x: (x + 8).toFixed(1), y: (y + 4).toFixed(1) }, c.label));
-      })),
-    h("p", { class: "legend" }, ...[...colour].map(([kind, c]) => h("span", {}, h("i", { style: `background:${c}` }), ` ${kind} `)),
-      ` — ${all.length} concepts${all.length > MAX_DRAWN ? ` (the first ${MAX_DRAWN} drawn)` : ""}, d = ${packet.body.teacher.latent_dim}`),
+          s("text", { x: (x + 8).toFixed(1), y: (y + 4).toFixed(1) }, c.label),
+        );
+      }),
+    ),
+    h(
+      "p",
+      { class: "legend" },
+      ...[...colour].map(([kind, c]) => h("span", {}, h("i", { style: `background:${c}` }), ` ${kind} `)),
+      ` — ${all.length} concepts${all.length > MAX_DRAWN ? ` (the first ${MAX_DRAWN} drawn)` : ""}, d = ${packet.body.teacher.latent_dim}`,
+    ),
   );
   return { projection, frame };
 }

@@ -29,8 +29,15 @@ async function trustSources(): Promise<TrustSource[]> {
 }
 
 function showProblem(title: string, error: M2ktError): void {
-  const target = mount("verdict", h("p", { class: "banner", "data-testid": "verdict-text" }, title),
-    h("ol", { class: "errors", "data-testid": "errors" }, h("li", { "data-code": error.code }, h("code", {}, error.code), ": ", error.message)));
+  const target = mount(
+    "verdict",
+    h("p", { class: "banner", "data-testid": "verdict-text" }, title),
+    h(
+      "ol",
+      { class: "errors", "data-testid": "errors" },
+      h("li", { "data-code": error.code }, h("code", {}, error.code), ": ", error.message),
+    ),
+  );
   target.hidden = false;
   target.dataset["valid"] = "false";
   target.className = "invalid";

@@ -13,7 +13,11 @@ export function renderTraces(packet: Packet, view: ConceptView): void {
     mount("traces-panel", h("p", {}, "This packet carries no reasoning traces."));
     return;
   }
-  const select = h("select", { "data-testid": "trace-select" }, ...traces.map((t, i) => h("option", { value: i }, `${t.id}: [${t.input.join(", ")}] → ${t.answer_label ?? t.answer}`)));
+  const select = h(
+    "select",
+    { "data-testid": "trace-select" },
+    ...traces.map((t, i) => h("option", { value: i }, `${t.id}: [${t.input.join(", ")}] → ${t.answer_label ?? t.answer}`)),
+  );
   const previous = h("button", { type: "button", "data-testid": "step-previous" }, "◀ previous step");
   const next = h("button", { type: "button", "data-testid": "step-next" }, "next step ▶");
   const counter = h("span", { "data-testid": "step-counter" });
@@ -25,11 +29,17 @@ export function renderTraces(packet: Packet, view: ConceptView): void {
     counter.textContent = `step ${step + 1} of ${trace.steps.length}`;
     previous.disabled = step === 0;
     next.disabled = step === trace.steps.length - 1;
-    steps.replaceChildren(...trace.steps.map((st, i) =>
-      h("li", { class: i === step ? "current" : undefined, "data-concept": st.concept },
-        h("code", {}, st.concept),
-        st.similarity !== undefined && ` similarity ${st.similarity.toFixed(3)}`,
-        st.position !== undefined && ` at input position ${st.position}`)));
+    steps.replaceChildren(
+      ...trace.steps.map((st, i) =>
+        h(
+          "li",
+          { class: i === step ? "current" : undefined, "data-concept": st.concept },
+          h("code", {}, st.concept),
+          st.similarity !== undefined && ` similarity ${st.similarity.toFixed(3)}`,
+          st.position !== undefined && ` at input position ${st.position}`,
+        ),
+      ),
+    );
     const current = trace.steps[step]?.concept;
     for (const node of document.querySelectorAll<SVGElement>("[data-concept]")) {
       node.classList.toggle("highlight", node.dataset["concept"] === current && node.tagName.toLowerCase() === "g");
@@ -49,8 +59,16 @@ export function renderTraces(packet: Packet, view: ConceptView): void {
     step = Math.min(trace.steps.length - 1, step + 1);
     show();
   });
-  mount("traces-panel", h("p", {}, select, " ", previous, " ", counter, " ", next), steps,
-    h("p", { class: "note" }, "The path in the concept plot joins the teacher's states (or, without states, the step concepts) up to the current step."));
+  mount(
+    "traces-panel",
+    h("p", {}, select, " ", previous, " ", counter, " ", next),
+    steps,
+    h(
+      "p",
+      { class: "note" },
+      "The path in the concept plot joins the teacher's states (or, without states, the step concepts) up to the current step.",
+    ),
+  );
   show();
 }
 
@@ -60,7 +78,8 @@ function drawPath(packet: Packet, trace: Trace, step: number, view: ConceptView)
   const d = packet.body.teacher.latent_dim;
   const embeddingOf = new Map(packet.body.concepts.map((c) => [c.id, c.embedding]));
   const points = trace.steps.slice(0, step + 1).map((st, i) => {
-    const vector = states !== undefined ? states.subarray(i * d, (i + 1) * d) : packet.tensor(embeddingOf.get(st.concept) as string).toFloat32();
+    const vector =
+      states !== undefined ? states.subarray(i * d, (i + 1) * d) : packet.tensor(embeddingOf.get(st.concept) as string).toFloat32();
     return view.frame(view.projection.project(vector));
   });
   const group = document.getElementById("trace-path");
