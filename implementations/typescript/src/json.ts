@@ -1,0 +1,178 @@
+/**
+ * A strict JSON parser (RFC 8259) for the JSON form (spec/packet-1.0.md §4.5). It yields the
+ * same {@link CborItem} tree as the CBOR decoder, keeping what `JSON.parse` loses: a number
+ * written with a fraction or an exponent is a float, one without is an integer (held exactly).
+ * Duplicate member names are `DUPLICATE_KEY`; invalid JSON and lone surrogates are
+ * `JSON_MALFORMED`; nesting beyond `maxDepth` is `LIMIT_EXCEEDED`.
+ */
+import type { CborItem } from "./cbor/item.js";
+import { SIMPLE_FALSE, SIMPLE_NULL, SIMPLE_TRUE } from "./cbor/item.js";
+import { M2ktError } from "./errors.js";
+
+/**
+ * Parses one JSON text.
+ *
+ * @param maxDepth most arrays and objects that may enclose a value (a member of the top-level
+ *   object lies inside one).
+ */
+export function parseJson(text: string, maxDepth: number): CborItem {
+  const parser = new JsonParser(text, maxDepth);
+  parser.skipWhitespace();
+  const value = parser.value(0);
+  parser.skipWhitespace();
+  if (parser.pos !== text.length) parser.fail("text after the JSON value");
+  return value;
+}
+
+const NUMBER = /-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?/y;
+const PLAIN_RUN = /[^"\\\u0000-\u001f]*/y;
+const ESCAPES: Readonly<Record<string, string>> = { '"': '"', "\\": "\\", "/": "/", b: "\b", f: "\f", n: "\n", r: "\r", t: "\t" };
+
+class JsonParser {
+  pos = 0;
+
+  constructor(
+    private readonly text: string,
+    private readonly maxDepth: number,
+  ) {}
+
+  fail(message: string): never {
+    throw new M2ktError("JSON_MALFORMED", `${message} (character ${this.pos})`);
+  }
+
+  skipWhitespace(): void {
+    while (this.pos < this.text.length) {
+      const c = this.text.charCodeAt(this.pos);
+      if (c !== 0x20 && c !== 0x09 && c !== 0x0a && c !== 0x0d) return;
+      this.pos++;
+    }
+  }
+
+  value(depth: number): CborItem {
+    if (depth > this.maxDepth) {
+      throw new M2ktError("LIMIT_EXCEEDED", `JSON nested deeper than ${this.maxDepth} (character ${this.pos})`);
+    }
+    const c = this.text[this.pos];
+    if (c === "{") return this.object(depth);
+    if (c === "[") return this.array(depth);
+    if (c === '"') return { kind: "text", value: this.string() };
+    if (c === "-" || (c !== undefined && c >= "0" && c <= "9")) return this.number();
+    for (const [word, value] of [
+      ["true", SIMPLE_TRUE],
+      ["false", SIMPLE_FALSE],
+      ["null", SIMPLE_NULL],
+    ] as const) {
+      if (this.text.startsWith(word, this.pos)) {
+        this.pos += word.length;
+        return { kind: "simple", value };
+      }
+    }
+    return this.fail(c === undefined ? "the text ends where a value should be" : `unexpected ${JSON.stringify(c)}`);
+  }
+
+  private expect(c: string): void {
+    if (this.text[this.pos] !== c) this.fail(`expected ${JSON.stringify(c)}`);
+    this.pos++;
+  }
+
+  private object(depth: number): CborItem {
+    this.pos++;
+    const entries: [CborItem, CborItem][] = [];
+    const seen = new Set<string>();
+    this.skipWhitespace();
+    if (this.text[this.pos] === "}") {
+      this.pos++;
+      return { kind: "map", entries };
+    }
+    for (;;) {
+      this.skipWhitespace();
+      if (this.text[this.pos] !== '"') this.fail("expected a member name");
+      const at = this.pos;
+      const name = this.string();
+      if (seen.has(name)) throw new M2ktError("DUPLICATE_KEY", `member ${JSON.stringify(name)} appears twice (character ${at})`);
+      seen.add(name);
+      this.skipWhitespace();
+      this.expect(":");
+      this.skipWhitespace();
+      entries.push([{ kind: "text", value: name }, this.value(depth + 1)]);
+      this.skipWhitespace();
+      if (this.text[this.pos] === "}") {
+        this.pos++;
+        return { kind: "map", entries };
+      }
+      this.expect(",");
+    }
+  }
+
+  private array(depth: number): CborItem {
+    this.pos++;
+    const items: CborItem[] = [];
+    this.skipWhitespace();
+    if (this.text[this.pos] === "]") {
+      this.pos++;
+      return { kind: "array", items };
+    }
+    for (;;) {
+      this.skipWhitespace();
+      items.push(this.value(depth + 1));
+      this.skipWhitespace();
+      if (this.text[this.pos] === "]") {
+        this.pos++;
+        return { kind: "array", items };
+      }
+      this.expect(",");
+    }
+  }
+
+  private number(): CborItem {
+    NUMBER.lastIndex = this.pos;
+    const match = NUMBER.exec(this.text);
+    if (match === null) return this.fail("malformed number");
+    this.pos += match[0].length;
+    if (match[1] === undefined && match[2] === undefined) return { kind: "int", value: BigInt(match[0]) };
+    return { kind: "float", value: Number(match[0]) };
+  }
+
+  private string(): string {
+    this.pos++; // the opening quote
+    let out = "";
+    for (;;) {
+      PLAIN_RUN.lastIndex = this.pos;
+      const run = PLAIN_RUN.exec(this.text)?.[0] ?? "";
+      out += run;
+      this.pos += run.length;
+      const c = this.text[this.pos];
+      if (c === '"') {
+        this.pos++;
+        return out;
+      }
+      if (c !== "\\") this.fail(c === undefined ? "unterminated string" : "control character in a string");
+      this.pos++;
+      const e = this.text[this.pos];
+      if (e === "u") out += this.unicodeEscape();
+      else if (e !== undefined && ESCAPES[e] !== undefined) {
+        out += ESCAPES[e];
+        this.pos++;
+      } else this.fail("invalid escape");
+    }
+  }
+
+  /** `\uXXXX`, pairing surrogates; a lone surrogate is not a Unicode scalar value. */
+  private unicodeEscape(): string {
+    const high = this.hex4();
+    if (high < 0xd800 || high > 0xdfff) return String.fromCharCode(high);
+    if (high >= 0xdc00 || this.text.slice(this.pos, this.pos + 2) !== "\\u") this.fail("lone surrogate escape");
+    this.pos++;
+    const low = this.hex4();
+    if (low < 0xdc00 || low > 0xdfff) this.fail("lone surrogate escape");
+    return String.fromCharCode(high, low);
+  }
+
+  /** Reads `uXXXX` (the `u` included) and returns the code unit. */
+  private hex4(): number {
+    const digits = this.text.slice(this.pos + 1, this.pos + 5);
+    if (!/^[0-9a-fA-F]{4}$/.test(digits)) this.fail("invalid \\u escape");
+    this.pos += 5;
+    return parseInt(digits, 16);
+  }
+}
