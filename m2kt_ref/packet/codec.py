@@ -121,10 +121,32 @@ def canonical_cbor(value: Any) -> bytes:
 
 @dataclass(frozen=True, eq=False)
 class Packet:
-    """A decoded or assembled packet.
+    """A decoded or assembled packet: its body, its tensor data and its signatures.
 
-    ``body_bytes`` are the canonical CBOR of ``body``; ``data`` is the data section (a view of the
-    decoded buffer, never a copy); ``signatures`` is the encoded COSE_Sign item, opaque here.
+    Build one with :func:`assemble`, :func:`decode`, :func:`decode_json` or :func:`read_packet`
+    rather than by hand: they validate the body and check the data against it.
+
+    Args:
+        body: the validated body.
+        body_bytes: the canonical CBOR of ``body`` (the packet id hashes these bytes).
+        data: the data section, a view of the decoded buffer (never a copy).
+        signatures: the encoded COSE_Sign item (opaque here; see :func:`verify_packet`), or
+            None for an unsigned packet.
+        data_verified: whether ``data`` was checked against the tensor descriptors.
+
+    Example:
+        >>> import m2kt_ref
+        >>> packet = m2kt_ref.demo_packet()
+        >>> len(packet.packet_id), packet.body.teacher.latent_dim
+        (64, 8)
+        >>> packet.tensor_info("trace/t0/states").dtype
+        'bf16'
+        >>> packet.tensor("trace/t0/states").dtype      # stored values, a zero-copy view
+        dtype('uint16')
+        >>> packet.tensor_f32("trace/t0/states").shape  # widened to float32
+        (3, 8)
+        >>> packet.signatures is None
+        True
     """
 
     body: PacketBody
@@ -142,12 +164,20 @@ class Packet:
         return hashlib.sha256(self.body_bytes).hexdigest()
 
     def tensor(self, name: str) -> np.ndarray:
-        """Stored values of tensor ``name`` as a zero-copy view (bf16 as raw uint16)."""
+        """Stored values of tensor ``name`` as a zero-copy view (bf16 as raw uint16).
+
+        Raises:
+            ValidationError: ``DANGLING_REFERENCE`` when the packet has no such tensor.
+        """
         info = self.tensor_info(name)
         return tz.view(self.data, info.dtype, tuple(info.shape), info.offset)
 
     def tensor_f32(self, name: str) -> np.ndarray:
-        """Tensor ``name`` widened (and dequantised) to float32."""
+        """Tensor ``name`` widened (and dequantised) to float32.
+
+        Raises:
+            ValidationError: ``DANGLING_REFERENCE`` when the packet has no such tensor.
+        """
         info = self.tensor_info(name)
         return tz.to_float32(self.tensor(name), info.dtype, info.scale)
 
@@ -190,6 +220,53 @@ def assemble(
 
     Lays the tensors out in the given order, hashes them (on a thread pool), validates the body
     (schema and semantics) and encodes it canonically. Raises the first problem found.
+
+    Args:
+        fields: the body's sections in the JSON data model (``header``, ``teacher``,
+            ``concepts``, ``graph``, ``traces``, ``anchors``, ``provenance``, ``safety`` and
+            optionally ``extensions``); the ``tensors`` descriptors are written here.
+        tensors: tensor name -> :class:`EncodedTensor` (see :func:`encode_tensor`), in the order
+            they are laid out in the data section.
+        workers: threads that hash the tensors (default: one per CPU, at most 8).
+
+    Returns:
+        The packet, unsigned, with its body canonically encoded.
+
+    Raises:
+        LimitError: ``LIMIT_EXCEEDED`` when a count is above :data:`DEFAULT_LIMITS`.
+        VersionError: ``UNSUPPORTED_VERSION`` for another format or major version;
+            ``CRITICAL_EXTENSION`` for an unknown extension marked critical.
+        ValidationError: ``SCHEMA_VIOLATION`` (a field missing, unknown or out of range),
+            ``NONFINITE_VALUE``, ``DUPLICATE_ID``, ``DANGLING_REFERENCE`` (e.g. a concept names a
+            tensor that is not given), ``DIMENSION_MISMATCH``, ``ISA_CYCLE`` or
+            ``UNKNOWN_RELATION``.
+        TensorError: ``TENSOR_DTYPE`` when a tensor's scale does not fit its dtype.
+
+    Example:
+        >>> import numpy as np
+        >>> import m2kt_ref
+        >>> fields = {
+        ...     "header": {"format": "m2kt", "version": "1.0", "created": "2026-01-01T00:00:00Z"},
+        ...     "teacher": {"name": "tiny", "architecture": "mlp", "latent_dim": 2,
+        ...                 "layer": "final", "model_digest": "sha256:" + "0" * 64},
+        ...     "concepts": [{"id": "zero", "label": "0", "kind": "symbol", "embedding": "e/0"}],
+        ...     "graph": {"edges": []},
+        ...     "traces": [],
+        ...     "anchors": [],
+        ...     "provenance": {"generator": {"name": "example", "version": "1"},
+        ...                    "task": {"name": "modular", "options": {"p": 5}},
+        ...                    "parents": [], "task_inputs_used": 0, "concept_probes_used": 1,
+        ...                    "parameters": {}},
+        ...     "safety": {"require_signature": False, "min_signers": 1},
+        ... }
+        >>> packet = m2kt_ref.assemble(fields, {"e/0": m2kt_ref.encode_tensor(np.array([1, 0]))})
+        >>> packet.tensor_f32("e/0")
+        array([1., 0.], dtype=float32)
+        >>> try:
+        ...     m2kt_ref.assemble(fields, {})
+        ... except m2kt_ref.ValidationError as exc:
+        ...     print(exc.code, exc.path)
+        DANGLING_REFERENCE /body/concepts/0/embedding
     """
     infos: list[dict[str, Any]] = []
     offset = 0
@@ -342,7 +419,24 @@ def encoded_size(packet: Packet) -> int:
 
 
 def encode(packet: Packet) -> bytes:
-    """The packet's deterministic CBOR bytes."""
+    """The packet's deterministic CBOR bytes (the normative encoding, spec §4.1).
+
+    Args:
+        packet: the packet to encode.
+
+    Returns:
+        The envelope: magic tag, pad, canonical body, 64-byte aligned data section, and the
+        signatures entry when the packet carries one. Equal packets give equal bytes.
+
+    Example:
+        >>> import m2kt_ref
+        >>> packet = m2kt_ref.demo_packet()
+        >>> blob = m2kt_ref.encode(packet)
+        >>> blob[:3].hex()                        # self-described CBOR, tag 55799
+        'd9d9f7'
+        >>> m2kt_ref.encode(m2kt_ref.decode(blob)) == blob
+        True
+    """
     return b"".join(encode_chunks(packet))
 
 
@@ -567,7 +661,30 @@ def iter_packet_errors(
     """Every problem of an encoded packet, stage by stage; later stages run only if earlier pass.
 
     Stages: envelope, body CBOR, limits/version, schema, semantics, tensor data (size, padding,
-    digests, finiteness). Signatures are checked by :mod:`m2kt_ref.packet.signing`, not here.
+    digests, finiteness). Signatures are checked by :func:`verify_packet`, not here. Problems
+    are yielded, never raised: this is the "all problems" counterpart of :func:`decode`.
+
+    Args:
+        buf: the encoded packet (CBOR envelope).
+        limits: decoding limits.
+        tensor_data: also check the data section against the descriptors.
+
+    Yields:
+        :class:`M2ktError` instances (each with ``code`` and ``path``), in check order; none
+        for a valid packet.
+
+    Example:
+        >>> import m2kt_ref
+        >>> packet = m2kt_ref.demo_packet()
+        >>> blob = bytearray(m2kt_ref.encode(packet))
+        >>> list(m2kt_ref.iter_packet_errors(bytes(blob)))
+        []
+        >>> first = packet.body.tensors[0]
+        >>> blob[len(blob) - len(packet.data) + first.offset] ^= 1   # flip one tensor bit
+        >>> [(e.code, e.path) for e in m2kt_ref.iter_packet_errors(bytes(blob))]
+        [('TENSOR_DIGEST', '/body/tensors/0/sha256')]
+        >>> [e.code for e in m2kt_ref.iter_packet_errors(bytes(blob[:100]))]
+        ['TRUNCATED']
     """
     try:
         env = _split_envelope(memoryview(buf), limits)
@@ -598,6 +715,8 @@ def decode(
 ) -> Packet:
     """Decode and validate a packet; tensors stay zero-copy views of ``buf``.
 
+    Signatures are not checked here: pass the packet to :func:`verify_packet` for that.
+
     Args:
         buf: the encoded packet (bytes, a memoryview or an mmap).
         limits: decoding limits, checked before allocation.
@@ -605,8 +724,32 @@ def decode(
             for untrusted input; turn it off only for bytes already verified.
         workers: threads that hash tensor digests (default: one per CPU, at most 8).
 
+    Returns:
+        The packet; ``data_verified`` is ``verify_tensors``.
+
     Raises:
-        M2ktError: the first problem, with its spec code.
+        DecodeError: ``TRUNCATED``, ``CBOR_MALFORMED``, ``NOT_A_PACKET``, ``NON_CANONICAL``,
+            ``INDEFINITE_LENGTH``, ``DUPLICATE_KEY``, ``TRAILING_BYTES`` or ``BAD_PADDING``.
+        LimitError: ``LIMIT_EXCEEDED`` for a size, count or depth above ``limits``.
+        VersionError: ``UNSUPPORTED_VERSION`` or ``CRITICAL_EXTENSION``.
+        ValidationError: ``SCHEMA_VIOLATION``, ``NONFINITE_VALUE``, ``DUPLICATE_ID``,
+            ``DANGLING_REFERENCE``, ``DIMENSION_MISMATCH``, ``ISA_CYCLE`` or
+            ``UNKNOWN_RELATION``.
+        TensorError: ``TENSOR_DTYPE``, ``TENSOR_SHAPE``, ``TENSOR_LAYOUT`` or ``TENSOR_DIGEST``.
+
+        Each is an :class:`M2ktError` (and a ``ValueError``); the first problem found is raised.
+
+    Example:
+        >>> import m2kt_ref
+        >>> blob = m2kt_ref.encode(m2kt_ref.demo_packet())
+        >>> packet = m2kt_ref.decode(blob)
+        >>> packet.body.header.title, packet.data_verified
+        ('demo: addition mod 5', True)
+        >>> try:
+        ...     m2kt_ref.decode(blob + bytes(1))
+        ... except m2kt_ref.DecodeError as exc:
+        ...     print(exc.code)
+        TRAILING_BYTES
     """
     env = _split_envelope(memoryview(buf), limits)
     raw = decode_strict_cbor(env.body_bytes, limits, "/body", tags=False)
@@ -661,7 +804,27 @@ def to_json_data(packet: Packet) -> dict[str, Any]:
 
 
 def encode_json(packet: Packet) -> bytes:
-    """The JSON form as UTF-8 bytes: sorted keys, no spaces, so it is stable too."""
+    """The JSON form (spec §4.5) as UTF-8 bytes: sorted keys, no spaces, so it is stable too.
+
+    The body travels as JSON and each tensor's bytes as standard base64; :func:`decode_json`
+    turns it back into the packet with the same id.
+
+    Args:
+        packet: the packet to encode.
+
+    Returns:
+        The JSON document's bytes.
+
+    Example:
+        >>> import json
+        >>> import m2kt_ref
+        >>> packet = m2kt_ref.demo_packet()
+        >>> text = m2kt_ref.encode_json(packet)
+        >>> sorted(json.loads(text))
+        ['body', 'm2kt_json', 'tensor_data']
+        >>> m2kt_ref.decode_json(text) == packet
+        True
+    """
     text = json.dumps(
         to_json_data(packet),
         sort_keys=True,
@@ -777,7 +940,37 @@ def decode_json_data(
 def decode_json(
     text: bytes | str, limits: Limits = DEFAULT_LIMITS, *, verify_tensors: bool = True
 ) -> Packet:
-    """Parse the JSON form (NaN, Infinity and duplicate members refused)."""
+    """Parse the JSON form (NaN, Infinity and duplicate members refused).
+
+    Args:
+        text: the JSON form, as bytes or text.
+        limits: decoding limits, checked before allocation.
+        verify_tensors: also check the tensor data (digests, finiteness).
+
+    Returns:
+        The packet; it encodes (:func:`encode`) to the canonical CBOR of the same packet.
+
+    Raises:
+        DecodeError: ``JSON_MALFORMED`` (not JSON, bad base64, a lone surrogate),
+            ``DUPLICATE_KEY`` or ``NOT_A_PACKET``; for the signatures entry, the CBOR codes.
+        LimitError: ``LIMIT_EXCEEDED`` for a size, count or depth above ``limits``.
+        VersionError: ``UNSUPPORTED_VERSION`` or ``CRITICAL_EXTENSION``.
+        ValidationError: ``SCHEMA_VIOLATION``, ``DANGLING_REFERENCE`` (``tensor_data`` and the
+            descriptors disagree) and the other body rules, as for :func:`decode`.
+        TensorError: ``TENSOR_SHAPE`` when a tensor's bytes have another length than its
+            descriptor, ``TENSOR_DIGEST`` and the other data checks.
+
+    Example:
+        >>> import m2kt_ref
+        >>> packet = m2kt_ref.decode_json(m2kt_ref.encode_json(m2kt_ref.demo_packet()))
+        >>> packet.body.header.title
+        'demo: addition mod 5'
+        >>> try:
+        ...     m2kt_ref.decode_json('{"m2kt_json": "1.0", "body": NaN}')
+        ... except m2kt_ref.DecodeError as exc:
+        ...     print(exc.code)
+        JSON_MALFORMED
+    """
     limits.check("max_packet_bytes", len(text))
     try:
         doc = json.loads(
@@ -830,7 +1023,41 @@ def sniff_json(head: bytes) -> bool:
 def read_packet(
     path: str | Path, limits: Limits = DEFAULT_LIMITS, *, verify_tensors: bool = True
 ) -> Packet:
-    """Read a packet file in either encoding (the JSON form is recognised by its first byte)."""
+    """Read a packet file in either encoding (the JSON form is recognised by its first byte).
+
+    The file is memory-mapped: tensors are zero-copy views of the mapping.
+
+    Args:
+        path: the packet file.
+        limits: decoding limits, checked before allocation.
+        verify_tensors: also check the data section (digests, padding, finiteness).
+
+    Returns:
+        The decoded, validated packet.
+
+    Raises:
+        FileAccessError: ``IO_ERROR`` when the file cannot be read.
+        DecodeError, LimitError, VersionError, ValidationError, TensorError: as for
+            :func:`decode` (CBOR) or :func:`decode_json` (JSON form).
+
+    Example:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> import m2kt_ref
+        >>> packet = m2kt_ref.demo_packet()
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     m2kt_ref.write_packet(packet, Path(tmp) / "demo.m2kt")
+        ...     m2kt_ref.write_packet(packet, Path(tmp) / "demo.json", encoding="json")
+        ...     cbor = m2kt_ref.read_packet(Path(tmp) / "demo.m2kt")
+        ...     text = m2kt_ref.read_packet(Path(tmp) / "demo.json")
+        ...     print(cbor == packet, text == packet)
+        True True
+        >>> try:
+        ...     m2kt_ref.read_packet("no/such/file.m2kt")
+        ... except m2kt_ref.FileAccessError as exc:
+        ...     print(exc.code)
+        IO_ERROR
+    """
     buf = read_bytes(path)
     if sniff_json(bytes(buf[:64])):
         return decode_json(bytes(buf), limits, verify_tensors=verify_tensors)
@@ -838,7 +1065,31 @@ def read_packet(
 
 
 def write_packet(packet: Packet, path: str | Path, *, encoding: str = "cbor") -> None:
-    """Write a packet atomically in ``cbor`` (normative) or ``json`` encoding."""
+    """Write a packet atomically in ``cbor`` (normative) or ``json`` encoding.
+
+    The bytes go to a temporary file beside ``path``, which is synced and then renamed over
+    ``path``; on any error the temporary file is removed and ``path`` is left as it was.
+
+    Args:
+        packet: the packet to write.
+        path: the destination file (replaced if it exists).
+        encoding: ``cbor`` (:func:`encode`) or ``json`` (:func:`encode_json`).
+
+    Raises:
+        UsageError: ``USAGE`` for another encoding.
+        FileAccessError: ``IO_ERROR`` when the file cannot be written.
+
+    Example:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> import m2kt_ref
+        >>> packet = m2kt_ref.demo_packet()
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     m2kt_ref.write_packet(packet, Path(tmp) / "demo.m2kt")
+        ...     on_disk = (Path(tmp) / "demo.m2kt").read_bytes()
+        >>> on_disk == m2kt_ref.encode(packet)
+        True
+    """
     if encoding == "json":
         write_atomic(path, [encode_json(packet)])
     elif encoding == "cbor":

@@ -20,7 +20,30 @@ DEMO_CREATED = "2026-01-01T00:00:00Z"
 
 
 def demo_packet(*, n: int = 5, dim: int = 8, seed: int = 0) -> Packet:
-    """A deterministic packet about the numbers 0..n-1 and addition mod n."""
+    """A deterministic packet about the numbers 0..n-1 and addition mod n.
+
+    Every section is filled (concepts with manifolds, a graph, two traces, anchors, provenance,
+    safety, a non-critical extension) and every dtype is used; the bytes are the same on every
+    platform, which makes it the packet of the spec's worked example, the docs and the tests.
+
+    Args:
+        n: how many numbers (the modulus); at least 5, since the traces add 1 + 2 and 3 + 4.
+        dim: the teacher's latent dimension.
+        seed: seeds the (made-up) embeddings.
+
+    Returns:
+        An unsigned packet with ``n + 1`` concepts (the numbers and the category ``number``).
+
+    Example:
+        >>> import m2kt_ref
+        >>> packet = m2kt_ref.demo_packet()
+        >>> packet.body.header.title, len(packet.body.concepts), len(packet.body.traces)
+        ('demo: addition mod 5', 6, 2)
+        >>> m2kt_ref.demo_packet() == packet            # deterministic
+        True
+        >>> m2kt_ref.demo_packet(n=7, dim=4).body.teacher.latent_dim
+        4
+    """
     # Integers over powers of two only: every value is exact, so the bytes (and the spec's worked
     # example and conformance vectors built from them) are the same on every platform and BLAS.
     rng = np.random.default_rng(seed)

@@ -48,12 +48,20 @@ def check_trust(
         IngestRefusedError: ``INGEST_REFUSED``; ``exc.verification`` holds the same section.
 
     Example:
-        >>> from m2kt_ref import check_trust, demo_packet, IngestRefusedError
+        >>> import m2kt_ref
+        >>> key = m2kt_ref.SigningKey(bytes(range(32)))
+        >>> packet = m2kt_ref.sign_packet(m2kt_ref.demo_packet(), key, signing_time=0)
+        >>> trust = m2kt_ref.TrustStore([m2kt_ref.TrustedKey(key.public_key, "alice")])
+        >>> section = m2kt_ref.check_trust(packet, trust, now=0)
+        >>> section["verified"], [s["name"] for s in section["signers"]]
+        (True, ['alice'])
         >>> try:
-        ...     check_trust(demo_packet(), None)
-        ... except IngestRefusedError as exc:
+        ...     m2kt_ref.check_trust(packet, None)
+        ... except m2kt_ref.IngestRefusedError as exc:
         ...     print(exc.code, exc.verification["verified"])
         INGEST_REFUSED False
+        >>> m2kt_ref.check_trust(packet, None, allow_unverified=True)["allow_unverified"]
+        True
     """
     safety = packet.body.safety
     required = bool(safety.require_signature or require_signature)

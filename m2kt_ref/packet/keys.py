@@ -120,8 +120,30 @@ def signature_problem(signature: bytes) -> str | None:
 class PublicKey:
     """An Ed25519 public key that passed :func:`public_key_problem`.
 
+    Args:
+        raw: the 32-byte RFC 8032 encoding. It must be canonical, not of small order, and in
+            the prime-order subgroup.
+
     Raises:
         SignatureError: ``KEY_MALFORMED`` from the constructor when the bytes are not acceptable.
+
+    Example:
+        >>> import m2kt_ref
+        >>> key = m2kt_ref.SigningKey(bytes(range(32)))    # a fixed seed, for examples only
+        >>> public = m2kt_ref.PublicKey(key.public_key.raw)
+        >>> public == key.public_key, len(public.kid)       # kid = SHA-256 of the raw key
+        (True, 32)
+        >>> public.verify(b"hello", key.sign(b"hello"))     # returns None, or raises
+        >>> try:
+        ...     public.verify(b"hellO", key.sign(b"hello"))
+        ... except m2kt_ref.SignatureError as exc:
+        ...     print(exc.code)
+        SIGNATURE_INVALID
+        >>> try:
+        ...     m2kt_ref.PublicKey(bytes(32))               # a point of small order
+        ... except m2kt_ref.SignatureError as exc:
+        ...     print(exc.code)
+        KEY_MALFORMED
     """
 
     __slots__ = ("raw",)
@@ -140,6 +162,7 @@ class PublicKey:
 
     @property
     def kid_hex(self) -> str:
+        """The key id as lowercase hex."""
         return self.kid.hex()
 
     def verify(self, message: bytes, signature: bytes) -> None:
@@ -180,8 +203,29 @@ class PublicKey:
 class SigningKey:
     """An Ed25519 secret key (the 32-byte RFC 8032 seed) and its public key.
 
+    Use :meth:`generate` for a real key; a fixed seed gives the same key every time (tests,
+    examples). Signing is deterministic (RFC 8032).
+
+    Args:
+        seed: the 32-byte secret seed.
+
     Raises:
         SignatureError: ``KEY_MALFORMED`` when the seed is not 32 bytes.
+
+    Example:
+        >>> import m2kt_ref
+        >>> key = m2kt_ref.SigningKey.generate()
+        >>> signature = key.sign(b"message")
+        >>> len(signature), key.public_key.verify(b"message", signature)
+        (64, None)
+        >>> fixed = m2kt_ref.SigningKey(bytes(range(32)))
+        >>> fixed.kid == m2kt_ref.SigningKey(bytes(range(32))).kid
+        True
+        >>> try:
+        ...     m2kt_ref.SigningKey(b"too short")
+        ... except m2kt_ref.SignatureError as exc:
+        ...     print(exc.code)
+        KEY_MALFORMED
     """
 
     __slots__ = ("_key", "public_key")
@@ -200,6 +244,7 @@ class SigningKey:
 
     @property
     def kid(self) -> bytes:
+        """The public key's id: SHA-256 of the raw 32-byte public key."""
         return self.public_key.kid
 
     def sign(self, message: bytes) -> bytes:
@@ -282,8 +327,27 @@ def _read_cose_key(path: str | Path) -> Any:
 def load_public_key(path: str | Path) -> PublicKey:
     """Read a ``.pub`` file (COSE_Key, see module docstring).
 
+    Args:
+        path: the public key file, as written by :func:`write_key_pair`.
+
+    Returns:
+        The public key.
+
     Raises:
-        SignatureError: ``KEY_MALFORMED``; FileAccessError: ``IO_ERROR``.
+        SignatureError: ``KEY_MALFORMED`` when the file is not a valid Ed25519 COSE_Key
+            without a secret (not CBOR, wrong labels, a bad point, a kid that does not match).
+        FileAccessError: ``IO_ERROR`` when the file cannot be read.
+
+    Example:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> import m2kt_ref
+        >>> key = m2kt_ref.SigningKey(bytes(range(32)))
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     _, public_path = m2kt_ref.write_key_pair(key, Path(tmp) / "alice")
+        ...     public = m2kt_ref.load_public_key(public_path)
+        >>> public == key.public_key
+        True
     """
     return PublicKey.from_cose_key(_read_cose_key(path), where=str(path))
 
@@ -291,8 +355,32 @@ def load_public_key(path: str | Path) -> PublicKey:
 def load_signing_key(path: str | Path) -> SigningKey:
     """Read a ``.key`` file (COSE_Key with ``d``).
 
+    Args:
+        path: the secret key file, as written by :func:`write_key_pair`.
+
+    Returns:
+        The signing key.
+
     Raises:
-        SignatureError: ``KEY_MALFORMED``; FileAccessError: ``IO_ERROR``.
+        SignatureError: ``KEY_MALFORMED`` when the file is not a valid Ed25519 COSE_Key with a
+            32-byte ``d`` (or its ``x`` or ``kid`` does not match the secret).
+        FileAccessError: ``IO_ERROR`` when the file cannot be read.
+
+    Example:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> import m2kt_ref
+        >>> key = m2kt_ref.SigningKey(bytes(range(32)))
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     secret_path, public_path = m2kt_ref.write_key_pair(key, Path(tmp) / "alice")
+        ...     again = m2kt_ref.load_signing_key(secret_path)
+        ...     try:
+        ...         m2kt_ref.load_signing_key(public_path)     # no secret in a .pub file
+        ...     except m2kt_ref.SignatureError as exc:
+        ...         print(exc.code)
+        KEY_MALFORMED
+        >>> again.sign(b"x") == key.sign(b"x")
+        True
     """
     return SigningKey.from_cose_key(_read_cose_key(path), where=str(path))
 
@@ -300,8 +388,26 @@ def load_signing_key(path: str | Path) -> SigningKey:
 def write_key_pair(key: SigningKey, stem: str | Path) -> tuple[Path, Path]:
     """Write ``STEM.key`` (mode 0600) and ``STEM.pub`` (mode 0644) atomically.
 
+    Args:
+        key: the key pair to write.
+        stem: the files' path without suffix (``keys/alice`` -> ``keys/alice.key``,
+            ``keys/alice.pub``); the directory must exist.
+
     Returns:
         The two paths, secret first.
+
+    Raises:
+        FileAccessError: ``IO_ERROR`` when a file cannot be written.
+
+    Example:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> import m2kt_ref
+        >>> key = m2kt_ref.SigningKey.generate()
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     secret, public = m2kt_ref.write_key_pair(key, Path(tmp) / "alice")
+        ...     print(secret.name, public.name, m2kt_ref.load_public_key(public) == key.public_key)
+        alice.key alice.pub True
     """
     stem = Path(stem)
     secret_path = stem.with_name(stem.name + ".key")

@@ -158,9 +158,26 @@ def sign_report(
     """A copy of ``doc`` carrying the operator's receipt (replacing any previous one).
 
     Args:
-        doc: the report.
+        doc: the report (any JSON-able mapping; an ingestion report in practice).
         key: the operator's secret key.
         signing_time: Unix seconds recorded in the protected header; now when None.
+
+    Returns:
+        ``doc`` in JSON types (tuples as lists, numpy scalars as numbers) plus ``receipt``:
+        ``cose_sign1`` (base64), ``kid`` and ``payload`` (hex), ``signing_time`` (RFC 3339).
+
+    Raises:
+        UsageError: ``USAGE`` when ``doc`` holds a value with no JSON form.
+
+    Example:
+        >>> import m2kt_ref
+        >>> key = m2kt_ref.SigningKey(bytes(range(32)))
+        >>> report = {"format": "m2kt.ingestion-report", "decision": "accepted"}
+        >>> signed = m2kt_ref.sign_report(report, key, signing_time=0)
+        >>> sorted(signed["receipt"]), signed["receipt"]["signing_time"]
+        (['cose_sign1', 'kid', 'payload', 'signing_time'], '1970-01-01T00:00:00Z')
+        >>> m2kt_ref.verify_receipt(signed).valid
+        True
     """
     moment = int(time.time()) if signing_time is None else int(signing_time)
     out = json_safe({k: v for k, v in doc.items() if k != "receipt"})
@@ -193,6 +210,32 @@ def verify_receipt(doc: Mapping[str, Any], trust: TrustStore | None = None) -> R
     Never raises for a bad receipt: problems are listed in ``errors`` with the signing codes
     (``UNSIGNED``, ``SIGNATURE_MALFORMED``, ``PAYLOAD_MISMATCH``, ``SIGNATURE_INVALID``,
     ``SIGNER_UNTRUSTED``).
+
+    Args:
+        doc: the report, e.g. as read back from ``report.json``.
+        trust: the operators' keys; None checks the signature without checking who signed.
+
+    Returns:
+        A :class:`ReceiptCheck` (a dict): ``valid``, ``kid``, ``name`` (the trusted key's
+        name), ``signing_time`` and ``errors`` (``{"code", "message", "path"}`` dicts).
+
+    Raises:
+        UsageError: ``USAGE`` when ``doc`` holds a value with no JSON form (never the case for
+            a document read from JSON).
+
+    Example:
+        >>> import m2kt_ref
+        >>> key = m2kt_ref.SigningKey(bytes(range(32)))
+        >>> signed = m2kt_ref.sign_report({"decision": "accepted"}, key, signing_time=0)
+        >>> trust = m2kt_ref.TrustStore([m2kt_ref.TrustedKey(key.public_key, "operator")])
+        >>> check = m2kt_ref.verify_receipt(signed, trust)
+        >>> check.valid, check["name"]
+        (True, 'operator')
+        >>> tampered = {**signed, "decision": "rolled_back"}
+        >>> [e["code"] for e in m2kt_ref.verify_receipt(tampered)["errors"]]
+        ['PAYLOAD_MISMATCH']
+        >>> [e["code"] for e in m2kt_ref.verify_receipt({"decision": "accepted"})["errors"]]
+        ['UNSIGNED']
     """
     errors: list[dict[str, str]] = []
     out = ReceiptCheck(valid=False, kid=None, name=None, signing_time=None, errors=errors)

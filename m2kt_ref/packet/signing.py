@@ -312,7 +312,26 @@ def sign_packet(
         SignatureError: ``PROVENANCE_INCOMPLETE``; for an existing signatures entry,
             ``SIGNATURE_MALFORMED``, ``PAYLOAD_MISMATCH``, ``ALG_UNSUPPORTED``, ``KEY_MALFORMED``
             or ``SIGNATURE_INVALID`` (a broken set is never extended).
+        LimitError: ``LIMIT_EXCEEDED`` when the existing signatures entry is larger than
+            ``limits`` allow or holds more than :data:`MAX_SIGNERS` signers.
         UsageError: ``USAGE`` when ``key`` already signed the packet, or a bad signing time.
+
+    Example:
+        >>> import m2kt_ref
+        >>> alice = m2kt_ref.SigningKey(bytes(range(32)))
+        >>> bob = m2kt_ref.SigningKey(bytes(range(1, 33)))
+        >>> packet = m2kt_ref.demo_packet()
+        >>> signed = m2kt_ref.sign_packet(packet, alice, signing_time=1_767_225_600)
+        >>> signed = m2kt_ref.sign_packet(signed, bob, signing_time=1_767_225_600)
+        >>> signed.packet_id == packet.packet_id      # signatures do not change the id
+        True
+        >>> m2kt_ref.decode(m2kt_ref.encode(signed)).signatures == signed.signatures
+        True
+        >>> try:
+        ...     m2kt_ref.sign_packet(signed, alice)
+        ... except m2kt_ref.UsageError as exc:
+        ...     print(exc.code)
+        USAGE
     """
     if require_provenance:
         check_provenance(packet.body)
@@ -408,6 +427,31 @@ class VerificationResult:
 
     ``errors`` lists every problem in check order (spec §7); ``signers`` describes each
     COSE_Signature; ``required`` is k and ``counted`` the distinct trusted signers found.
+
+    Args:
+        packet_id: hex id of the packet verified (None when it did not decode).
+        required: k, the number of distinct trusted signers the policy requires.
+        signers: one :class:`SignerResult` per COSE_Signature, in order.
+        errors: every problem found, as coded :class:`M2ktError` instances.
+
+    Example:
+        >>> import m2kt_ref
+        >>> key = m2kt_ref.SigningKey(bytes(range(32)))
+        >>> packet = m2kt_ref.sign_packet(m2kt_ref.demo_packet(), key, signing_time=0)
+        >>> result = m2kt_ref.verify_packet(packet, m2kt_ref.TrustStore(), now=0)
+        >>> result.valid, result.required, result.counted
+        (False, 1, 0)
+        >>> [e.code for e in result.errors]
+        ['SIGNER_UNTRUSTED', 'POLICY_UNMET']
+        >>> [check.name for check in result.signers[0].checks if check.passed]
+        ['structure', 'algorithm', 'key', 'signature']
+        >>> result.to_dict()["valid"]
+        False
+        >>> try:
+        ...     result.raise_for_errors()
+        ... except m2kt_ref.SignatureError as exc:
+        ...     print(exc.code)
+        SIGNER_UNTRUSTED
     """
 
     packet_id: str | None
@@ -417,10 +461,12 @@ class VerificationResult:
 
     @property
     def valid(self) -> bool:
+        """True when no check failed."""
         return not self.errors
 
     @property
     def counted(self) -> int:
+        """Distinct trusted signers whose every check passed."""
         return sum(1 for s in self.signers if s.counted)
 
     def raise_for_errors(self) -> None:
@@ -429,6 +475,7 @@ class VerificationResult:
             raise self.errors[0]
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON-able form ``m2kt verify --json`` prints."""
         return {
             "valid": self.valid,
             "packet_id": self.packet_id,
@@ -535,9 +582,24 @@ def verify_packet(
 
     Returns:
         A :class:`VerificationResult`; ``valid`` only when every check of spec §7 passed.
+        Problems (corrupt tensors, malformed or untrusted signatures, an unmet policy) are
+        listed in its ``errors``, not raised.
 
     Raises:
         UsageError: ``USAGE`` when ``min_signers`` is below 1.
+
+    Example:
+        >>> import m2kt_ref
+        >>> key = m2kt_ref.SigningKey(bytes(range(32)))
+        >>> packet = m2kt_ref.sign_packet(m2kt_ref.demo_packet(), key, signing_time=0)
+        >>> trust = m2kt_ref.TrustStore([m2kt_ref.TrustedKey(key.public_key, "alice")])
+        >>> result = m2kt_ref.verify_packet(packet, trust, now=0)
+        >>> result.valid, result.counted, result.signers[0].name
+        (True, 1, 'alice')
+        >>> [e.code for e in m2kt_ref.verify_packet(packet, trust, min_signers=2).errors]
+        ['POLICY_UNMET']
+        >>> [e.code for e in m2kt_ref.verify_packet(m2kt_ref.demo_packet(), trust).errors]
+        ['UNSIGNED']
     """
     if min_signers < 1:
         raise UsageError("min_signers must be at least 1")
@@ -637,10 +699,39 @@ def verify_file(
     workers: int | None = None,
     limits: Limits = DEFAULT_LIMITS,
 ) -> VerificationResult:
-    """Read (memory-mapped) and verify a packet file; see :func:`verify_packet`.
+    """Read (memory-mapped) and verify a packet file in either encoding; see :func:`verify_packet`.
+
+    Args:
+        path: the packet file.
+        trust: the keys the verifier trusts.
+        min_signers: k; the packet's own ``safety.min_signers`` raises it, never lowers it.
+        now: verification time (Unix seconds) for validity windows; the clock when None.
+        workers: threads that hash the tensor data (all cores when None).
+        limits: decoding limits.
+
+    Returns:
+        A :class:`VerificationResult`. A file that does not decode gives an invalid result
+        whose ``errors`` hold the decoding problem (``packet_id`` is then None).
 
     Raises:
         FileAccessError: ``IO_ERROR`` when the file cannot be read.
+        UsageError: ``USAGE`` when ``min_signers`` is below 1.
+
+    Example:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> import m2kt_ref
+        >>> key = m2kt_ref.SigningKey(bytes(range(32)))
+        >>> trust = m2kt_ref.TrustStore([m2kt_ref.TrustedKey(key.public_key, "alice")])
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     path = Path(tmp) / "signed.m2kt"
+        ...     signed = m2kt_ref.sign_packet(m2kt_ref.demo_packet(), key, signing_time=0)
+        ...     m2kt_ref.write_packet(signed, path)
+        ...     print(m2kt_ref.verify_file(path, trust, now=0).valid)
+        ...     _ = path.write_bytes(b"not a packet")
+        ...     print([e.code for e in m2kt_ref.verify_file(path, trust).errors])
+        True
+        ['NOT_A_PACKET']
     """
     return verify_bytes(
         read_bytes(path),

@@ -73,7 +73,27 @@ def expected_length(dtype: str, shape: Iterable[int]) -> int:
 
 @dataclass(frozen=True)
 class EncodedTensor:
-    """A tensor ready to be placed in a packet: dtype name, shape, raw bytes and i8 scale."""
+    """A tensor ready to be placed in a packet: dtype name, shape, raw bytes and i8 scale.
+
+    Made by :func:`~m2kt_ref.encode_tensor` and consumed by :func:`~m2kt_ref.assemble`.
+
+    Args:
+        dtype: ``f32``, ``f16``, ``bf16`` or ``i8``.
+        shape: the tensor's shape.
+        data: the stored values, little-endian, as a flat byte view (bf16 as its 16-bit
+            patterns, i8 quantised).
+        scale: the i8 dequantisation scale (``value = q * scale``); None for other dtypes.
+
+    Example:
+        >>> import numpy as np
+        >>> import m2kt_ref
+        >>> t = m2kt_ref.encode_tensor(np.arange(6.0).reshape(2, 3), "f16")
+        >>> isinstance(t, m2kt_ref.EncodedTensor), t.dtype, t.shape, t.nbytes, t.scale
+        (True, 'f16', (2, 3), 12, None)
+        >>> raw = np.array([0.5, 1.5], dtype="<f4")
+        >>> m2kt_ref.EncodedTensor("f32", (2,), memoryview(raw).cast("B")).nbytes
+        8
+    """
 
     dtype: str
     shape: tuple[int, ...]
@@ -122,6 +142,30 @@ def encode(array: np.ndarray, dtype: str = "f32") -> EncodedTensor:
     ``i8`` uses one symmetric scale per tensor: ``q = round(x / scale)``, ``scale = max|x| / 127``
     (1.0 for an all-zero tensor). Non-finite inputs raise ``NONFINITE_VALUE``: a packet may not
     carry them, so refusing early beats writing a file that no reader accepts.
+
+    Args:
+        array: the values (anything ``np.asarray`` takes); converted to float32 first.
+        dtype: the storage dtype: ``f32``, ``f16``, ``bf16`` (round to nearest even) or ``i8``.
+
+    Returns:
+        An :class:`EncodedTensor` holding the stored bytes (``scale`` set for ``i8`` only).
+
+    Raises:
+        ValidationError: ``NONFINITE_VALUE`` when the array holds NaN or infinity, or a value
+            overflows ``f16`` or ``bf16``.
+        TensorError: ``TENSOR_DTYPE`` for an unknown dtype name.
+
+    Example:
+        >>> import numpy as np
+        >>> import m2kt_ref
+        >>> t = m2kt_ref.encode_tensor(np.array([[0.5, -1.0], [2.0, 0.0]]), "i8")
+        >>> t.dtype, t.shape, t.nbytes, round(t.scale, 6)      # scale = max|x| / 127
+        ('i8', (2, 2), 4, 0.015748)
+        >>> try:
+        ...     m2kt_ref.encode_tensor(np.array([1.0, np.nan]))
+        ... except m2kt_ref.ValidationError as exc:
+        ...     print(exc.code)
+        NONFINITE_VALUE
     """
     values = np.asarray(array, dtype=np.float32)
     if not np.isfinite(values).all():

@@ -69,7 +69,27 @@ def format_time(seconds: int) -> str:
 
 @dataclass(frozen=True)
 class TrustedKey:
-    """A public key the verifier trusts, its display name and optional validity window."""
+    """A public key the verifier trusts, its display name and optional validity window.
+
+    Args:
+        public_key: the trusted key.
+        name: the name reports show for the signer.
+        not_before: Unix seconds before which the key is not valid (None: no lower bound).
+        not_after: Unix seconds after which the key has expired (None: no upper bound).
+        source: where the entry came from (a file, an entry of a JSON trust store), for
+            messages.
+
+    Example:
+        >>> import m2kt_ref
+        >>> key = m2kt_ref.SigningKey(bytes(range(32)))
+        >>> alice = m2kt_ref.TrustedKey(key.public_key, "alice", not_after=1_800_000_000)
+        >>> alice.kid == key.kid, alice.window_error(1_700_000_000, "signing time")
+        (True, None)
+        >>> alice.window_error(1_900_000_000, "verification time").code
+        'KEY_EXPIRED'
+        >>> alice.to_dict()["not_after"]
+        '2027-01-15T08:00:00Z'
+    """
 
     public_key: PublicKey
     name: str
@@ -79,6 +99,7 @@ class TrustedKey:
 
     @property
     def kid(self) -> bytes:
+        """The key id: SHA-256 of the raw public key."""
         return self.public_key.kid
 
     def window_error(self, moment: int, what: str) -> SignatureError | None:
@@ -98,6 +119,7 @@ class TrustedKey:
         return None
 
     def to_dict(self) -> dict[str, Any]:
+        """Name, hex kid and the window in RFC 3339 UTC (for reports)."""
         out: dict[str, Any] = {"name": self.name, "kid": self.public_key.kid_hex}
         if self.not_before is not None:
             out["not_before"] = format_time(self.not_before)
@@ -109,8 +131,33 @@ class TrustedKey:
 class TrustStore:
     """Trusted keys by key id. Listing a key twice is allowed only with identical attributes.
 
+    Build one from :class:`TrustedKey` objects, or read ``.pub`` files and JSON trust stores
+    with :meth:`load`. A store supports ``len``, iteration, ``kid in store`` and
+    :meth:`get`.
+
+    Args:
+        keys: the trusted keys.
+
     Raises:
         SignatureError: ``TRUST_STORE_MALFORMED`` on a conflicting duplicate.
+
+    Example:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> import m2kt_ref
+        >>> alice = m2kt_ref.SigningKey(bytes(range(32)))
+        >>> store = m2kt_ref.TrustStore([m2kt_ref.TrustedKey(alice.public_key, "alice")])
+        >>> len(store), alice.kid in store, store.get(alice.kid).name
+        (1, True, 'alice')
+        >>> with tempfile.TemporaryDirectory() as tmp:           # .pub files: named by stem
+        ...     _, public = m2kt_ref.write_key_pair(alice, Path(tmp) / "lab")
+        ...     print([k.name for k in m2kt_ref.TrustStore.load([public])])
+        ['lab']
+        >>> try:
+        ...     store.add(m2kt_ref.TrustedKey(alice.public_key, "mallory"))
+        ... except m2kt_ref.SignatureError as exc:
+        ...     print(exc.code)
+        TRUST_STORE_MALFORMED
     """
 
     def __init__(self, keys: Iterable[TrustedKey] = ()) -> None:
@@ -119,6 +166,11 @@ class TrustStore:
             self.add(key)
 
     def add(self, key: TrustedKey) -> None:
+        """Add ``key``; a key already present must have the same name and window.
+
+        Raises:
+            SignatureError: ``TRUST_STORE_MALFORMED`` on a conflicting duplicate.
+        """
         known = self._by_kid.get(key.kid)
         if known is None:
             self._by_kid[key.kid] = key
@@ -134,6 +186,7 @@ class TrustStore:
             )
 
     def get(self, kid: bytes) -> TrustedKey | None:
+        """The trusted key with this key id (32-byte SHA-256), or None."""
         return self._by_kid.get(kid)
 
     def __contains__(self, kid: object) -> bool:

@@ -4,10 +4,22 @@
 :mod:`m2kt_ref`. Task families and nets are small and built in, so every step runs on a CPU.
 
 Example:
+    One transfer, teacher to student, at toy size (a real teacher comes from
+    :func:`train_teacher` with its default scale, or ``m2kt train-teacher``):
+
+    >>> import m2kt_ref
     >>> import m2kt_ref.transfer as mt
     >>> task = mt.make_task("chain", n=8, functions=2, k=3)
-    >>> task.name, task.vocab_size > 0
-    ('chain', True)
+    >>> run = mt.train_teacher(task, scale="quick", train_config=mt.TrainConfig(steps=5))
+    >>> key = m2kt_ref.SigningKey(bytes(range(32)))       # SigningKey.generate() in practice
+    >>> packet = mt.generate_from_model(run.model, task, traces=4, created=0, key=key).packet
+    >>> blob = m2kt_ref.encode(packet)                    # what travels
+    >>> student, _, _ = mt.init_student(task, family="mlp", width=12, depth=1)
+    >>> trust = m2kt_ref.TrustStore([m2kt_ref.TrustedKey(key.public_key, "teacher-lab")])
+    >>> result = mt.ingest(m2kt_ref.decode(blob), student, task, mt.IngestConfig(steps=5),
+    ...                    trust=trust)
+    >>> result.decision
+    'accepted'
 """
 
 import importlib

@@ -16,8 +16,28 @@ __all__ = ["as_long_tensor", "model_device", "resolve_device"]
 def resolve_device(device: str | torch.device | None = "cpu") -> torch.device:
     """``cpu``, ``cuda``, ``cuda:N`` or ``auto`` (CUDA when present) to a checked device.
 
+    Args:
+        device: a device string, a ``torch.device``, or None (``cpu``).
+
+    Returns:
+        The device, known to exist here.
+
     Raises:
-        DeviceUnavailableError: CUDA requested but not available, or an unknown device string.
+        DeviceUnavailableError: ``USAGE`` when CUDA (or ``cuda:N``) is requested but not
+            available, or for an unknown or unsupported device (``mps``, ``xla``...).
+
+    Example:
+        >>> import m2kt_ref
+        >>> import m2kt_ref.transfer as mt
+        >>> mt.resolve_device("cpu")
+        device(type='cpu')
+        >>> mt.resolve_device("auto").type in ("cpu", "cuda")
+        True
+        >>> try:
+        ...     mt.resolve_device("banana")
+        ... except m2kt_ref.UsageError as exc:    # DeviceUnavailableError is a UsageError
+        ...     print(type(exc).__name__, exc.code)
+        DeviceUnavailableError USAGE
     """
     if device is None:
         return torch.device("cpu")

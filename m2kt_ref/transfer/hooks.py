@@ -59,6 +59,21 @@ class LayerTap:
     The single forward hook of the library: ingestion trains through :attr:`out`, and
     :class:`HiddenStateReader` copies it out after each batch. Use as a context manager or call
     :meth:`close` to remove the hook.
+
+    Args:
+        module: the submodule to tap (e.g. ``model.get_submodule("final")``). Its output, or
+            the first element of a tuple output, is kept.
+
+    Example:
+        >>> import torch
+        >>> import m2kt_ref.transfer as mt
+        >>> task = mt.make_task("chain", n=8, functions=2, k=3)
+        >>> model, _, _ = mt.init_student(task, family="mlp", width=16, depth=1)
+        >>> with mt.LayerTap(model.get_submodule("final")) as tap:
+        ...     logits = model(torch.zeros(3, task.seq_len, dtype=torch.long))
+        ...     state = tap.take()
+        >>> tuple(logits.shape), tuple(state.shape), state.requires_grad
+        ((3, 8), (3, 16), True)
     """
 
     def __init__(self, module: nn.Module) -> None:
@@ -95,7 +110,8 @@ class LayerTap:
 class HiddenStateReader:
     """Capture the outputs of named submodules while running batches through a model.
 
-    Use as a context manager (hooks are removed on exit) or call :meth:`close`.
+    Use as a context manager (hooks are removed on exit) or call :meth:`close`. The reader also
+    counts the rows that pass through it (``rows_total``, :attr:`distinct_rows`).
 
     Args:
         model: any ``nn.Module``; it is not moved or modified (apart from the hooks, and eval
@@ -106,7 +122,21 @@ class HiddenStateReader:
         batch_size: rows per forward pass.
 
     Raises:
-        UnknownLayerError: a name does not resolve; the message lists the valid names.
+        UnknownLayerError: ``USAGE`` when a name does not resolve; the message lists the valid
+            names.
+        UsageError: ``USAGE`` when layer names repeat or ``batch_size`` is below 1.
+
+    Example:
+        >>> import m2kt_ref.transfer as mt
+        >>> task = mt.make_task("chain", n=8, functions=2, k=3)
+        >>> model, _, _ = mt.init_student(task, family="transformer", width=16, depth=2)
+        >>> rows = task.problems().inputs[:5]
+        >>> with mt.HiddenStateReader(model, ["blocks.1", "final"]) as reader:
+        ...     states = reader.read(rows)
+        ...     print(reader.rows_total, reader.distinct_rows, reader.seen(rows[0]))
+        5 5 True
+        >>> {name: tuple(t.shape) for name, t in states.items()}
+        {'blocks.1': (5, 4, 16), 'final': (5, 16)}
     """
 
     def __init__(

@@ -63,7 +63,33 @@ def _json_bytes(obj: Any) -> bytes:
 
 @dataclass
 class ModelDir:
-    """A loaded model directory."""
+    """A loaded model directory (see :func:`load_model_dir`).
+
+    Args:
+        path: the directory.
+        model: the net, weights loaded, in eval mode on the requested device.
+        net_config: the net's config (``config.json``).
+        task_name: the task's registered name.
+        task_options: the task's options (rebuild the task with :meth:`task`).
+        split_config: ``seed``, ``train_fraction`` and ``test_fraction`` of the teacher's
+            split, or None when the directory records no split (an untrained student).
+        train_config: the optimiser settings used, or None.
+        record: ``record.json``: what happened (sizes, accuracies, steps, versions...).
+
+    Example:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> import m2kt_ref.transfer as mt
+        >>> task = mt.make_task("chain", n=8, functions=2, k=3)
+        >>> model, net_config, record = mt.init_student(task, family="mlp", width=16, depth=1)
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     path = mt.save_model_dir(Path(tmp) / "student", model, net_config, task, record)
+        ...     md = mt.load_model_dir(path)
+        ...     print(md.weights_digest == mt.weights_digest(md.path))
+        True
+        >>> md.task().name, md.net_config == net_config, md.record["trained"]
+        ('chain', True, False)
+    """
 
     path: Path
     model: nn.Module
@@ -110,10 +136,35 @@ def save_model_dir(
     """Write ``model.safetensors``, ``config.json`` and ``record.json`` atomically.
 
     The directory is created if needed; ``record.json`` is written last, so a directory with a
-    record is complete. Returns the directory path.
+    record is complete. The weights are safetensors (no pickle).
+
+    Args:
+        path: the directory (created with its parents when missing; files in it are replaced).
+        model: the net; its state dict is saved.
+        net_config: the config that builds the net (:func:`build_model`).
+        task: the task the model is for (its name and options are recorded).
+        record: JSON-able facts to keep in ``record.json``.
+        split: the train/test split used, so :meth:`ModelDir.split` can rebuild it.
+        train_config: the optimiser settings used.
+
+    Returns:
+        The directory path.
 
     Raises:
-        ModelDirError: the directory cannot be created or written.
+        ModelDirError: ``IO_ERROR`` when the directory cannot be created or written.
+
+    Example:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> import m2kt_ref.transfer as mt
+        >>> task = mt.make_task("chain", n=8, functions=2, k=3)
+        >>> model, net_config, record = mt.init_student(task, family="gru", width=16, depth=1)
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     out = mt.save_model_dir(Path(tmp) / "student", model, net_config, task, record)
+        ...     print(sorted(p.name for p in out.iterdir()))
+        ...     print(mt.state_dict_digest(model) == "sha256:" + mt.weights_digest(out))
+        ['config.json', 'model.safetensors', 'record.json']
+        True
     """
     out = Path(path)
     try:
@@ -145,10 +196,37 @@ def save_model_dir(
 def load_model_dir(path: str | os.PathLike[str], *, device: Any = "cpu") -> ModelDir:
     """Load a model directory written by :func:`save_model_dir` (no pickle anywhere).
 
+    Args:
+        path: the directory.
+        device: where to put the model (``cpu``, ``cuda``, ``cuda:N``, ``auto``).
+
+    Returns:
+        A :class:`ModelDir`; its model is in eval mode on ``device``.
+
     Raises:
-        ModelDirError: missing directory or file, bad JSON, or weights that do not fit the
-            config.
-        DeviceUnavailableError: the device does not exist here.
+        ModelDirError: ``IO_ERROR`` for a missing directory or file, bad JSON, an unknown
+            format or version, or weights that do not fit the config.
+        DeviceUnavailableError: ``USAGE`` when the device does not exist here.
+
+    Example:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> import m2kt_ref
+        >>> import m2kt_ref.transfer as mt
+        >>> task = mt.make_task("chain", n=8, functions=2, k=3)
+        >>> model, net_config, record = mt.init_student(task, family="mlp", width=16, depth=1)
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     path = mt.save_model_dir(Path(tmp) / "student", model, net_config, task, record)
+        ...     md = mt.load_model_dir(path)
+        ...     try:
+        ...         mt.load_model_dir(Path(tmp) / "missing")
+        ...     except m2kt_ref.FileAccessError as exc:     # ModelDirError is one
+        ...         print(type(exc).__name__, exc.code)
+        ModelDirError IO_ERROR
+        >>> problems = task.problems()
+        >>> mt.evaluate(md.model, problems.inputs, problems.targets) == mt.evaluate(
+        ...     model, problems.inputs, problems.targets)
+        True
     """
     src = Path(path)
     dev = resolve_device(device)
@@ -197,8 +275,28 @@ def load_model_dir(path: str | os.PathLike[str], *, device: Any = "cpu") -> Mode
 def weights_digest(path: str | os.PathLike[str]) -> str:
     """SHA-256 (lowercase hex) of the weights file bytes; ``path`` is the dir or the file.
 
+    Packets name their teacher by this digest (``teacher.model_digest`` is ``sha256:`` plus it).
+
+    Args:
+        path: a model directory or its ``model.safetensors`` file.
+
+    Returns:
+        64 lowercase hex digits.
+
     Raises:
-        ModelDirError: the file is missing or unreadable.
+        ModelDirError: ``IO_ERROR`` when the file is missing or unreadable.
+
+    Example:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> import m2kt_ref.transfer as mt
+        >>> task = mt.make_task("chain", n=8, functions=2, k=3)
+        >>> model, net_config, record = mt.init_student(task, family="mlp", width=16, depth=1)
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     out = mt.save_model_dir(Path(tmp) / "m", model, net_config, task, record)
+        ...     digest = mt.weights_digest(out)
+        ...     print(digest == mt.weights_digest(out / "model.safetensors"), len(digest))
+        True 64
     """
     p = Path(path)
     if p.is_dir():
@@ -218,6 +316,22 @@ def state_dict_digest(model: nn.Module) -> str:
 
     For a model saved by :func:`save_model_dir` this equals the digest of its
     ``model.safetensors`` file (same serialiser, same metadata).
+
+    Args:
+        model: any module (its state dict is copied to CPU to be hashed).
+
+    Returns:
+        ``sha256:`` followed by 64 lowercase hex digits.
+
+    Example:
+        >>> import m2kt_ref.transfer as mt
+        >>> task = mt.make_task("chain", n=8, functions=2, k=3)
+        >>> model, net_config, _ = mt.init_student(task, family="mlp", width=16, depth=1)
+        >>> digest = mt.state_dict_digest(model)
+        >>> digest.startswith("sha256:"), len(digest)
+        (True, 71)
+        >>> mt.state_dict_digest(mt.build_model(net_config)) == digest   # same seed, same net
+        True
     """
     from safetensors.torch import save
 

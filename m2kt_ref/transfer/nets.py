@@ -56,8 +56,8 @@ READOUTS = ("last", "mean")
 class NetConfig:
     """JSON-able description of a net; :func:`build_model` turns it into a module.
 
-    Attributes:
-        family: one of :data:`FAMILIES`.
+    Args:
+        family: one of :data:`FAMILIES` (``transformer``, ``mlp``, ``gru``).
         vocab_size, seq_len, n_classes: the task's shape.
         width: model dimension ``d`` (embedding size, hidden size).
         depth: number of blocks (transformer) or layers (mlp, gru).
@@ -67,6 +67,22 @@ class NetConfig:
         dropout: dropout probability (0 for the deterministic small tasks).
         readout: ``last`` (state at the last position) or ``mean`` (mean over positions).
         seed: initialisation seed.
+
+    Raises:
+        NetConfigError: ``USAGE`` for an unknown family or readout, a size below 1, ``width``
+            not divisible by ``heads`` (transformer), or dropout outside [0, 1).
+
+    Example:
+        >>> import m2kt_ref
+        >>> import m2kt_ref.transfer as mt
+        >>> config = mt.NetConfig("mlp", vocab_size=11, seq_len=4, n_classes=8, width=16)
+        >>> mt.NetConfig.from_dict(config.to_dict()) == config
+        True
+        >>> try:
+        ...     mt.NetConfig("transformer", vocab_size=11, seq_len=4, n_classes=8, width=10)
+        ... except m2kt_ref.UsageError as exc:     # NetConfigError is a UsageError
+        ...     print(exc.code, exc)
+        USAGE width 10 is not divisible by heads 4
     """
 
     family: str
@@ -230,6 +246,24 @@ def build_model(config: NetConfig) -> nn.Module:
 
     The global torch RNG is left untouched (the init runs in a forked RNG state), so building a
     model never shifts the random stream of surrounding code.
+
+    Args:
+        config: the net's family, shape and seed.
+
+    Returns:
+        A module mapping ``int64`` token rows ``[B, seq_len]`` to logits ``[B, n_classes]``,
+        with the submodules ``embed``, ``blocks.i`` (transformer) or ``layers.i`` (mlp, gru),
+        ``final`` and ``head``.
+
+    Example:
+        >>> import torch
+        >>> import m2kt_ref.transfer as mt
+        >>> config = mt.NetConfig("transformer", vocab_size=11, seq_len=4, n_classes=8, width=16)
+        >>> model = mt.build_model(config)
+        >>> model(torch.zeros(2, 4, dtype=torch.long)).shape
+        torch.Size([2, 8])
+        >>> [name for name, _ in model.named_children()]
+        ['embed', 'blocks', 'final', 'head']
     """
     cls = _FAMILY_CLASSES[config.family]
     with torch.random.fork_rng(devices=[]):

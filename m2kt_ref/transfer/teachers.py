@@ -127,7 +127,28 @@ def teacher_preset(task_name: str, scale: str) -> TeacherPreset:
 
 @dataclass
 class TeacherRun:
-    """A trained teacher with everything needed to save or use it."""
+    """A trained teacher with everything needed to save or use it (see :func:`train_teacher`).
+
+    Args:
+        model: the trained net, in eval mode.
+        net_config: its config.
+        task: the task it was trained on.
+        split: the seeded train/test/reserve split used.
+        train_config: the optimiser settings used.
+        record: sizes, accuracies (train, validation, test, chance), steps, wall time,
+            parameters and the environment.
+
+    Example:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> import m2kt_ref.transfer as mt
+        >>> task = mt.make_task("chain", n=8, functions=2, k=3)
+        >>> run = mt.train_teacher(task, scale="quick", train_config=mt.TrainConfig(steps=2))
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     path = run.save(Path(tmp) / "teacher")
+        ...     print(mt.load_model_dir(path).split().seed == run.split.seed)
+        True
+    """
 
     model: nn.Module
     net_config: NetConfig
@@ -137,7 +158,11 @@ class TeacherRun:
     record: dict[str, Any]
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write the model directory."""
+        """Write the model directory (:func:`save_model_dir`, split and settings included).
+
+        Raises:
+            ModelDirError: ``IO_ERROR`` when the directory cannot be written.
+        """
         return save_model_dir(
             path,
             self.model,
@@ -182,10 +207,27 @@ def train_teacher(
         seed: seeds the split, the init and the batch order.
         device: ``cpu``, ``cuda`` or ``auto``.
         progress: tqdm bar on stderr (``None``: only on a terminal).
-        train_config: overrides the preset's optimiser settings.
+        train_config: overrides the preset's optimiser settings (its own ``seed`` then orders
+            the batches; ``seed`` still seeds the split and the init).
+
+    Returns:
+        a :class:`TeacherRun`; ``record["test_accuracy"]`` is measured on the held-out test
+        split.
 
     Raises:
-        UsageError: unknown scale or family; DeviceUnavailableError: no such device.
+        UsageError: ``USAGE`` for an unknown scale or family, or no preset for the task.
+        DeviceUnavailableError: ``USAGE`` when the device does not exist here.
+        TaskOptionError: ``USAGE`` when the task has too few problems for the preset's split.
+
+    Example:
+        >>> import m2kt_ref.transfer as mt
+        >>> task = mt.make_task("chain", n=8, functions=2, k=3)
+        >>> quick = mt.TrainConfig(steps=3)             # a real run: drop it, or scale="default"
+        >>> run = mt.train_teacher(task, scale="quick", train_config=quick)
+        >>> run.net_config.family, run.record["steps"], run.record["trained"]
+        ('gru', 3, True)
+        >>> 0.0 <= run.record["test_accuracy"] <= 1.0
+        True
     """
     dev = resolve_device(device)
     preset = teacher_preset(task.name, scale)
@@ -241,8 +283,34 @@ def init_student(
 ) -> tuple[nn.Module, NetConfig, dict[str, Any]]:
     """An untrained net for ``task`` of any shape, with the record that marks it untrained.
 
+    The vocabulary, row length and classes come from ``task``; the shape is the caller's. A
+    student need not match its teacher's family or width.
+
+    Args:
+        task: the task the net is for.
+        family: ``transformer``, ``mlp`` or ``gru``.
+        width: model dimension ``d``.
+        depth: blocks (transformer) or layers (mlp, gru).
+        heads: attention heads (transformer only; must divide ``width``).
+        seed: initialisation seed.
+        readout: ``last`` or ``mean`` pooling before the head.
+
+    Returns:
+        ``(model, net_config, record)``: the net, its config and a ``record.json`` that says
+        ``"trained": false`` (pass all three to :func:`save_model_dir`).
+
     Raises:
-        NetConfigError: the shape is invalid (e.g. width not divisible by heads).
+        NetConfigError: ``USAGE`` when the shape is invalid (e.g. width not divisible by heads).
+
+    Example:
+        >>> import m2kt_ref.transfer as mt
+        >>> task = mt.make_task("chain", n=8, functions=2, k=3)
+        >>> model, config, record = mt.init_student(task, family="mlp", width=16, depth=1)
+        >>> config.vocab_size, config.n_classes, record["trained"], record["parameters"] > 0
+        (11, 8, False, True)
+        >>> again, _, _ = mt.init_student(task, family="mlp", width=16, depth=1)
+        >>> mt.state_dict_digest(again) == mt.state_dict_digest(model)   # seeded
+        True
     """
     net_config = NetConfig(
         family=family,

@@ -72,7 +72,33 @@ def predict(
 def evaluate(
     model: nn.Module, inputs: Any, targets: Any, *, batch_size: int = 8192, device: Any = None
 ) -> float:
-    """Fraction of rows whose argmax equals the target (0.0 for an empty set)."""
+    """Fraction of rows whose argmax equals the target (0.0 for an empty set).
+
+    The model runs in eval mode under ``torch.no_grad``; its previous mode is restored.
+
+    Args:
+        model: any module mapping token rows to logits.
+        inputs: token ids ``(N, L)`` (numpy, a sequence or a tensor).
+        targets: class ids ``(N,)``.
+        batch_size: rows per forward pass.
+        device: where to run (``cpu``, ``cuda``, ``auto``); None uses the model's device.
+
+    Returns:
+        Accuracy in [0, 1].
+
+    Raises:
+        DeviceUnavailableError: ``USAGE`` when ``device`` does not exist here.
+
+    Example:
+        >>> import m2kt_ref.transfer as mt
+        >>> task = mt.make_task("chain", n=8, functions=2, k=3)
+        >>> model, _, _ = mt.init_student(task, family="mlp", width=16, depth=1)
+        >>> test = task.split(0).test
+        >>> 0.0 <= mt.evaluate(model, test.inputs, test.targets) <= 1.0
+        True
+        >>> mt.evaluate(model, test.inputs[:0], test.targets[:0])
+        0.0
+    """
     y = as_long_tensor(targets)
     if len(y) == 0:
         return 0.0
@@ -87,7 +113,7 @@ def evaluate(
 class TrainConfig:
     """Optimisation settings (JSON-able).
 
-    Attributes:
+    Args:
         steps: maximum optimiser steps.
         lr: AdamW learning rate (after a linear warmup of ``warmup_steps``).
         weight_decay: AdamW decoupled weight decay (high values, ~1, drive grokking).
@@ -99,6 +125,14 @@ class TrainConfig:
             training set) reaches this; ``None`` always runs ``steps``.
         grad_clip: max gradient norm; ``None`` disables clipping.
         seed: seed of the mini-batch order.
+
+    Example:
+        >>> import m2kt_ref.transfer as mt
+        >>> config = mt.TrainConfig(steps=200, lr=3e-3, batch_size=64, target_accuracy=0.99)
+        >>> config.to_dict()["betas"]
+        [0.9, 0.98]
+        >>> mt.TrainConfig.from_dict(config.to_dict()) == config
+        True
     """
 
     steps: int = 1000
@@ -172,10 +206,24 @@ def train_model(
             ``train_acc``, ``monitor_acc``) as it is recorded, e.g. to log a long run.
 
     Returns:
-        a :class:`TrainResult`.
+        a :class:`TrainResult`: steps run, wall time, training and monitored accuracy, whether
+        it stopped early, the last loss and the history.
 
     Raises:
-        DeviceUnavailableError: the device does not exist here.
+        DeviceUnavailableError: ``USAGE`` when the device does not exist here.
+        UsageError: ``USAGE`` when ``train`` holds no problem.
+
+    Example:
+        >>> import m2kt_ref.transfer as mt
+        >>> task = mt.make_task("chain", n=8, functions=2, k=3)
+        >>> split = task.split(0)
+        >>> model, _, _ = mt.init_student(task, family="mlp", width=16, depth=1)
+        >>> config = mt.TrainConfig(steps=4, lr=1e-2, eval_every=2)
+        >>> result = mt.train_model(model, split.train, config, valid=split.reserve)
+        >>> result.steps, [entry["step"] for entry in result.history], result.stopped_early
+        (4, [2, 4], False)
+        >>> 0.0 <= result.monitor_accuracy <= 1.0
+        True
     """
     from tqdm.auto import tqdm
 

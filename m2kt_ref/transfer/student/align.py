@@ -142,7 +142,24 @@ class AlignmentMap:
     """Base of the fitted maps: state tensors, application, serialisation.
 
     Subclasses list their state tensor names in ``state_keys`` and implement ``_fit`` and
-    ``_apply`` (on a 2-D batch).
+    ``_apply`` (on a 2-D batch). Get a fitted map from :func:`fit_alignment` (or
+    ``ALIGNERS[method](**options).fit(x, y)``); rebuild a saved one with :meth:`from_state`.
+
+    Example:
+        >>> import torch
+        >>> import m2kt_ref.transfer as mt
+        >>> g = torch.Generator().manual_seed(0)
+        >>> x = torch.randn(32, 6, generator=g, dtype=torch.float64)       # teacher states
+        >>> q, _ = torch.linalg.qr(torch.randn(6, 6, generator=g, dtype=torch.float64))
+        >>> y = 2.0 * x @ q + 1.0                # student states: scaled, rotated, shifted
+        >>> cal = mt.fit_alignment("procrustes", x, y)
+        >>> isinstance(cal, mt.AlignmentMap), cal
+        (True, ProcrustesMap(6 -> 6, torch.float64))
+        >>> torch.allclose(cal(x), y), round(cal.fit_info["scale"], 6)
+        (True, 2.0)
+        >>> again = type(cal).from_state(cal.to_state())    # e.g. after safetensors save/load
+        >>> torch.equal(again(x), cal(x))
+        True
     """
 
     method: ClassVar[str] = ""
@@ -159,6 +176,7 @@ class AlignmentMap:
     # -- properties -------------------------------------------------------------------------
     @property
     def fitted(self) -> bool:
+        """Whether the map holds fitted tensors."""
         return bool(self.state)
 
     @property
@@ -175,11 +193,13 @@ class AlignmentMap:
 
     @property
     def device(self) -> torch.device:
+        """Device of the fitted tensors."""
         self._require_fitted()
         return self.state["mean_x"].device
 
     @property
     def dtype(self) -> torch.dtype:
+        """Dtype of the fitted tensors (float32 or float64)."""
         self._require_fitted()
         return self.state["mean_x"].dtype
 
@@ -702,10 +722,28 @@ def fit_alignment(method: str, x: torch.Tensor, y: torch.Tensor, **options: Any)
         **options: the method's keyword options (see its class).
 
     Returns:
-        The fitted map.
+        The fitted map: call it on teacher states ``[..., d_T]`` to get student states
+        ``[..., d_S]``; ``fit_info`` holds its diagnostics.
 
     Raises:
-        UsageError: ``USAGE`` on an unknown method or option, or bad anchors.
+        UsageError: ``USAGE`` on an unknown method or option, or bad anchors (unpaired,
+            not float32/float64, non-finite, fewer than 2).
+
+    Example:
+        >>> import torch
+        >>> import m2kt_ref
+        >>> import m2kt_ref.transfer as mt
+        >>> g = torch.Generator().manual_seed(0)
+        >>> x = torch.randn(40, 6, generator=g, dtype=torch.float64)   # teacher width 6
+        >>> y = x @ torch.randn(6, 4, generator=g, dtype=torch.float64)  # student width 4
+        >>> cal = mt.fit_alignment("ridge", x, y, lam=0.0)
+        >>> cal(x).shape, torch.allclose(cal(x), y)
+        (torch.Size([40, 4]), True)
+        >>> try:
+        ...     mt.fit_alignment("cca", x, y)
+        ... except m2kt_ref.UsageError as exc:
+        ...     print(exc.code)
+        USAGE
     """
     cls = _aligner(method)
     try:

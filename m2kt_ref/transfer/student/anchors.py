@@ -98,7 +98,22 @@ def align_packet(
         [{"anchors", ...metrics}]}}``.
 
     Raises:
-        IngestError: ``INGEST_INCOMPATIBLE``; UsageError: ``USAGE`` for a bad method or layer.
+        IngestError: ``INGEST_INCOMPATIBLE`` when the packet has fewer than 2 anchors, rows of
+            mixed lengths, or tokens or a row length the student cannot take.
+        UsageError: ``USAGE`` for a bad method, layer or alignment option, or
+            (:class:`~m2kt_ref.errors.DeviceUnavailableError`) a device that does not exist.
+
+    Example:
+        >>> import m2kt_ref.transfer as mt
+        >>> task = mt.make_task("chain", n=8, functions=2, k=3)
+        >>> teacher, _, _ = mt.init_student(task, family="gru", width=16, depth=1)
+        >>> packet = mt.generate_from_model(teacher, task, traces=2, created=0).packet
+        >>> student, _, _ = mt.init_student(task, family="mlp", width=12, depth=1, seed=1)
+        >>> study = mt.align_packet(packet, student, methods=("procrustes", "ridge"))
+        >>> study["teacher_dim"], study["student_dim"], study["n_fit"], study["n_heldout"]
+        (16, 12, 8, 2)
+        >>> sorted(study["methods"]), sorted(study["methods"]["ridge"])
+        (['procrustes', 'ridge'], ['fit', 'fit_info', 'heldout'])
     """
     from m2kt_ref.transfer.device import resolve_device
     from m2kt_ref.transfer.hooks import HiddenStateReader

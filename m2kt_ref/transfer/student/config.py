@@ -39,47 +39,103 @@ HIERARCHY_RELATIONS = ("is_a", "part_of")
 class IngestConfig:
     """Every knob of an ingestion, with defaults that work (JSON-able; see docs/ingestion.md).
 
-    Optimisation: ``steps`` (maximum), ``lr``, ``weight_decay`` (AdamW; 0 by default since the
-    trust region already anchors the weights), ``betas``, ``grad_clip`` (None disables),
-    ``seed`` (every random draw: anchor split, batches, negatives), ``eval_every`` (steps
-    between history entries, plateau checks and callbacks), ``patience`` and ``min_delta``
-    (stop once the loss has not improved by ``min_delta`` relative for ``patience`` checks;
-    ``patience=0`` disables early stopping), ``min_steps``, ``device`` (cpu, cuda, cuda:N,
-    auto), ``bf16`` (autocast on CUDA only), ``train_mode`` (run the student in train mode,
-    e.g. with dropout; off by default so the outputs compared with ``theta_0`` are the same
-    function).
+    Build one with keywords, from a dict (:meth:`from_dict`, the inverse of :meth:`to_dict`) or
+    from ``KEY=VALUE`` text (:meth:`with_settings`); every value is checked on construction.
 
-    Alignment: ``align_method`` (procrustes, ridge, mlp), ``align_options`` (keyword options of
-    the map), ``holdout_fraction`` / ``min_holdout`` (anchors kept out of the fit, for
-    verification), ``csls_k``, ``student_layer`` (default: the student's last block / hidden
-    layer, like the teacher's), ``center`` (geometry and relation metrics on centred states).
+    Args:
+        steps: maximum optimiser steps.
+        lr: AdamW learning rate.
+        weight_decay: AdamW weight decay (0 by default: the trust region already anchors the
+            weights).
+        betas: AdamW betas.
+        grad_clip: gradient norm clip; None disables it.
+        seed: every random draw: anchor split, batches, negatives.
+        eval_every: steps between history entries, plateau checks and callbacks.
+        patience: stop once the loss has not improved by ``min_delta`` (relative) for this
+            many checks; 0 disables early stopping.
+        min_delta: relative improvement that resets the patience count.
+        min_steps: steps run before early stopping may stop.
+        device: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``.
+        bf16: bf16 autocast (CUDA only).
+        train_mode: run the student in train mode (e.g. with dropout); off by default so the
+            outputs compared with ``theta_0`` are the same function.
+        align_method: the alignment map: ``procrustes``, ``ridge`` or ``mlp``.
+        align_options: keyword options of the map (see :func:`fit_alignment`).
+        holdout_fraction: share of anchors kept out of the fit, for verification.
+        min_holdout: fewest held-out anchors when any are held out.
+        csls_k: CSLS neighbourhood size of the retrieval metrics.
+        student_layer: the student layer read as its latent space (default: its last block
+            or hidden layer, like the teacher's).
+        center: compute geometry and relation metrics on centred states.
+        use_concepts: train on the concepts section (L_geo); for ablations, as are the next
+            two. Verification still measures everything.
+        use_graph: train on the graph section (L_struct).
+        use_traces: train on the traces section (L_reason).
+        lambda_geo: weight of the geometry term.
+        lambda_struct: weight of the structure term.
+        lambda_reason: weight of the reasoning term.
+        lambda_safe: weight of the safety term.
+        geo_cos: weight, inside the geometry term, of the angles among concepts (student
+            states against teacher embeddings); like every weight here, 0 skips its part.
+        geo_dist: weight of the (scale-free) distances among concepts.
+        geo_anchor: weight of the pull of each concept state to its mapped teacher
+            embedding.
+        struct_edge: weight of the edge part of the structure term.
+        struct_hierarchy: weight of the hierarchy (triplet) part of the structure term.
+        struct_unrelated: weight of the unrelated-pairs part of the structure term.
+        edge_cos_min: target cosine of an edge of weight 0 (linked concepts are pulled to at
+            least ``edge_cos_min + weight * (edge_cos_max - edge_cos_min)``).
+        edge_cos_max: target cosine of an edge of weight 1.
+        hierarchy_margin: triplet margin of the hierarchy part.
+        hierarchy_relations: relations whose edges order a hierarchy (child -> parent).
+        unrelated_margin: cosine above which unlinked pairs are pushed apart.
+        unrelated_pairs: random unlinked pairs per step.
+        relation_negatives: sampled non-edges per edge, in verification.
+        reason_state: weight, inside the reasoning term, of the squared error between the
+            student's states at trace steps and the mapped teacher states.
+        reason_cosine: weight of their cosine error.
+        reason_answer: weight of the cross-entropy against the teacher's trace answers.
+        safe_drift: weight of the parameter-drift part of the safety term.
+        safe_kl: weight of the output-divergence (KL) part of the safety term.
+        batch_concepts: concepts per step (None = all).
+        batch_traces: traces per step (None = all).
+        batch_protected: protected rows per step (None = all).
+        max_parameter_drift: the operator's bound on relative parameter drift. For this and
+            the next two bounds the stricter of the packet's and the config's applies, so a
+            packet can tighten a bound but never loosen it; None leaves the bound to the
+            packet, or to :data:`DEFAULT_BOUNDS` when the packet has none.
+        max_output_divergence: the operator's bound on the mean KL on the protected set.
+        max_capability_drop: the operator's bound on the accuracy drop on ``protected``.
+        drift_ball: the hard bound projects the weights into a ball of ``drift_ball *
+            max_parameter_drift``, a margin below the check.
+        require_signature: require a verified signature; combined with the packet's policy,
+            the stricter wins.
+        min_signers: k of the k-of-n signer policy; combined likewise.
+        rollback: restore ``theta_0`` when a safety check fails; False keeps the unsafe
+            student (decision ``kept_unsafe``), for experiments.
+        ignore_packet_policy: apply only the config's bounds, None meaning no bound and no
+            projection: an explicit research override, recorded in the report's policy; it
+            never touches the trust gate.
+        protect_task_problems: draw that many task problems (seeded) as a protected
+            capability set.
 
-    Sections (ablations): ``use_concepts`` (L_geo), ``use_graph`` (L_struct), ``use_traces``
-    (L_reason) turn a packet section off for training; verification still measures everything.
+    Raises:
+        UsageError: ``USAGE`` for a value out of range (an unknown ``align_method``, a
+            negative weight or bound, a non-finite float, ``min_signers`` below 1...).
 
-    Loss weights: ``lambda_geo``, ``lambda_struct``, ``lambda_reason``, ``lambda_safe`` and the
-    weights inside each term (``geo_cos``, ``geo_dist``, ``geo_anchor``; ``struct_edge``,
-    ``struct_hierarchy``, ``struct_unrelated``; ``reason_state``, ``reason_cosine``,
-    ``reason_answer``; ``safe_drift``, ``safe_kl``), margins (``edge_cos_min``,
-    ``edge_cos_max``, ``hierarchy_margin``, ``unrelated_margin``), ``hierarchy_relations``,
-    ``unrelated_pairs`` (random unlinked pairs per step), ``relation_negatives`` (per edge, in
-    verification). A zero weight skips the term's computation.
-
-    Batches: ``batch_concepts``, ``batch_traces``, ``batch_protected`` (rows per step; None =
-    all).
-
-    Safety: ``max_parameter_drift``, ``max_output_divergence``, ``max_capability_drop`` (the
-    operator's bounds, :data:`DEFAULT_BOUNDS` by default; the stricter of the packet's and the
-    config's applies, so a packet can tighten a bound but never loosen it; None leaves the
-    bound to the packet, or to :data:`DEFAULT_BOUNDS` when the packet has none),
-    ``drift_ball`` (the hard bound projects the weights into a ball of ``drift_ball *
-    max_parameter_drift``, a margin below the check), ``require_signature`` and ``min_signers``
-    (combined with the packet's policy, the stricter wins), ``rollback`` (restore ``theta_0``
-    when a check fails; False keeps the unsafe student, decision ``kept_unsafe``, for
-    experiments), ``ignore_packet_policy`` (apply only the config's bounds, None meaning no bound
-    and no projection: an explicit research override, recorded in the report's policy; it never
-    touches the trust gate), ``protect_task_problems`` (draw that many task problems as protected
-    capability set, seeded).
+    Example:
+        >>> import m2kt_ref
+        >>> import m2kt_ref.transfer as mt
+        >>> config = mt.IngestConfig(steps=50, align_method="ridge", use_graph=False)
+        >>> mt.IngestConfig.from_dict(config.to_dict()) == config
+        True
+        >>> config.with_settings({"lambda_geo": "0.5", "use_traces": "false"}).use_traces
+        False
+        >>> try:
+        ...     mt.IngestConfig(align_method="cca")
+        ... except m2kt_ref.UsageError as exc:
+        ...     print(exc.code, exc)
+        USAGE ingest config: align_method must be one of procrustes, ridge, mlp
     """
 
     steps: int = 300

@@ -63,13 +63,27 @@ __all__ = ["Callback", "IngestResult", "ingest"]
 class IngestResult:
     """What :func:`ingest` returns.
 
-    Attributes:
+    Args:
         model: the student (the same object that was passed in, trained in place; restored to
             its pre-ingestion weights when the decision is ``rolled_back``).
         report: the ingestion report (JSON-able; ``schemas/ingestion-report.schema.json``).
         alignment: the fitted alignment map (teacher -> student space).
         history: one entry per ``eval_every`` steps: ``step``, ``wall_s``, ``loss`` and each
             term, ``drift`` (for steps-to-accuracy curves).
+
+    Example:
+        >>> import m2kt_ref.transfer as mt
+        >>> task = mt.make_task("chain", n=8, functions=2, k=3)
+        >>> teacher, _, _ = mt.init_student(task, family="gru", width=16, depth=1)
+        >>> packet = mt.generate_from_model(teacher, task, traces=4, created=0).packet
+        >>> student, _, _ = mt.init_student(task, family="mlp", width=12, depth=1, seed=1)
+        >>> config = mt.IngestConfig(steps=3, eval_every=1)
+        >>> result = mt.ingest(packet, student, task, config, allow_unverified=True)
+        >>> result.model is student, result.decision, result.accepted
+        (True, 'accepted', True)
+        >>> result.raise_for_decision()          # raises INGEST_ROLLED_BACK when rolled back
+        >>> [entry["step"] for entry in result.history], result.alignment.method
+        ([1, 2, 3], 'procrustes')
     """
 
     model: nn.Module
@@ -79,15 +93,21 @@ class IngestResult:
 
     @property
     def decision(self) -> str:
+        """``accepted``, ``rolled_back`` or ``kept_unsafe``."""
         return str(self.report["decision"])
 
     @property
     def accepted(self) -> bool:
+        """Whether every safety check passed and the ingested student was kept."""
         return self.decision == "accepted"
 
     def raise_for_decision(self) -> None:
         """Raise ``INGEST_ROLLED_BACK`` when a safety check failed and the student was restored
-        (a ``kept_unsafe`` result was kept on purpose and does not raise)."""
+        (a ``kept_unsafe`` result was kept on purpose and does not raise).
+
+        Raises:
+            IngestError: ``INGEST_ROLLED_BACK``; the message lists the failed checks.
+        """
         if self.decision == "rolled_back":
             reasons = "; ".join(self.report.get("reasons", [])) or "a safety check failed"
             raise IngestError("INGEST_ROLLED_BACK", f"ingestion rolled back: {reasons}")
@@ -197,8 +217,35 @@ def ingest(
 
     Raises:
         IngestRefusedError: ``INGEST_REFUSED`` (trust gate); ``exc.report`` is the report.
+            Nothing was ingested.
         IngestError: ``INGEST_INCOMPATIBLE`` when the packet does not fit the student.
-        UsageError: ``USAGE`` for a bad config, layer or device (e.g. bf16 without CUDA).
+        UsageError: ``USAGE`` for a bad config, layer or device (e.g. bf16 without CUDA), an
+            alignment that cannot be fitted, or protected rows of another length.
+
+        A safety check that fails is not raised: the decision is ``rolled_back`` (see
+        :meth:`IngestResult.raise_for_decision`). On any error the student's weights are
+        restored.
+
+    Example:
+        >>> import m2kt_ref
+        >>> import m2kt_ref.transfer as mt
+        >>> task = mt.make_task("chain", n=8, functions=2, k=3)
+        >>> teacher, _, _ = mt.init_student(task, family="gru", width=16, depth=1)
+        >>> key = m2kt_ref.SigningKey(bytes(range(32)))
+        >>> packet = mt.generate_from_model(teacher, task, traces=4, created=0, key=key).packet
+        >>> trust = m2kt_ref.TrustStore([m2kt_ref.TrustedKey(key.public_key, "teacher-lab")])
+        >>> student, _, _ = mt.init_student(task, family="mlp", width=12, depth=1, seed=1)
+        >>> config = mt.IngestConfig(steps=3)
+        >>> result = mt.ingest(packet, student, task, config, trust=trust, now=0)
+        >>> result.decision, result.report["trust"]["signers"][0]["name"]
+        ('accepted', 'teacher-lab')
+        >>> all(check["passed"] for check in result.report["safety"]["checks"])
+        True
+        >>> try:
+        ...     mt.ingest(packet, student, task, config)             # nobody trusted
+        ... except m2kt_ref.IngestRefusedError as exc:
+        ...     print(exc.code, exc.report["decision"])
+        INGEST_REFUSED refused
     """
     cfg = config or IngestConfig()
     t_start = time.perf_counter()

@@ -33,9 +33,25 @@ def make_task(name: str, **options: Any) -> Task:
         **options: task options; strings are coerced to the option's declared type, so
             ``make_task("modular", p="31")`` equals ``make_task("modular", p=31)``.
 
+    Returns:
+        The task, its options validated. Building it is cheap: problems are enumerated on
+        first use.
+
     Raises:
-        UnknownTaskError: ``name`` is not registered.
-        TaskOptionError: an option is unknown, mistyped or out of range.
+        UnknownTaskError: ``USAGE`` when ``name`` is not registered.
+        TaskOptionError: ``USAGE`` when an option is unknown, mistyped or out of range.
+
+    Example:
+        >>> import m2kt_ref
+        >>> import m2kt_ref.transfer as mt
+        >>> task = mt.make_task("chain", n=8, functions=2, k="3")    # text is coerced
+        >>> task.name, task.option_dict()
+        ('chain', {'n': 8, 'functions': 2, 'k': 3, 'structure_seed': 0})
+        >>> try:
+        ...     mt.make_task("chain", depth=2)
+        ... except m2kt_ref.UsageError as exc:   # TaskOptionError is a UsageError
+        ...     print(type(exc).__name__, exc.code)
+        TaskOptionError USAGE
     """
     try:
         cls = TASKS[name]

@@ -281,6 +281,28 @@ class Task(ABC):
     Subclasses set ``name``, ``description``, ``Options`` (a frozen dataclass deriving from
     :class:`TaskOptions`), and implement the abstract methods. Construction validates options
     and raises :class:`TaskOptionError` on unknown names, wrong types or out-of-range values.
+    Build the registered families with :func:`~m2kt_ref.transfer.make_task`.
+
+    Args:
+        **options: the family's options (see ``m2kt tasks`` or :meth:`describe`); text values
+            are coerced to the option's type.
+
+    Raises:
+        TaskOptionError: ``USAGE`` for an unknown, mistyped or out-of-range option.
+
+    Example:
+        >>> import m2kt_ref.transfer as mt
+        >>> task = mt.make_task("chain", n=8, functions=2, k=3)
+        >>> task.vocab_size, task.seq_len, task.n_classes, len(task.problems())
+        (11, 4, 8, 112)
+        >>> row = task.problems().inputs[0]
+        >>> task.decode(row), task.encode(task.decode(row)) == tuple(row)
+        (['s0', 'f0', '<pad>', '<pad>'], True)
+        >>> split = task.split(seed=0)
+        >>> len(split.train) + len(split.test) + len(split.reserve) == len(task.problems())
+        True
+        >>> [c.id for c in task.concepts()][:3], task.relations()[0].relation
+        (['sym:0', 'sym:1', 'sym:2'], 'implies')
     """
 
     name: ClassVar[str]

@@ -162,10 +162,22 @@ def resolve_created(created: str | int | _dt.datetime | None = None) -> tuple[st
 class GenerationResult:
     """A generated packet and what it took to build it.
 
-    Attributes:
+    Returned by :func:`generate_from_model` and :func:`generate_packet`.
+
+    Args:
         packet: the packet (signed when a key was given).
         stats: plain numbers and names: counts, sizes, inputs used, timings (seconds), the
             reconstruction errors, the trace answers the teacher got right.
+
+    Example:
+        >>> import m2kt_ref.transfer as mt
+        >>> task = mt.make_task("chain", n=8, functions=2, k=3)
+        >>> teacher, _, _ = mt.init_student(task, family="gru", width=16, depth=1)
+        >>> result = mt.generate_from_model(teacher, task, traces=2, created=0)
+        >>> result.stats["packet_id"] == result.packet.packet_id
+        True
+        >>> result.stats["traces"], result.stats["anchors"], result.stats["signed"]
+        (2, 10, False)
     """
 
     packet: Packet
@@ -358,11 +370,33 @@ def generate_from_model(
         a :class:`GenerationResult`.
 
     Raises:
-        UsageError: ``USAGE`` for a bad option, an unknown layer or protected concept, a layer
-            whose output is not ``[N, d]``/``[N, L, d]``, or a declared weight outside [0, 1].
+        UsageError: ``USAGE`` for a bad option or ``created`` time, an unknown layer
+            (:class:`~m2kt_ref.errors.UnknownLayerError`) or protected concept, a layer whose
+            output is not ``[N, d]``/``[N, L, d]``, or a declared weight outside [0, 1].
         SignatureError: ``PROVENANCE_INCOMPLETE`` when signing a packet built from no task
             input (``traces=0``).
         ValidationError: the assembled body breaks a packet rule (a task with bad ids).
+
+    Example:
+        >>> import m2kt_ref
+        >>> import m2kt_ref.transfer as mt
+        >>> task = mt.make_task("chain", n=8, functions=2, k=3)
+        >>> teacher, _, _ = mt.init_student(task, family="gru", width=16, depth=1)
+        >>> key = m2kt_ref.SigningKey(bytes(range(32)))
+        >>> result = mt.generate_from_model(
+        ...     teacher, task, traces=4, dtype="f16", created="2026-01-01T00:00:00Z", key=key
+        ... )
+        >>> packet = result.packet
+        >>> body = packet.body
+        >>> body.teacher.layer, body.teacher.latent_dim, len(body.traces), len(body.anchors)
+        ('layers.0', 16, 4, 10)
+        >>> body.provenance.task_inputs_used, result.stats["signed"]
+        (4, True)
+        >>> m2kt_ref.decode(m2kt_ref.encode(packet)) == packet
+        True
+        >>> trust = m2kt_ref.TrustStore([m2kt_ref.TrustedKey(key.public_key, "lab")])
+        >>> m2kt_ref.verify_packet(packet, trust).valid
+        True
     """
     _check_options(traces, dtype, knn, components, cluster_levels)
     created_text, created_epoch, pinned = resolve_created(created)
@@ -660,8 +694,9 @@ def generate_packet(
     """Build a knowledge packet from a teacher model directory (spec/algorithms.md §1).
 
     Args:
-        teacher: a directory written by ``m2kt train-teacher`` or an already loaded
-            :class:`m2kt_ref.transfer.training.ModelDir`.
+        teacher: a directory written by ``m2kt train-teacher`` (or
+            :func:`~m2kt_ref.transfer.save_model_dir`) or an already loaded
+            :class:`~m2kt_ref.transfer.ModelDir`.
         traces, dtype, layer, knn, components, cluster_levels, seed, created, protected,
             safety, key: see :func:`generate_from_model`; ``layer`` defaults to
             :func:`default_layer` of the directory's net config.
@@ -673,7 +708,22 @@ def generate_packet(
 
     Raises:
         ModelDirError: ``IO_ERROR`` when the directory is missing or unreadable.
+        DeviceUnavailableError: ``USAGE`` when ``device`` does not exist here.
         UsageError, SignatureError, ValidationError: see :func:`generate_from_model`.
+
+    Example:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> import m2kt_ref.transfer as mt
+        >>> task = mt.make_task("chain", n=8, functions=2, k=3)
+        >>> run = mt.train_teacher(task, scale="quick", train_config=mt.TrainConfig(steps=2))
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     path = run.save(Path(tmp) / "chain-teacher")
+        ...     result = mt.generate_packet(path, traces=4, created=0)
+        ...     digest = "sha256:" + mt.weights_digest(path)
+        >>> teacher = result.packet.body.teacher
+        >>> teacher.name, teacher.architecture, teacher.model_digest == digest
+        ('chain-teacher', 'gru', True)
     """
     from m2kt_ref.transfer.model_dir import ModelDir, load_model_dir
 
