@@ -103,3 +103,11 @@ def test_reads_on_cuda():
     with HiddenStateReader(model, ["final"]) as reader:
         out = reader.read(np.zeros((3, 4), dtype=np.int64))
     assert out["final"].device.type == "cpu"
+
+
+def test_an_unknown_device_is_a_usage_error() -> None:
+    from m2kt_ref.errors import DeviceUnavailableError
+
+    model = torch.nn.Sequential(torch.nn.Embedding(4, 3))
+    with pytest.raises(DeviceUnavailableError):
+        HiddenStateReader(model, ["0"], device="banana")

@@ -262,3 +262,13 @@ def test_file_problems_respects_limits_for_both_forms(tmp_path, demo_cbor, demo_
     for name, data in (("a.json", b"{" + b"[" * 50), ("b.json", demo_json), ("c.m2kt", demo_cbor)):
         (tmp_path / name).write_bytes(data)
         assert [p.code for p in file_problems(str(tmp_path / name), tight)] == ["LIMIT_EXCEEDED"]
+
+
+def test_demo_packet_refuses_sizes_it_cannot_fill() -> None:
+    import pytest
+
+    from m2kt_ref import UsageError, demo_packet
+
+    for bad in ({"n": 4}, {"n": 0}, {"dim": 0}):
+        with pytest.raises(UsageError):
+            demo_packet(**bad)

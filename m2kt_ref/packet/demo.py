@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from m2kt_ref import __version__
+from m2kt_ref.errors import UsageError
 from m2kt_ref.packet import tensors as tz
 from m2kt_ref.packet.codec import Packet, assemble
 
@@ -34,6 +35,9 @@ def demo_packet(*, n: int = 5, dim: int = 8, seed: int = 0) -> Packet:
     Returns:
         An unsigned packet with ``n + 1`` concepts (the numbers and the category ``number``).
 
+    Raises:
+        UsageError: ``USAGE`` when ``n`` is below 5 or ``dim`` below 1.
+
     Example:
         >>> import m2kt_ref
         >>> packet = m2kt_ref.demo_packet()
@@ -44,6 +48,8 @@ def demo_packet(*, n: int = 5, dim: int = 8, seed: int = 0) -> Packet:
         >>> m2kt_ref.demo_packet(n=7, dim=4).body.teacher.latent_dim
         4
     """
+    if n < 5 or dim < 1:
+        raise UsageError(f"demo_packet needs n >= 5 and dim >= 1, got n={n}, dim={dim}")
     # Integers over powers of two only: every value is exact, so the bytes (and the spec's worked
     # example and conformance vectors built from them) are the same on every platform and BLAS.
     rng = np.random.default_rng(seed)

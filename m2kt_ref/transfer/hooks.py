@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from m2kt_ref.errors import UnknownLayerError, UsageError
+from m2kt_ref.transfer.device import resolve_device
 
 __all__ = ["HiddenStateReader", "LayerTap", "first_tensor", "resolve_layer"]
 
@@ -125,6 +126,7 @@ class HiddenStateReader:
         UnknownLayerError: ``USAGE`` when a name does not resolve; the message lists the valid
             names.
         UsageError: ``USAGE`` when layer names repeat or ``batch_size`` is below 1.
+        DeviceUnavailableError: ``USAGE`` when ``device`` does not exist here.
 
     Example:
         >>> import m2kt_ref.transfer as mt
@@ -158,7 +160,7 @@ class HiddenStateReader:
             param = next(iter(model.parameters()), None)
             self.device = param.device if param is not None else torch.device("cpu")
         else:
-            self.device = torch.device(device)
+            self.device = resolve_device(device)
         self._taps = {name: LayerTap(resolve_layer(model, name)) for name in self.layers}
         self._seen: set[bytes] = set()
         self.rows_total = 0
