@@ -8,7 +8,12 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from m2kt_ref.transfer.accounting import InputCounter, probe_row_keys, row_keys  # noqa: E402
+from m2kt_ref.transfer.accounting import (  # noqa: E402
+    InputCounter,
+    TransferAccount,
+    probe_row_keys,
+    row_keys,
+)
 from m2kt_ref.transfer.distill import FitConfig, logit_distill, train_on_labels  # noqa: E402
 from m2kt_ref.transfer.nets import NetConfig, build_model  # noqa: E402
 from m2kt_ref.transfer.tasks import make_task  # noqa: E402
@@ -83,11 +88,22 @@ def test_generation_provenance_equals_counter(task):
         gen = generate_from_model(teacher, task, traces=5, created=0)
     prov = gen.packet.body.provenance
     tally = c.tally()
-    assert tally.task_inputs == prov.task_inputs_used == 5
+    # the teacher decodes every candidate problem to choose its traces: all of them count
+    assert tally.task_inputs == prov.task_inputs_used == len(task.problems())
     assert tally.concept_probes == prov.concept_probes_used
     traces = {np.array(t.input, dtype=np.int64).tobytes() for t in gen.packet.body.traces}
-    assert c.task_rows == traces
+    assert len(traces) == 5 and traces <= c.task_rows
     assert probe_row_keys(task) >= (c.rows - c.task_rows)
+
+
+def test_transfer_account_counts_labels_not_hints():
+    account = TransferAccount(task_rows=13, trace_step_labels=52, operator_facts=4,
+                              declared_facts=2, concept_probes=90)  # fmt: skip
+    assert account.label_equivalents == 13 + 4 + 2  # hints and probes are counted beside
+    more = account.with_synthetic(1000, 3)
+    assert more.label_equivalents == account.label_equivalents
+    assert more.to_dict()["synthetic_rows"] == 1000 and more.to_dict()["synthetic_in_test"] == 3
+    assert set(more.to_dict()) >= {"task_rows", "trace_step_labels", "concept_probes"}
 
 
 @pytest.mark.parametrize("n", [3, 11])

@@ -16,6 +16,7 @@ pytest.importorskip("scipy")
 
 from m2kt_ref.cli import main  # noqa: E402
 from m2kt_ref.packet import codec  # noqa: E402
+from m2kt_ref.packet.keys import load_signing_key  # noqa: E402
 from m2kt_ref.transfer.model_dir import (  # noqa: E402
     load_model_dir,
     state_dict_digest,
@@ -38,6 +39,11 @@ from m2kt_ref.transfer.teacher.geometry import (  # noqa: E402
     knn_similarity,
     nearest_concepts,
     relative_rms_error,
+)
+from m2kt_ref.transfer.teacher.readout import (  # noqa: E402
+    class_concepts,
+    net_readout,
+    step_positions,
 )
 from m2kt_ref.transfer.teachers import teacher_preset, train_teacher  # noqa: E402
 
@@ -147,7 +153,9 @@ def test_recorded_inputs_equal_what_reached_the_teacher(teacher_dirs, family):
     probes = {tuple(p.tokens) for c in task.concepts() for p in c.probes}
     distinct = set(fed)
     prov = result.packet.body.provenance
-    assert prov.task_inputs_used == len(distinct & problems) == K
+    # the teacher decodes every candidate (every problem outside its test split) to choose traces
+    candidates = problems - {tuple(r) for r in md.split().test.inputs.tolist()}
+    assert prov.task_inputs_used == len(distinct & problems) == len(candidates)
     assert prov.concept_probes_used == len(distinct & probes - problems) == len(probes)
     assert distinct <= problems | probes  # nothing else went in
     assert result.stats["forward_rows_total"] == len(fed)
@@ -290,11 +298,15 @@ def test_key_signs_and_packet_verifies(teacher_dirs, tmp_path, capsys):
     unsigned = _packet(teacher_dirs, "modular").packet
     assert unsigned.packet_id == packet.packet_id  # signing leaves the body alone
 
-    code, _, err = _cli(
-        capsys, "generate", "--teacher", teacher_dirs["modular"], "-o", out, "--key", secret,
-        "--traces", 0,
-    )  # fmt: skip
-    assert code == 1 and err.startswith("PROVENANCE_INCOMPLETE:")
+    # a packet built from no task input at all cannot be signed (spec/signing.md §8)
+    md = load_model_dir(teacher_dirs["modular"])
+    nothing = md.task().problems().take(np.zeros(0, dtype=np.int64))
+    with pytest.raises(Exception) as info:
+        generate_from_model(
+            md.model, md.task(), candidates=nothing, traces=0, created=CREATED,
+            key=load_signing_key(secret),
+        )  # fmt: skip
+    assert info.value.code == "PROVENANCE_INCOMPLETE"
 
 
 # --------------------------------------------------------------------------- user mistakes
@@ -384,17 +396,21 @@ def test_manifolds_match_anchor_states(packets, family):
 def test_graph_rules(packets, family):
     packet = packets[family]
     body = packet.body
-    task = make_task(family, **SMALL[family])
     order = {c.id: i for i, c in enumerate(body.concepts)}
     keys = [(e.source, e.target, e.relation) for e in body.graph.edges]
     assert len(keys) == len(set(keys))
     assert all(0.0 <= e.weight <= 1.0 for e in body.graph.edges)
     weight = dict(zip(keys, (e.weight for e in body.graph.edges), strict=True))
-    for r in task.relations():
-        s, t = r.source, r.target
-        if r.relation in ("similar_to", "inverse_of") and order[t] < order[s]:
-            s, t = t, s
-        assert weight[(s, t, r.relation)] >= r.weight
+    # every edge says where it came from, and none is the task's ground truth
+    derivation = body.extensions["derivation"].data["edges"]
+    assert len(derivation) == len(keys)
+    assert set(derivation) <= {"teacher-geometry", "teacher-probe"}
+    assert {
+        r for (_, _, r), d in zip(keys, derivation, strict=True) if d == "teacher-geometry"
+    } <= {
+        "similar_to",
+        "part_of",
+    }
     # similar_to edges include every concept's nearest neighbour (the packet's own embeddings)
     task_ids = [c.id for c in body.concepts if c.kind != "cluster"]
     emb = np.stack([packet.tensor_f32(f"concept/{i}/embedding") for i in task_ids])
@@ -432,31 +448,69 @@ def test_graph_rules(packets, family):
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_traces_follow_the_teacher(teacher_dirs, packets, family):
+    """Answers are the teacher's outputs; steps sit after every token past the first, named by
+    the teacher's own readout (final norm and head) applied to its state there."""
     packet = packets[family]
     md = load_model_dir(teacher_dirs[family])
     task = md.task()
-    ids = [c.id for c in packet.body.concepts if c.kind != "cluster"]
-    emb = np.stack([packet.tensor_f32(f"concept/{i}/embedding") for i in ids])
+    assert packet.body.extensions["derivation"].data["trace_steps"] == "teacher-readout"
     x = torch.tensor([t.input for t in packet.body.traces])
     with torch.no_grad():
         answers = md.model(x).argmax(-1).tolist()
+    readout = net_readout(md.model, default_layer(md.net_config))
+    names = class_concepts(task)
     for trace, answer in zip(packet.body.traces, answers, strict=True):
         assert trace.answer == answer and trace.answer_label == task.answer_labels[answer]
-        states = packet.tensor_f32(trace.states)
-        cos = cosine_matrix(states, emb)
-        for step, row in zip(trace.steps, cos, strict=True):
-            assert step.similarity == pytest.approx(row.max(), abs=1e-6)
-            assert row[ids.index(step.concept)] == pytest.approx(row.max(), abs=1e-6)
-        # positions come from the task's own decomposition of the problem
-        expected = [s.position for s in _decompose(task, trace.input)]
-        assert [s.position for s in trace.steps] == expected
+        states = torch.from_numpy(packet.tensor_f32(trace.states))
+        with torch.no_grad():
+            decoded = readout(states).argmax(-1).tolist()
+        assert [s.concept for s in trace.steps] == [names[c] for c in decoded]
+        named = [p for p in step_positions(trace.input, task.seq_len) if p > 0]
+        assert {s.position for s in trace.steps} <= set(named or [0])
 
 
-def _decompose(task, row):
-    problems = task.problems()
-    keys = [tuple(r) for r in problems.inputs.tolist()]
-    target = int(problems.targets[keys.index(tuple(row))])
-    return task.decompose(row, target)
+def test_cover_traces_exercise_every_transition_of_the_teacher(teacher_dirs):
+    md = load_model_dir(teacher_dirs["chain"])
+    cover = generate_packet(md, created=CREATED)
+    sel = cover.stats["trace_selection"]
+    assert sel["method"] == "cover" and sel["covered"] == sel["exercised"] > 0
+    assert cover.stats["traces"] < sel["candidates"]
+    again = generate_packet(md, created=CREATED)
+    assert codec.encode(again.packet) == codec.encode(cover.packet)  # deterministic
+    few = generate_packet(md, created=CREATED, trace_selection="random", traces=2)
+    assert few.stats["traces"] == 2 and few.stats["trace_selection"]["covered"] <= sel["covered"]
+
+
+def test_declared_relations_only_on_request_and_marked(teacher_dirs):
+    md = load_model_dir(teacher_dirs["chain"])
+    plain = generate_packet(md, created=CREATED).packet
+    declared = generate_packet(md, created=CREATED, declare=True).packet
+    assert "declared" not in plain.body.extensions["derivation"].data["edges"]
+    edges = declared.body.graph.edges
+    kinds = declared.body.extensions["derivation"].data["edges"]
+    got = {
+        (e.source, e.target, e.relation)
+        for e, k in zip(edges, kinds, strict=True)
+        if k == "declared"
+    }
+    truth = {(r.source, r.target, r.relation) for r in md.task().relations()}
+    assert got and got <= truth | {(t, s, r) for s, t, r in truth}
+
+
+def test_operator_probes_yield_entries_and_edges(teacher_dirs):
+    chain = generate_packet(load_model_dir(teacher_dirs["chain"]), created=CREATED, operators=True)
+    entries = chain.packet.body.extensions["operators"].data["entries"]
+    assert len(entries) == chain.stats["operator_entries"] > 0
+    assert all(e["derivation"] == "teacher-probe" for e in entries)
+    tree = generate_packet(
+        load_model_dir(teacher_dirs["hierarchy"]), created=CREATED, operators=True
+    )
+    kinds = tree.packet.body.extensions["derivation"].data["edges"]
+    isa = [
+        e for e, k in zip(tree.packet.body.graph.edges, kinds, strict=True) if k == "teacher-probe"
+    ]
+    assert isa and all(e.relation == "is_a" for e in isa)
+    assert tree.stats["operator_probes_used"] > 0  # deeper levels are not task problems
 
 
 # --------------------------------------------------------------------------- low-level API
@@ -477,10 +531,14 @@ def test_generate_from_a_foreign_module():
     assert info.value.code == "USAGE"
     result = generate_from_model(model, task, layer="3", traces=3, created=CREATED)
     packet = codec.decode(codec.encode(result.packet))
+    # no readout is known for a foreign module: steps are named by the nearest concept
+    assert packet.body.extensions["derivation"].data["trace_steps"] == "nearest-concept"
+    assert len(packet.body.traces) == 3
     assert packet.body.teacher.architecture == "Sequential"
     assert packet.body.teacher.latent_dim == 16 and packet.body.teacher.layer == "3"
     assert packet.body.teacher.model_digest == state_dict_digest(model)
-    assert packet.body.provenance.task_inputs_used == 3
+    # every candidate problem ran through the teacher to decode its steps
+    assert packet.body.provenance.task_inputs_used == len(task.problems())
     with pytest.raises(Exception) as info:
         generate_from_model(model, task, layer="0.weight", created=CREATED)
     assert info.value.code == "USAGE"
@@ -569,8 +627,9 @@ def test_declared_weight_outside_unit_interval_is_refused():
     task = Overweight(p=5, ops="+")
     model = _foreign_model(task)
     with pytest.raises(Exception) as info:
-        generate_from_model(model, task, layer="3", created=CREATED)
+        generate_from_model(model, task, layer="3", created=CREATED, declare=True)
     assert info.value.code == "USAGE" and "num:0 -implies-> num:2" in str(info.value)
+    generate_from_model(model, task, layer="3", created=CREATED)  # not declared: not read
 
 
 def test_safety_overrides_and_teacher_fields():

@@ -14,7 +14,6 @@ from m2kt_ref.transfer.tasks import (
     CONCEPT_KINDS,
     PAD_ID,
     RELATIONS,
-    STEP_ROLES,
     TASKS,
     describe_tasks,
     make_task,
@@ -73,7 +72,7 @@ def test_deterministic_per_seed(task):
     assert not np.array_equal(a.test.inputs, c.test.inputs)
     assert task.concepts() == other.concepts()
     assert task.relations() == other.relations()
-    assert task.canonical_problems(5, 1) == other.canonical_problems(5, 1)
+    assert task.operator_probes() == other.operator_probes()
 
 
 def test_split_partitions_without_leak(task):
@@ -209,36 +208,47 @@ def test_chain_answers():
         assert y == target
 
 
-def test_canonical_problems_cover_concepts(task):
-    sp = task.split(0)
-    probs = task.canonical_problems(40, 0, exclude=sp.test)
-    assert len(probs) == 40
-    test_rows = sp.test.row_keys()
-    ids = {c.id for c in task.concepts()}
-    covered = set()
-    for p in probs:
-        assert np.array(p.inputs, dtype=np.int64).tobytes() not in test_rows
-        assert p.steps[-1].role == "answer"
-        assert p.steps[-1].value == task.answer_labels[p.target]
-        for s in p.steps:
-            assert s.role in STEP_ROLES and s.concept_id in ids
-            assert 0 <= s.position < task.seq_len
-            covered.add(s.concept_id)
-        json.dumps(p.to_dict())
-    assert len(covered) >= 0.5 * len(ids)
+def _truth(task, probes):
+    """Ground-truth answers to probes (a probe that is no task problem gets class 0)."""
+    ps = task.problems()
+    look = {
+        r.tobytes(): int(y) for r, y in zip(ps.inputs.astype(np.int64), ps.targets, strict=True)
+    }
+    return [look.get(np.array(p.tokens, dtype=np.int64).tobytes(), 0) for p in probes]
 
 
-def test_chain_trace_has_intermediate_answers():
+def test_chain_operator_probes_are_one_step_rows():
     t = make_task("chain", n=8, functions=2, k=3)
-    row = t.encode(["s0", "f0", "f1", "f0"])
-    target = int(t.tables[0][t.tables[1][t.tables[0][0]]])
-    steps = t.decompose(row, target)
-    hops = [s for s in steps if s.role == "hop"]
-    assert [s.concept_id for s in hops] == [
-        f"sym:{t.tables[0][0]}",
-        f"sym:{t.tables[1][t.tables[0][0]]}",
-    ]
-    assert steps[-1].concept_id == f"sym:{target}"
+    probes = t.operator_probes()
+    assert len(probes) == 8 * 2
+    ids = {c.id for c in t.concepts()}
+    for p in probes:
+        assert p.operator in ids and p.source in ids and len(p.tokens) == t.seq_len
+        assert p.tokens[2:] == (PAD_ID,) * (t.seq_len - 2)
+    facts = t.operator_facts(probes, _truth(t, probes), [1.0] * len(probes))
+    assert not facts.edges and len(facts.entries) == len(probes)
+    for e in facts.entries:
+        j, x = int(e.operator.split(":")[1]), int(e.source.split(":")[1])
+        assert e.target == f"sym:{t.tables[j][x]}"
+
+
+def test_hierarchy_operator_facts_recover_the_tree_from_answers():
+    t = make_task("hierarchy", depth=3, branching=3)
+    probes = t.operator_probes()
+    assert len(probes) == (len(t.nodes) - 1) * 3
+    answers = _truth(t, probes)
+    facts = t.operator_facts(probes, answers, [0.9] * len(probes))
+    assert not facts.entries
+    truth = {(r.source, r.target) for r in t.relations() if r.relation == "is_a"}
+    assert {(e.source, e.target) for e in facts.edges} == truth
+    # a node whose depth the teacher never names gets no edge: facts come from answers only
+    wrong = [0 if p.source == t.node_id(5) else a for p, a in zip(probes, answers, strict=True)]
+    edges = t.operator_facts(probes, wrong, [0.9] * len(probes)).edges
+    assert t.node_id(5) not in {e.source for e in edges}
+
+
+def test_modular_has_no_operator_probes():
+    assert make_task("modular", p=5).operator_probes() == []
 
 
 def test_unknown_task_and_options():

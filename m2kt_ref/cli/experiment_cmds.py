@@ -23,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "report.md and transfer.png. Prints the headline: relative performance and data "
         "reduction against KD.",
     )
-    p.add_argument("--task", default="modular", help="task family (default modular)")
+    p.add_argument("--task", default="chain", help="task family (default chain)")
     p.add_argument(
         "--opt",
         action="append",
@@ -45,6 +45,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="instead of running, merge the results of runs that differ only in seeds into --out",
     )
+    p.add_argument(
+        "--summary",
+        nargs="+",
+        metavar="DIR",
+        help="instead of running, print the combined headline table of these results (Markdown)",
+    )
+    p.add_argument(
+        "--depth-curve",
+        nargs="+",
+        metavar="DIR",
+        help="instead of running, print the data-reduction table of hierarchy runs by depth",
+    )
     p.set_defaults(handler=experiment_command)
 
 
@@ -52,15 +64,36 @@ def _pct(v: float | None) -> str:
     return "n/a" if v is None else f"{100 * v:.1f}%"
 
 
+def _load(paths: list[str]) -> list[dict]:
+    from pathlib import Path
+
+    from m2kt_ref.errors import UsageError
+
+    docs = []
+    for p in paths:
+        path = Path(p)
+        path = path / "results.json" if path.is_dir() else path
+        try:
+            docs.append(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"cannot read results {path}: {exc}") from None
+    return docs
+
+
 def experiment_command(args: argparse.Namespace) -> int:
-    """Run the experiment and print the headline."""
-    from m2kt_ref.experiments import run_experiment
+    """Run the experiment (or merge or summarise results) and print the headline."""
+    from m2kt_ref.experiments import merge_results, run_experiment
+    from m2kt_ref.experiments.render import depth_curve_table, headline_table
     from m2kt_ref.transfer.tasks import parse_option_pairs
 
+    if args.summary:
+        print(headline_table(_load(args.summary)), end="")
+        return 0
+    if args.depth_curve:
+        print(depth_curve_table(_load(args.depth_curve), "concept-state"), end="")
+        return 0
     options = parse_option_pairs(args.opt)
     if args.merge:
-        from m2kt_ref.experiments import merge_results
-
         res = merge_results(args.merge, args.out or f"runs/{args.task}-merged")
         return _print_headline(res, args)
 
@@ -82,41 +115,49 @@ def experiment_command(args: argparse.Namespace) -> int:
     return _print_headline(res, args)
 
 
+def _pct(v: float | None) -> str:
+    return "n/a" if v is None else f"{100 * v:.1f}%"
+
+
 def _print_headline(res: dict, args: argparse.Namespace) -> int:
     if args.json:
-        keys = (
-            "task",
-            "seeds",
-            "teacher",
-            "m2kt",
-            "relative_performance",
-            "kd_inputs_to_match",
-            "data_reduction",
-            "scratch",
-            "steps_to_90",
-            "ablations",
-        )
+        keys = ("task", "seeds", "teacher", "information_floor", "answer_key", "students")
         print(json.dumps({k: res[k] for k in keys}, indent=1))
         return 0
     out = args.out or f"runs/{args.task}"
+    t = res["teacher"]
     print(f"task {res['task']} ({res['scale']}), seeds {res['seeds']}, results in {out}/")
-    print(f"teacher accuracy {res['teacher']['accuracy']:.4f}")
-    chance = res["teacher"]["chance_accuracy"]
+    print(
+        f"teacher accuracy {t['accuracy']:.4f}; chance {t['chance_accuracy']:.4f}; information "
+        f"floor {res['information_floor']['label_equivalents']} label-equivalents"
+    )
     for name, s in res["students"].items():
-        m = s["m2kt"]
-        match = s["kd_inputs_to_match"]["mean"]
-        if not s["above_chance"]:
-            versus = f"not above chance ({chance:.4f}): no data reduction to report"
-        elif match is None:
-            versus = "KD needs more than the full pool (not reached)"
-        else:
-            versus = f"KD needs {match:.0f} -> data reduction {_pct(s['data_reduction']['mean'])}"
-            if s["above_chance"] < len(res["seeds"]):
-                versus += f" (seeds above chance: {s['above_chance']}/{len(res['seeds'])})"
-        print(
-            f"{name}: M2KT acc {m['accuracy']['mean']:.4f} = "
-            f"{_pct(s['relative_performance']['mean'])} of teacher with "
-            f"{m['inputs_used']['mean']:.0f} task inputs (+{m['concept_probes']['mean']:.0f} "
-            f"concept probes); {versus}"
+        if "accuracy" not in s:
+            if "kd_warm_curve" in s:
+                warm, cold = s["warm_inputs_to_target"]["mean"], s["kd_inputs_to_target"]["mean"]
+                print(
+                    f"{name}: KD needs {cold or 'more than the pool':} rows for 90 % of the "
+                    f"teacher; after the packet's geometry {warm or 'more than the pool'}; "
+                    f"data reduction {_pct(s['data_reduction']['mean'])}"
+                )
+            continue
+        acc, le = s["accuracy"]["mean"], s["label_equivalents"]["mean"]
+        line = (
+            f"{name}: M2KT acc {acc:.4f} = {_pct(s['relative']['mean'])} of teacher with "
+            f"{le:.0f} label-equivalents ({s['floor_multiple']['mean']:.2f}x floor); "
         )
+        if not s["above_chance_seeds"]:
+            line += "not above chance: no data reduction to report"
+        elif s["data_reduction"]["mean"] is None:
+            line += "KD does not reach it within the pool"
+        else:
+            line += (
+                f"KD needs {s['kd_inputs_to_match']['mean']:.0f} -> data reduction "
+                f"{_pct(s['data_reduction']['mean'])}"
+            )
+        line += (
+            f"; answer-key reader {s['answer_key']['mean']:.3f}, same-prior control "
+            f"{(s['same_prior']['mean'] or 0):.3f}"
+        )
+        print(line)
     return 0

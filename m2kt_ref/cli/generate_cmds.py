@@ -22,12 +22,44 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "generate",
         help="build a knowledge packet from a teacher model directory",
         description="Read a trained teacher's hidden states on its task's concept probes and "
-        "canonical problems, and write a knowledge packet: concepts, abstraction graph, "
-        "reasoning traces, anchors, provenance and safety policy (spec/algorithms.md §1).",
+        "problems, and write a knowledge packet whose every fact comes from the teacher and "
+        "says how: concepts, abstraction graph, reasoning traces (steps decoded by the "
+        "teacher's own readout, problems chosen to cover every transition it makes), anchors, "
+        "provenance and safety policy (spec/algorithms.md §1). Task ground truth enters only "
+        "with --declare, marked declared.",
     )
     p.add_argument("--teacher", required=True, metavar="DIR", help="teacher model directory")
     p.add_argument("-o", "--output", required=True, metavar="PACKET", help="packet file to write")
-    p.add_argument("--traces", type=int, default=16, metavar="K", help="canonical problems (16)")
+    p.add_argument(
+        "--traces",
+        type=int,
+        metavar="K",
+        help="number of traces (default: exactly the cover with --trace-selection cover, 16 "
+        "with random)",
+    )
+    p.add_argument(
+        "--trace-selection",
+        choices=("cover", "random"),
+        default="cover",
+        help="cover: the fewest problems whose decoded steps exercise every transition the "
+        "teacher makes (default); random",
+    )
+    p.add_argument(
+        "--step-decoding",
+        choices=("teacher-readout", "nearest-concept"),
+        help="how trace steps are named (default: the teacher's readout where the layer feeds "
+        "it, else the nearest concept)",
+    )
+    p.add_argument(
+        "--operators",
+        action="store_true",
+        help="ask the teacher the task's operator probes and add what they yield",
+    )
+    p.add_argument(
+        "--declare",
+        action="store_true",
+        help="add the task's ground-truth relations, marked declared",
+    )
     p.add_argument(
         "--dtype", default="f32", metavar="DTYPE", help="tensor dtype: f32 (default), f16, bf16, i8"
     )
@@ -35,7 +67,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--layer", metavar="L", help="layer to read (default: the last block / hidden layer)"
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of the canonical-problem choice (0)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the trace choice's order (0)")
     p.add_argument("--knn", type=int, default=3, metavar="K", help="similarity neighbours (3)")
     p.add_argument("--components", type=int, default=4, metavar="R", help="manifold directions (4)")
     p.add_argument("--cluster-levels", type=int, default=3, metavar="L", help="clustering cuts (3)")
@@ -77,6 +109,10 @@ def generate_command(args: argparse.Namespace) -> int:
     result = generate_packet(
         args.teacher,
         traces=args.traces,
+        trace_selection=args.trace_selection,
+        step_decoding=args.step_decoding,
+        operators=args.operators,
+        declare=args.declare,
         dtype=args.dtype,
         layer=args.layer,
         knn=args.knn,

@@ -1,48 +1,70 @@
-"""Scales of the transfer experiment: task options, teacher, students, budgets.
+"""Experiment presets: task sizes, teachers, students and budgets per family and scale.
 
-``default`` is sized for a small shared CPU (a few minutes per task and seed, one thread);
-``quick`` only checks that everything runs (tests). Both are plain data: ``--opt KEY=VALUE``
-overrides task options (keys of the task) and experiment settings (keys below, prefixed by
-nothing: ``steps=``, ``traces=``, ``kd_temperature=`` ...).
+``default`` is the scale of docs/results.md (CPU minutes per seed on one thread); ``quick`` runs
+the same pipeline on toy sizes in seconds, for the tests. ``--opt KEY=VALUE`` overrides a task
+option (``--opt depth=5``) or a setting of :data:`SETTINGS` (``--opt kd_points=4``).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from m2kt_ref.errors import UsageError
-from m2kt_ref.transfer.distill import FitConfig
 from m2kt_ref.transfer.training import TrainConfig
 
-__all__ = [
-    "PRESETS",
-    "SETTINGS",
-    "ExperimentPreset",
-    "RecipeConfig",
-    "StudentSpec",
-    "resolve_preset",
-]
+__all__ = ["SETTINGS", "Budget", "ExperimentPreset", "StudentSpec", "resolve_preset"]
 
 
 @dataclass(frozen=True)
 class StudentSpec:
-    """One student: a name, a net family and a shape."""
+    """A student: ``family`` ``concept`` (the concept-state student of the task) or a net family
+    (``transformer``, ``mlp``, ``gru``) with its width and depth."""
 
     name: str
     family: str
-    width: int
-    depth: int
+    width: int = 0
+    depth: int = 0
     heads: int = 4
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
         return {
-            "name": self.name,
             "family": self.family,
             "width": self.width,
             "depth": self.depth,
             "heads": self.heads,
+        }
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Optimisation of every generic student (AdamW, warm-up then cosine; ``transfer.distill``).
+
+    Every method that trains a generic student (KD at each grid point, the same-prior control,
+    KD on M2KT's inputs, self-distillation) runs once per weight decay in ``weight_decays``, for
+    ``steps`` steps, evaluating every ``eval_every`` steps; its figure is the **best test
+    accuracy along those runs**. That is the budget a user tuning each point would find, at the
+    most (it selects on the test set), which makes every comparison with KD conservative.
+    """
+
+    steps: int
+    lr: float = 3e-3
+    batch_size: int = 128
+    eval_every: int = 250
+    weight_decays: tuple[float, ...] = (0.1, 1.0)
+    warmup_steps: int = 20
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form."""
+        return {
+            "steps": self.steps,
+            "lr": self.lr,
+            "batch_size": self.batch_size,
+            "eval_every": self.eval_every,
+            "weight_decays": list(self.weight_decays),
+            "warmup_steps": self.warmup_steps,
+            "selection": "best test accuracy over evaluations and weight decays (oracle)",
         }
 
 
@@ -53,161 +75,186 @@ class ExperimentPreset:
     task_options: dict[str, Any]
     teacher_net: dict[str, Any]
     teacher_train: TrainConfig
+    train_fraction: float
+    test_fraction: float
     students: tuple[StudentSpec, ...]
-    fit: FitConfig
-    traces: int
-    k_curve: tuple[int, ...]
-    kd_temperature: float = 2.0
+    budget: Budget
+    packet: dict[str, Any] = field(default_factory=dict)
+    concept_steps: int = 3000
     kd_points: int = 6
-    train_fraction: float | None = None
-    test_fraction: float | None = None
+    synthetic_rows: int = 1000
+    kd_temperature: float = 2.0
     teacher_seed: int = 0
     ablations: bool = True
-    extra: dict[str, Any] = field(default_factory=dict)
+    warm_start_kd: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form of the settings a merge must find equal."""
+        return {
+            "task_options": self.task_options,
+            "teacher_net": self.teacher_net,
+            "teacher_train": self.teacher_train.to_dict(),
+            "train_fraction": self.train_fraction,
+            "test_fraction": self.test_fraction,
+            "students": {s.name: s.to_dict() for s in self.students},
+            "budget": self.budget.to_dict(),
+            "packet": self.packet,
+            "concept_steps": self.concept_steps,
+            "kd_points": self.kd_points,
+            "synthetic_rows": self.synthetic_rows,
+            "kd_temperature": self.kd_temperature,
+            "teacher_seed": self.teacher_seed,
+            "ablations": self.ablations,
+            "warm_start_kd": self.warm_start_kd,
+        }
 
 
-_T_TRAIN = TrainConfig(
-    steps=3000,
-    lr=3e-3,
-    weight_decay=1.0,
-    betas=(0.9, 0.98),
-    warmup_steps=10,
-    eval_every=100,
-    target_accuracy=0.99,
-)
-_QUICK_T = TrainConfig(steps=30, lr=3e-3, weight_decay=0.1, eval_every=10, target_accuracy=0.99)
-#: long enough that logit KD on the whole pool gets near the teacher (400 steps left it at 0.68
-#: on modular and 0.26 on chain), so the curve M2KT is compared with means something
-_FIT = FitConfig(steps=1500, lr=3e-3, weight_decay=0.1, batch_size=128, eval_every=100)
-_QUICK_FIT = FitConfig(steps=8, lr=3e-3, weight_decay=0.1, batch_size=32, eval_every=4)
-
-_TEACHER_NET = {"family": "transformer", "width": 64, "depth": 2, "heads": 4}
-_STUDENTS = (
-    StudentSpec("transformer-w32-d1", "transformer", 32, 1),
-    StudentSpec("mlp-w128-d2", "mlp", 128, 2),
-)
-#: modular's teacher has depth 1, so its transformer student is deeper (and narrower)
-_MODULAR_STUDENTS = (
-    StudentSpec("transformer-w32-d2", "transformer", 32, 2),
-    StudentSpec("mlp-w128-d2", "mlp", 128, 2),
-)
-_QUICK_STUDENTS = (
-    StudentSpec("transformer-w8-d2", "transformer", 8, 2, heads=2),
-    StudentSpec("mlp-w32-d1", "mlp", 32, 1),
-)
+_CONCEPT = StudentSpec("concept-state", "concept")
 
 PRESETS: dict[tuple[str, str], ExperimentPreset] = {
-    ("modular", "default"): ExperimentPreset(
-        {"p": 31, "ops": "+"},
-        {**_TEACHER_NET, "depth": 1},
-        _T_TRAIN,
-        _MODULAR_STUDENTS,
-        # KD on the whole pool passes 0.9 by step 500 here; 800 steps keep the README's main
-        # job (this preset, one seed) within minutes
-        replace(_FIT, steps=800),
-        traces=32,
-        k_curve=(4, 128),
-        train_fraction=0.85,
-        test_fraction=0.1,
-    ),
-    ("hierarchy", "default"): ExperimentPreset(
-        {"depth": 3, "branching": 4},
-        _TEACHER_NET,
-        _T_TRAIN,
-        _STUDENTS,
-        # KD on the whole pool reached the teacher within 400 steps
-        replace(_FIT, steps=800),
-        traces=32,
-        k_curve=(4, 128),
-        train_fraction=0.85,
-        test_fraction=0.1,
-    ),
-    # The GRU of the train-teacher preset (docs/teachers.md) applies the functions in reading
-    # order; the transformer teacher used before generalised to 0.26 only.
+    # Chain: the GRU teacher applies the functions in reading order, so its readout names the
+    # intermediate symbol after every function (99 % of steps): traces with step hints.
     ("chain", "default"): ExperimentPreset(
         {"n": 16, "functions": 3, "k": 4},
         {"family": "gru", "width": 64, "depth": 1},
-        _T_TRAIN,
-        (
-            StudentSpec("gru-w32-d2", "gru", 32, 2),
-            StudentSpec("transformer-w32-d1", "transformer", 32, 1),
-        ),
-        _FIT,
-        traces=32,
-        k_curve=(4, 128),
-        # the task's default split: on 10 symbols (390 problems) the GRU teacher reached only
-        # 0.69-0.87 depending on the split; on the default 16 symbols it generalises
+        TrainConfig(steps=3000, lr=3e-3, weight_decay=1.0, eval_every=100, target_accuracy=0.99),
         train_fraction=0.5,
-        test_fraction=0.25,
+        test_fraction=0.3,
+        students=(
+            _CONCEPT,
+            StudentSpec("gru-w64-d1", "gru", 64, 1),
+            StudentSpec("transformer-w64-d2", "transformer", 64, 2),
+        ),
+        budget=Budget(steps=3000),
+        packet={"trace_selection": "cover", "operators": False},
+        kd_points=5,
+    ),
+    # Hierarchy: a one-pass transformer exposes no intermediate hop; the packet carries each
+    # node's parent as the teacher answers it (operator probes at every level).
+    ("hierarchy", "default"): ExperimentPreset(
+        {"depth": 4, "branching": 3},
+        {"family": "transformer", "width": 64, "depth": 1, "heads": 4},
+        TrainConfig(steps=2000, lr=3e-3, weight_decay=1.0, eval_every=50, target_accuracy=0.995),
+        train_fraction=0.6,
+        test_fraction=0.33,
+        students=(
+            _CONCEPT,
+            StudentSpec("transformer-w64-d2", "transformer", 64, 2),
+            StudentSpec("mlp-w128-d2", "mlp", 128, 2),
+        ),
+        budget=Budget(steps=3000),
+        packet={"trace_selection": "cover", "operators": True},
+        kd_points=5,
+    ),
+    # Modular: no concept-state student; the measured question is whether the teacher's concept
+    # geometry written into a student cuts what KD needs (``warm_start_kd``).
+    ("modular", "default"): ExperimentPreset(
+        {"p": 97, "ops": "+"},
+        {"family": "mlp", "width": 256, "depth": 1},
+        TrainConfig(
+            steps=4000,
+            lr=3e-3,
+            weight_decay=1.0,
+            betas=(0.9, 0.98),
+            warmup_steps=10,
+            eval_every=100,
+            target_accuracy=0.999,
+        ),
+        train_fraction=0.7,
+        test_fraction=0.2,
+        students=(StudentSpec("mlp-w256-d1", "mlp", 256, 1),),
+        budget=Budget(steps=3000, batch_size=512, eval_every=100, weight_decays=(1.0,)),
+        packet={"trace_selection": "random", "traces": 16, "operators": False},
+        kd_points=10,
+        warm_start_kd=True,
     ),
 }
-for _name, _opts in (
-    ("modular", {"p": 7, "ops": "+"}),
-    ("hierarchy", {"depth": 2, "branching": 2}),
-    ("chain", {"n": 4, "functions": 2, "k": 2}),
+
+_QUICK_TEACHER = TrainConfig(
+    steps=300, lr=1e-2, weight_decay=0.1, eval_every=25, target_accuracy=1.0
+)
+for _name, _opts, _net, _packet, _warm in (
+    (
+        "chain",
+        {"n": 4, "functions": 2, "k": 2},
+        {"family": "gru", "width": 16, "depth": 1},
+        {},
+        False,
+    ),
+    (
+        "hierarchy",
+        {"depth": 2, "branching": 2},
+        {"family": "transformer", "width": 16, "depth": 1, "heads": 2},
+        {"operators": True},
+        False,
+    ),
+    (
+        "modular",
+        {"p": 5, "ops": "+"},
+        {"family": "mlp", "width": 16, "depth": 1},
+        {"trace_selection": "random", "traces": 2},
+        True,
+    ),
 ):
     PRESETS[(_name, "quick")] = ExperimentPreset(
         _opts,
-        {"family": "transformer", "width": 16, "depth": 1, "heads": 2},
-        _QUICK_T,
-        _QUICK_STUDENTS,
-        _QUICK_FIT,
-        traces=4,
-        k_curve=(2, 4),
+        _net,
+        _QUICK_TEACHER,
+        train_fraction=0.5,
+        test_fraction=0.3,
+        students=(
+            *((_CONCEPT,) if _name != "modular" else ()),
+            StudentSpec("mlp-w16-d1", "mlp", 16, 1),
+        ),
+        budget=Budget(steps=20, batch_size=16, eval_every=10, weight_decays=(0.1,)),
+        packet={"trace_selection": "cover", **_packet},
+        concept_steps=30,
         kd_points=2,
+        synthetic_rows=8,
+        warm_start_kd=_warm,
     )
 
-#: Experiment settings ``--opt`` may override, with their types.
+#: Settings ``--opt`` may override, with their types (anything else is a task option).
 SETTINGS: dict[str, type] = {
     "steps": int,
-    "lr": float,
-    "batch_size": int,
     "eval_every": int,
-    "traces": int,
-    "kd_temperature": float,
+    "concept_steps": int,
     "kd_points": int,
+    "synthetic_rows": int,
     "teacher_seed": int,
-    "teacher_steps": int,
     "ablations": bool,
-    "student_width": int,
-    "student_depth": int,
-    "k_curve": str,
-    "lambda_geo": float,
-    "lambda_struct": float,
-    "lambda_reason": float,
-    "lambda_trace_states": float,
-    "lambda_safe": float,
-    "embed_init": bool,
-    "head_init": bool,
+    "trace_selection": str,
+    "operators": bool,
 }
 
 
 def _coerce(key: str, tp: type, value: Any) -> Any:
     if not isinstance(value, str):
-        return value
+        return tp(value)
+    if tp is bool:
+        low = value.strip().lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off"):
+            return False
+        raise UsageError(f"--opt {key}={value!r}: expected a boolean")
     try:
-        if tp is bool:
-            low = value.strip().lower()
-            if low not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
-                raise ValueError(value)
-            return low in ("1", "true", "yes", "on")
         return tp(value)
     except ValueError:
-        raise UsageError(f"--opt {key}={value!r}: not a valid {tp.__name__}") from None
+        raise UsageError(f"--opt {key}={value!r}: expected {tp.__name__}") from None
 
 
 def resolve_preset(
     task_name: str, scale: str, options: dict[str, Any]
-) -> tuple[ExperimentPreset, dict[str, Any], dict[str, Any]]:
-    """The preset with ``options`` applied.
+) -> tuple[ExperimentPreset, dict[str, Any]]:
+    """The preset for ``task_name`` at ``scale`` with ``options`` applied.
 
     Returns:
-        ``(preset, task_options, recipe_overrides)``: experiment settings are applied to the
-        preset, ``lambda_*``/``embed_init`` are returned for the ingestion recipe, every other
-        key is a task option (checked by the task).
+        ``(preset, task_options)``: settings of :data:`SETTINGS` are applied to the preset,
+        every other option is a task option (validated when the task is made).
 
     Raises:
-        UsageError: unknown scale or task, or a value of the wrong type.
+        UsageError: ``USAGE`` for an unknown task or scale, or a setting of the wrong type.
     """
     try:
         preset = PRESETS[(task_name, scale)]
@@ -216,59 +263,18 @@ def resolve_preset(
             f"no experiment preset for task {task_name!r} at scale {scale!r}"
         ) from None
     task_opts = dict(preset.task_options)
-    recipe: dict[str, Any] = {}
-    fit = preset.fit
     changes: dict[str, Any] = {}
+    budget = preset.budget
+    packet = dict(preset.packet)
     for key, raw in options.items():
         if key not in SETTINGS:
             task_opts[key] = raw
             continue
         value = _coerce(key, SETTINGS[key], raw)
-        if key.startswith("lambda_") or key in ("embed_init", "head_init"):
-            recipe[key] = value
-        elif key in ("steps", "lr", "batch_size", "eval_every"):
-            fit = replace(fit, **{key: value})
-        elif key in ("student_width", "student_depth"):
-            # reshape the first (transformer) student
-            first = changes.get("students", preset.students)[0]
-            field_name = key.removeprefix("student_")
-            first = replace(first, **{field_name: value})
-            first = replace(first, name=f"{first.family}-w{first.width}-d{first.depth}")
-            changes["students"] = (first, *changes.get("students", preset.students)[1:])
-        elif key == "teacher_steps":
-            changes["teacher_train"] = replace(preset.teacher_train, steps=value)
-        elif key == "k_curve":
-            try:
-                changes["k_curve"] = tuple(int(v) for v in str(value).split(",") if v.strip())
-            except ValueError:
-                raise UsageError(f"--opt k_curve={value!r}: want e.g. 4,16,64") from None
+        if key in ("steps", "eval_every"):
+            budget = replace(budget, **{key: value})
+        elif key in ("trace_selection", "operators"):
+            packet[key] = value
         else:
             changes[key] = value
-    return replace(preset, fit=fit, **changes), task_opts, recipe
-
-
-@dataclass(frozen=True)
-class RecipeConfig:
-    """How the experiments run M2KT on a student: which packet sections and loss terms are on.
-
-    ``embed_init``/``head_init`` write the packet's concept geometry into the student before
-    ingestion (:func:`~m2kt_ref.transfer.student.warm_start.write_packet_geometry`); the
-    ``lambda_*`` weights and ``use_*`` switches become the :class:`IngestConfig` of the
-    reference ingestion. The ablations change one field each.
-    """
-
-    lambda_geo: float = 1.0
-    lambda_struct: float = 0.5
-    lambda_reason: float = 1.0
-    lambda_trace_states: float = 1.0
-    lambda_safe: float = 0.0
-    embed_init: bool = True
-    head_init: bool = True
-    use_concepts: bool = True
-    use_graph: bool = True
-    use_traces: bool = True
-    embed_scale: float = 1.0
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able form."""
-        return asdict(self)
+    return replace(preset, budget=budget, packet=packet, **changes), task_opts

@@ -1,13 +1,13 @@
-"""The transfer experiment end to end: teacher, signed packet, ingestion, baselines, ablations.
+"""The transfer experiment end to end, with its controls in the same run (docs/results.md).
 
-For each seed: train (or reuse) the teacher; generate a packet from it and sign it with an
-ephemeral key, then verify the signature against a trust store holding only that key before
-anything is ingested; ingest the packet into every student of the preset (a transformer of
-another width and depth, and one of another family); train the same students with logit KD on
-a log grid of input budgets and from scratch on exactly the task inputs M2KT used; run the
-ablations (each loss term and each packet section removed) and the curve over the number of
-traces K. Every student is evaluated on the teacher's held-out test split. Inputs are counted by
-:class:`m2kt_ref.transfer.accounting.InputCounter` (spec/algorithms.md §5).
+Per seed: generate a packet from the (cached) teacher, sign it with an ephemeral key and verify
+it before anything reads it; answer the test from the packet alone (answer-key gate); train the
+concept-state student on the packet, and each generic student by self-distillation from it;
+train every student on the task rows behind the packet's facts with their true labels
+(same-prior control) and with the teacher's labels (KD on M2KT's inputs); run KD on a log grid
+of budgets drawn from the transfer pool; run the ablations. Every figure is measured on the
+teacher's held-out test split; every count is a :class:`~m2kt_ref.transfer.accounting.
+TransferAccount` (spec/algorithms.md §5).
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import hashlib
 import json
 import math
 import os
-import platform
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -26,48 +25,49 @@ from typing import Any
 import numpy as np
 import torch
 
-from m2kt_ref import __version__
-from m2kt_ref.experiments.presets import (
-    ExperimentPreset,
-    RecipeConfig,
-    StudentSpec,
-    resolve_preset,
-)
-from m2kt_ref.transfer.accounting import InputCounter
+from m2kt_ref.errors import UsageError
+from m2kt_ref.experiments import methods as M
+from m2kt_ref.experiments.answer_key import AnswerKeyReader
+from m2kt_ref.experiments.floor import information_floor
+from m2kt_ref.experiments.machine import environment
+from m2kt_ref.experiments.presets import ExperimentPreset, StudentSpec, resolve_preset
+from m2kt_ref.packet.keys import SigningKey
+from m2kt_ref.packet.signing import verify_packet
+from m2kt_ref.packet.trust import TrustedKey, TrustStore
+from m2kt_ref.transfer.accounting import TransferAccount
 from m2kt_ref.transfer.device import resolve_device
-from m2kt_ref.transfer.distill import FitResult, logit_distill, train_on_labels
 from m2kt_ref.transfer.model_dir import load_model_dir, save_model_dir
 from m2kt_ref.transfer.nets import NetConfig, build_model
-from m2kt_ref.transfer.tasks import Split, Task, make_task
+from m2kt_ref.transfer.student.concept_state import build_concept_student, fit_from_packet
+from m2kt_ref.transfer.student.warm_start import write_packet_geometry
+from m2kt_ref.transfer.tasks import ProblemSet, Split, Task, make_task
+from m2kt_ref.transfer.teacher.generate import generate_from_model
 from m2kt_ref.transfer.training import evaluate, train_model
 
-__all__ = ["ABLATIONS", "kd_grid", "kd_inputs_to_match", "merge_results", "run_experiment"]
+__all__ = [
+    "CHANCE_ALPHA",
+    "chance_level",
+    "inputs_to_reach",
+    "kd_grid",
+    "merge_results",
+    "run_experiment",
+]
 
-#: Ablations: name -> recipe changes (each loss term removed, each packet section ignored).
-ABLATIONS: dict[str, dict[str, Any]] = {
-    "no_geo": {"lambda_geo": 0.0},
-    "no_struct": {"lambda_struct": 0.0},
-    "no_reason": {"lambda_reason": 0.0},
-    "no_embed_init": {"embed_init": False},
-    "no_head_init": {"head_init": False},
-    "no_safe": {"lambda_safe": 0.0},
-    "no_concepts": {"use_concepts": False},
-    "no_graph": {"use_graph": False},
-    "no_traces": {"use_traces": False},
-}
-
-
-#: The students start untrained: there is no prior capability to protect, so the packet's
-#: safety bounds are opened (a drift bound of 0.25 would pin a random student near its init).
+RESULTS_FORMAT = "m2kt.experiment-results"
+RESULTS_VERSION = 2
+#: One-sided significance level of "beats the best constant answer" (binomial test).
+CHANCE_ALPHA = 0.05
+#: The students start untrained, so there is no prior capability for the safety bounds to keep.
 EXPERIMENT_SAFETY: dict[str, Any] = {
     "max_parameter_drift": 1000.0,
     "max_output_divergence": 1000.0,
     "max_capability_drop": 1.0,
 }
+_CREATED = 1_767_225_600  # 2026-01-01, pinned: a seed's packet bytes are reproducible
 
 
 def kd_grid(pool: int, points: int) -> list[int]:
-    """Input budgets on a log grid from 4 (a handful) to ``pool`` (the full transfer pool)."""
+    """Budgets on a log grid from 4 rows to the whole transfer pool."""
     lo = min(4, pool)
     if points <= 1 or pool <= lo:
         return [pool]
@@ -75,12 +75,9 @@ def kd_grid(pool: int, points: int) -> list[int]:
     return sorted({round(float(v)) for v in vals} | {pool})
 
 
-def kd_inputs_to_match(curve: list[dict[str, float]], accuracy: float) -> float | None:
-    """Inputs KD needs to reach ``accuracy``: the first crossing of the curve, interpolated
-    linearly in accuracy against log(inputs) between the two grid points around it.
-
-    Returns None when no point of the curve reaches ``accuracy`` ("not reached").
-    """
+def inputs_to_reach(curve: list[dict[str, float]], accuracy: float) -> float | None:
+    """Rows a curve needs to reach ``accuracy``: its first crossing, interpolated linearly in
+    accuracy against log(rows) between the two measured points around it; None if never."""
     pts = sorted(curve, key=lambda p: p["inputs"])
     for i, p in enumerate(pts):
         if p["accuracy"] >= accuracy:
@@ -94,39 +91,17 @@ def kd_inputs_to_match(curve: list[dict[str, float]], accuracy: float) -> float 
     return None
 
 
-#: One-sided significance level of "M2KT beats chance" (binomial test on the test set).
-CHANCE_ALPHA = 0.05
-
-
 def chance_level(targets: np.ndarray) -> float:
     """Accuracy of the best constant answer on the test set (its most frequent class)."""
     t = np.asarray(targets, dtype=np.int64)
     return float(np.bincount(t).max() / len(t)) if len(t) else 0.0
 
 
-def transfer_figures(
-    entry: dict[str, Any], teacher_acc: float, n_test: int, chance: float
-) -> dict[str, Any]:
-    """Set a student entry's comparison with KD from its M2KT accuracy and KD curve.
-
-    ``kd_inputs_to_match`` and ``data_reduction`` are only defined when M2KT beats the best
-    constant answer (one-sided binomial test at :data:`CHANCE_ALPHA` on the ``n_test`` test
-    problems): at chance level the "match" is decided by the noise of KD students that are at
-    chance too, and a reduction computed from it would be a number without evidence behind it.
-    Recomputes from the stored values, so merging old runs applies the same rule.
-    """
+def _above_chance(accuracy: float, n_test: int, chance: float) -> tuple[bool, float]:
     from scipy.stats import binomtest
 
-    acc = float(entry["m2kt"]["accuracy"])
-    hits = round(acc * n_test)
-    p_value = float(binomtest(hits, n_test, chance, alternative="greater").pvalue)
-    above = p_value < CHANCE_ALPHA
-    match = kd_inputs_to_match(entry["kd"]["curve"], acc) if above else None
-    entry["m2kt_vs_chance"] = {"chance": chance, "p_value": p_value, "above_chance": above}
-    entry["kd_inputs_to_match"] = match
-    entry["data_reduction"] = None if match is None else 1.0 - entry["m2kt"]["inputs_used"] / match
-    entry["relative_performance"] = acc / teacher_acc if teacher_acc else None
-    return entry
+    p = float(binomtest(round(accuracy * n_test), n_test, chance, alternative="greater").pvalue)
+    return p < CHANCE_ALPHA, p
 
 
 # --------------------------------------------------------------------------- teacher
@@ -150,8 +125,7 @@ def _teacher(
         "task_fingerprint": fingerprint,
         "net": preset.teacher_net,
         "train": preset.teacher_train.to_dict(),
-        # the split decides which problems the teacher saw: a teacher cached for another split
-        # may have trained on this run's test set
+        # a teacher cached for another split may have trained on this run's test set
         "split": [preset.train_fraction, preset.test_fraction],
         "seed": seed,
     }
@@ -192,475 +166,336 @@ def _teacher(
     return model, split, record
 
 
-# --------------------------------------------------------------------------- packets
-
-
-def _packet(
-    teacher: torch.nn.Module, task: Task, split: Split, traces: int, seed: int, out: Path | None
-) -> tuple[Any, set[bytes], set[bytes], dict[str, Any]]:
-    """Generate, sign (ephemeral key) and verify a packet; return it with the rows it used."""
-    from m2kt_ref.packet import codec
-    from m2kt_ref.packet.keys import SigningKey
-    from m2kt_ref.packet.signing import verify_packet
-    from m2kt_ref.packet.trust import TrustedKey, TrustStore
-    from m2kt_ref.transfer.teacher.generate import generate_from_model
-
-    key = SigningKey.generate()
-    with InputCounter(task, [teacher]) as counter:
-        gen = generate_from_model(
-            teacher,
-            task,
-            exclude=split.test,
-            traces=traces,
-            seed=seed,
-            key=key,
-            safety=EXPERIMENT_SAFETY,
-            created=1_767_225_600,  # 2026-01-01: pinned, so the packet bytes are reproducible
-            teacher_name=f"{task.name}-teacher",
-        )
-    packet = gen.packet
-    trust = TrustStore([TrustedKey(key.public_key, "experiment (ephemeral)")])
-    result = verify_packet(packet, trust)
-    result.raise_for_errors()
-    if out is not None:
-        codec.write_packet(packet, out)
-    tally = counter.tally()
-    info = {
-        "packet_id": packet.packet_id,
-        "bytes": gen.stats["packet_bytes"],
-        "traces": gen.stats["traces"],
-        "trace_answers_correct": gen.stats["trace_answers_correct"],
-        "concepts": gen.stats["concepts"],
-        "edges": gen.stats["edges"],
-        "anchors": gen.stats["anchors"],
-        "signature_verified": result.valid,
-        "provenance_task_inputs_used": gen.stats["task_inputs_used"],
-        "provenance_concept_probes_used": gen.stats["concept_probes_used"],
-        "counted": tally.to_dict(),
-    }
-    probe_rows = counter.rows - counter.task_rows
-    info["_trust"] = trust
-    return packet, counter.task_rows, probe_rows, info
-
-
 # --------------------------------------------------------------------------- one seed
 
 
-class _Ctx:
-    def __init__(self, task: Task, split: Split, teacher: torch.nn.Module, device, target: float):
-        self.task, self.split, self.teacher, self.device = task, split, teacher, device
-        self.target = target
-        self.test_x = split.test.inputs
-        self.test_y = split.test.targets
-        self.chance = chance_level(split.test.targets)
-        self._targets = {
+class _Run:
+    """What every method of one seed shares."""
+
+    def __init__(
+        self,
+        task: Task,
+        split: Split,
+        teacher: torch.nn.Module,
+        preset: ExperimentPreset,
+        device: torch.device,
+        seed: int,
+        log: Callable[[str], None],
+    ) -> None:
+        self.task, self.split, self.teacher, self.preset = task, split, teacher, preset
+        self.device, self.seed, self.log = device, seed, log
+        self.test: ProblemSet = split.test
+        self.chance = chance_level(self.test.targets)
+        self.chance_class = int(np.bincount(self.test.targets).argmax())
+        self.truth = {
             r.tobytes(): int(t)
-            for r, t in zip(task.problems().inputs, task.problems().targets, strict=True)
+            for r, t in zip(
+                np.ascontiguousarray(task.problems().inputs, dtype=np.int64),
+                task.problems().targets,
+                strict=True,
+            )
+        }
+        self.grid = kd_grid(len(split.pool), preset.kd_points)
+        self.kd_rows = M.draw_rows(split.pool, len(split.pool), seed)
+
+    def eval(self, model: torch.nn.Module) -> float:
+        return evaluate(model, self.test.inputs, self.test.targets)
+
+    def packet(self, **overrides: Any) -> tuple[Any, dict[str, Any]]:
+        """Generate, sign (ephemeral key) and verify a packet; return it with what it holds."""
+        options = {**self.preset.packet, **overrides}
+        key = SigningKey.generate()
+        gen = generate_from_model(
+            self.teacher,
+            self.task,
+            exclude=self.split.test,
+            seed=self.seed,
+            key=key,
+            safety=EXPERIMENT_SAFETY,
+            created=_CREATED,
+            teacher_name=f"{self.task.name}-teacher",
+            **options,
+        )
+        trust = TrustStore([TrustedKey(key.public_key, "experiment (ephemeral)")])
+        verify_packet(gen.packet, trust, now=_CREATED).raise_for_errors()
+        reader = AnswerKeyReader(gen.packet, self.task, fallback=self.chance_class)
+        s = gen.stats
+        info = {
+            "options": options,
+            "packet_id": gen.packet.packet_id,
+            "bytes": s["packet_bytes"],
+            "signature_verified": True,
+            "traces": s["traces"],
+            "trace_selection": s["trace_selection"],
+            "trace_step_labels": s["trace_step_labels"],
+            "trace_answers_correct": s["trace_answers_correct"],
+            "operator_entries": s["operator_entries"],
+            "edges_by_derivation": s["edges_by_derivation"],
+            "concepts": s["concepts"],
+            "anchors": s["anchors"],
+            "teacher_side_task_inputs": s["task_inputs_used"],
+            "teacher_side_operator_probes": s["operator_probes_used"],
+            "teacher_side_concept_probes": s["concept_probes_used"],
+            "answer_key_accuracy": reader.accuracy(self.test.inputs, self.test.targets),
+        }
+        return gen.packet, info
+
+    def truth_of(self, rows: np.ndarray) -> np.ndarray:
+        return np.array([self.truth[r.tobytes()] for r in rows], dtype=np.int64)
+
+
+def _concept(run: _Run, packet: Any, **fit_options: Any) -> tuple[dict[str, Any], Any]:
+    """M2KT into the concept-state student: accuracy and what it read."""
+    student = build_concept_student(run.task, seed=1000 + run.seed)
+    fit = fit_from_packet(student, packet, run.task, steps=run.preset.concept_steps, **fit_options)
+    account = TransferAccount(
+        task_rows=fit.task_rows,
+        trace_step_labels=fit.step_labels,
+        operator_facts=fit.operator_facts,
+        declared_facts=fit.declared_facts,
+    )
+    return {"accuracy": run.eval(student), "account": account.to_dict()}, (student, account)
+
+
+def _concept_student(run: _Run, packet: Any) -> tuple[dict[str, Any], Any]:
+    preset, task = run.preset, run.task
+    m2kt, labeller = _concept(run, packet)
+    rows = M.control_rows(packet, task)
+    make = lambda: build_concept_student(task, seed=1000 + run.seed)  # noqa: E731
+    same = M.concept_rows_fit(make, rows, run.truth_of(rows), run.test, preset.concept_steps)
+    kd_same = M.concept_rows_fit(
+        make, rows, M.answers(run.teacher, rows), run.test, preset.concept_steps
+    )
+    curve = []
+    for n in run.grid:
+        x = run.kd_rows[:n]
+        acc = M.concept_rows_fit(make, x, M.answers(run.teacher, x), run.test, preset.concept_steps)
+        curve.append({"inputs": n, "accuracy": acc})
+    entry = {
+        "m2kt": m2kt,
+        "same_prior": {"accuracy": same, "rows": len(rows), "labels": "ground truth"},
+        "kd_same_inputs": {"accuracy": kd_same, "rows": len(rows), "labels": "teacher answers"},
+        "kd_curve": curve,
+    }
+    return entry, labeller
+
+
+def _generic_student(
+    run: _Run, spec: StudentSpec, packet: Any, labeller: Any | None
+) -> dict[str, Any]:
+    preset, task, budget = run.preset, run.task, run.preset.budget
+    make = lambda: M.generic_student(task, spec, run.seed, run.device)  # noqa: E731
+    temp = preset.kd_temperature
+    entry: dict[str, Any] = {}
+    if labeller is not None:
+        cs, account = labeller
+        pool = _non_test(task, run.split)
+        syn = M.draw_rows(pool, min(preset.synthetic_rows, len(pool)), run.seed + 7)
+        fit = M.label_fit(make, syn, M.answers(cs, syn), run.test, budget, run.seed, oracle=False)
+        entry["m2kt"] = {
+            **fit.to_dict(),
+            "method": "self-distillation from the concept-state student (final accuracy of one "
+            "run, first weight decay: no choice on the test set)",
+            "account": account.with_synthetic(len(syn), 0).to_dict(),
+        }
+    rows = M.control_rows(packet, task)
+    if len(rows):
+        entry["same_prior"] = {
+            **M.label_fit(make, rows, run.truth_of(rows), run.test, budget, run.seed).to_dict(),
+            "rows": len(rows),
+        }
+        entry["kd_same_inputs"] = {
+            **M.kd_fit(make, run.teacher, rows, run.test, budget, run.seed, temp).to_dict(),
+            "rows": len(rows),
         }
 
-    def student(self, spec: StudentSpec, seed: int) -> torch.nn.Module:
-        cfg = NetConfig(
-            family=spec.family,
-            vocab_size=self.task.vocab_size,
-            seq_len=self.task.seq_len,
-            n_classes=self.task.n_classes,
-            width=spec.width,
-            depth=spec.depth,
-            heads=spec.heads,
-            seed=1000 + seed,
-        )
-        return build_model(cfg).to(self.device)
+    def kd(n: int, prepare: Callable[[torch.nn.Module], Any] | None = None) -> dict[str, Any]:
+        x = run.kd_rows[:n]
+        fit = M.kd_fit(make, run.teacher, x, run.test, budget, run.seed, temp, prepare)
+        return {"inputs": n, **fit.to_dict()}
 
-    def evaluator(self, model: torch.nn.Module, counter: InputCounter) -> Callable[[], float]:
-        def ev() -> float:
-            with counter.paused():
-                return evaluate(model, self.test_x, self.test_y)
+    entry["kd_curve"] = [kd(n) for n in run.grid]
+    if preset.warm_start_kd:
 
-        return ev
+        def warm(model: torch.nn.Module) -> None:
+            write_packet_geometry(packet, model, task)
 
-    def labels_for(self, keys: set[bytes]) -> tuple[np.ndarray, np.ndarray]:
-        rows = sorted(keys)
-        x = np.array([np.frombuffer(k, dtype=np.int64) for k in rows], dtype=np.int64)
-        y = np.array([self._targets[k] for k in rows], dtype=np.int64)
-        return x.reshape(len(rows), -1), y
+        entry["kd_warm_curve"] = [kd(n, warm) for n in run.grid]
+    return entry
 
 
-def _entry(res: FitResult, inputs: int, probes: int, **extra: Any) -> dict[str, Any]:
-    return {
-        "accuracy": res.accuracy,
-        "inputs_used": inputs,
-        "concept_probes": probes,
-        "steps_to_90": res.steps_to_target,
-        "wall_to_90_s": res.wall_to_target,
-        "steps": res.steps,
-        "wall_seconds": res.wall_seconds,
-        "history": res.history,
-        **extra,
-    }
+def _non_test(task: Task, split: Split) -> ProblemSet:
+    """Every task problem that is not a test problem (what synthetic rows are drawn from)."""
+    banned = split.test.row_keys()
+    rows = np.ascontiguousarray(task.problems().inputs, dtype=np.int64)
+    keep = np.array([r.tobytes() not in banned for r in rows], dtype=bool)
+    return task.problems().take(np.flatnonzero(keep))
 
 
-def _ingest_ref(
-    ctx: _Ctx,
-    student: torch.nn.Module,
-    packet: Any,
-    recipe: RecipeConfig,
-    fit: Any,
-    counter: InputCounter,
-    trust: Any,
-) -> tuple[FitResult, dict[str, Any]]:
-    """M2KT through the reference ingestion (:func:`~m2kt_ref.transfer.ingest`), after the
-    geometry writes."""
-    from m2kt_ref.transfer.student.config import IngestConfig
-    from m2kt_ref.transfer.student.ingest import ingest
-    from m2kt_ref.transfer.student.warm_start import write_packet_geometry
+def _ablations(run: _Run, packet: Any, info: dict[str, Any]) -> dict[str, Any]:
+    """Concept-state student variants: what each packet content and choice is worth."""
+    task = run.task
+    out: dict[str, Any] = {}
 
-    writes = write_packet_geometry(
-        packet,
-        student,
-        ctx.task,
-        embeddings=recipe.use_concepts and recipe.embed_init,
-        head=recipe.use_concepts and recipe.head_init,
-        embed_scale=recipe.embed_scale,
-    )
-    cfg = IngestConfig(
-        steps=fit.steps,
-        lr=fit.lr,
-        weight_decay=fit.weight_decay,
-        seed=fit.seed,
-        eval_every=fit.eval_every,
-        patience=0,
-        device=str(ctx.device),
-        use_concepts=recipe.use_concepts,
-        use_graph=recipe.use_graph,
-        use_traces=recipe.use_traces,
-        lambda_geo=recipe.lambda_geo,
-        lambda_struct=recipe.lambda_struct,
-        lambda_reason=recipe.lambda_reason,
-        reason_state=recipe.lambda_trace_states,
-        lambda_safe=recipe.lambda_safe,
-        rollback=False,
-    )
-    ev = ctx.evaluator(student, counter)
-    history: list[dict[str, float]] = []
-    eval_wall = 0.0
-    hit: list[Any] = [None, None]
+    def record(name: str, pkt: Any, pinfo: dict[str, Any], **fit: Any) -> None:
+        try:
+            entry, _ = _concept(run, pkt, **fit)
+        except UsageError as exc:  # the variant leaves the student nothing to learn from
+            entry = {"accuracy": None, "account": None, "note": str(exc)}
+        out[name] = {**entry, "answer_key_accuracy": pinfo["answer_key_accuracy"]}
 
-    def callback(step: int, info: dict[str, Any]) -> bool:
-        nonlocal eval_wall
-        t0 = time.perf_counter()
-        acc = ev()
-        wall = max(float(info["wall_s"]) - eval_wall, 0.0)
-        eval_wall += time.perf_counter() - t0
-        history.append(
-            {
-                "step": step,
-                "wall_s": round(wall, 4),
-                "accuracy": acc,
-                "loss": float(info.get("loss", float("nan"))),
-            }
-        )
-        if hit[0] is None and acc >= ctx.target:
-            hit[0], hit[1] = step, round(wall, 4)
-        return False
-
-    result = ingest(packet, student, ctx.task, cfg, trust=trust, callback=callback)
-    student.eval()
-    final = ev()
-    steps = history[-1]["step"] if history else 0
-    res = FitResult(
-        steps, history[-1]["wall_s"] if history else 0.0, final, hit[0], hit[1], history
-    )
-    rep = result.report
-    report = {
-        "terms": {
-            **writes,
-            "geo": recipe.use_concepts and recipe.lambda_geo > 0,
-            "struct": recipe.use_concepts and recipe.use_graph and recipe.lambda_struct > 0,
-            "reason": recipe.use_traces and recipe.lambda_reason > 0,
-        },
-        "decision": result.decision,
-        "ingest_accounting": {
-            k: rep["data"].get(k) for k in ("task_inputs_used", "concept_probes_used")
-        }
-        if isinstance(rep.get("data"), dict)
-        else None,
-    }
-    return res, report
-
-
-def _run_m2kt(
-    ctx: _Ctx,
-    spec: StudentSpec,
-    seed: int,
-    packet: Any,
-    gen_rows: set[bytes],
-    gen_probes: set[bytes],
-    recipe: RecipeConfig,
-    preset: ExperimentPreset,
-    trust: Any = None,
-) -> tuple[dict[str, Any], set[bytes]]:
-    student = ctx.student(spec, seed)
-    fit = replace(preset.fit, seed=seed)
-    with InputCounter(ctx.task, [student]) as counter:
-        res, report = _ingest_ref(ctx, student, packet, recipe, fit, counter, trust)
-        used = gen_rows | counter.task_rows
-        probes = gen_probes | (counter.rows - counter.task_rows)
-        tally = counter.tally()
-    entry = _entry(
-        res,
-        len(used),
-        len(probes),
-        student_side=tally.to_dict(),
-        teacher_side_task_inputs=len(gen_rows),
-        terms=report["terms"],
-        decision=report.get("decision"),
-        ingest_accounting=report.get("ingest_accounting"),
-    )
-    return entry, used
+    if task.name == "chain":
+        k = max(int(info["traces"]), 1)
+        rnd, rinfo = run.packet(trace_selection="random", traces=k)
+        record("random_traces", rnd, rinfo)
+        record("no_step_hints", packet, info, use_hints=False)
+        near, ninfo = run.packet(step_decoding="nearest-concept")
+        record("nearest_concept_steps", near, ninfo)
+        ops, oinfo = run.packet(operators=True)
+        record("operators_only", ops, oinfo, use_traces=False)
+    elif task.name == "hierarchy":
+        declared, dinfo = run.packet(operators=False, declare=True)
+        record("declared_edges", declared, dinfo)
+        geo, ginfo = run.packet(operators=False)
+        record("geometry_only", geo, ginfo)
+    return out
 
 
 def _run_seed(
     task: Task,
     preset: ExperimentPreset,
-    recipe: RecipeConfig,
     seed: int,
     teacher: torch.nn.Module,
     split: Split,
-    teacher_acc: float,
-    out: Path,
     device: torch.device,
-    log: Callable,
+    log: Callable[[str], None],
 ) -> dict[str, Any]:
-    target = 0.9 * teacher_acc
-    ctx = _Ctx(task, split, teacher, device, target)
-    packet, gen_rows, gen_probes, pinfo = _packet(
-        teacher, task, split, preset.traces, seed, out / f"packet-seed{seed}.m2kt"
-    )
-    trust = pinfo.pop("_trust")
+    t0 = time.perf_counter()
+    run = _Run(task, split, teacher, preset, device, seed, log)
+    packet, info = run.packet()
     log(
-        f"seed {seed}: packet {pinfo['packet_id'][:12]} signed and verified, "
-        f"{pinfo['counted']['task_inputs']} task inputs, "
-        f"{pinfo['counted']['concept_probes']} probes"
+        f"seed {seed}: packet {info['packet_id'][:12]}… {info['traces']} traces, "
+        f"answer-key reader {info['answer_key_accuracy']:.3f}"
     )
-    k_packets: dict[int, tuple[Any, set[bytes], set[bytes], Any]] = {
-        preset.traces: (packet, gen_rows, gen_probes, trust)
-    }
-    for k in preset.k_curve:
-        if k not in k_packets:
-            p, r, pr, inf = _packet(teacher, task, split, k, seed, None)
-            k_packets[k] = (p, r, pr, inf["_trust"])
-    pool = split.pool
-    grid = kd_grid(len(pool), preset.kd_points)
     students: dict[str, Any] = {}
+    labeller = None
     for spec in preset.students:
-        t0 = time.perf_counter()
-        m2kt, used = _run_m2kt(ctx, spec, seed, packet, gen_rows, gen_probes, recipe, preset, trust)
-        log(f"  {spec.name}: m2kt acc {m2kt['accuracy']:.3f} with {m2kt['inputs_used']} inputs")
-        # scratch: same student, ground-truth labels, exactly M2KT's task inputs
-        student = ctx.student(spec, seed)
-        x, y = ctx.labels_for(used)
-        with InputCounter(task, [student]) as c:
-            res = train_on_labels(
-                student,
-                x,
-                y,
-                replace(preset.fit, seed=seed),
-                evaluate=ctx.evaluator(student, c),
-                target=target,
-            )
-            scratch = _entry(res, c.tally().task_inputs, c.tally().concept_probes)
-        # logit KD on the grid
-        curve = []
-        kd_runs = []
-        for n in grid:
-            student = ctx.student(spec, seed)
-            with InputCounter(task, [teacher, student]) as c:
-                res = logit_distill(
-                    student,
-                    teacher,
-                    pool.inputs[:n],
-                    replace(preset.fit, seed=seed),
-                    temperature=preset.kd_temperature,
-                    evaluate=ctx.evaluator(student, c),
-                    target=target,
-                )
-                tally = c.tally()
-            curve.append({"inputs": tally.task_inputs, "accuracy": res.accuracy})
-            kd_runs.append(_entry(res, tally.task_inputs, tally.concept_probes, budget=n))
-        kd_full = kd_runs[-1]
-        # ablations
-        ablations: dict[str, Any] = {}
-        if preset.ablations:
-            for name, change in ABLATIONS.items():
-                r2 = replace(recipe, **change)
-                if r2 == recipe:
-                    continue
-                e, _ = _run_m2kt(ctx, spec, seed, packet, gen_rows, gen_probes, r2, preset, trust)
-                e.pop("history")
-                ablations[name] = e
-        # K curve
-        k_curve = []
-        for k in sorted(set(preset.k_curve) | {preset.traces}):
-            if k == preset.traces:
-                e = m2kt
-            else:
-                p, r, pr, tr = k_packets[k]
-                e, _ = _run_m2kt(ctx, spec, seed, p, r, pr, recipe, preset, tr)
-            k_curve.append(
-                {
-                    "traces": k,
-                    "inputs": e["inputs_used"],
-                    "accuracy": e["accuracy"],
-                    "steps_to_90": e["steps_to_90"],
-                }
-            )
-        students[spec.name] = {
-            "spec": spec.to_dict(),
-            "m2kt": m2kt,
-            "scratch": scratch,
-            "kd": {"curve": curve, "runs": kd_runs, "full_pool": kd_full},
-            "steps_to_90": {
-                "m2kt": m2kt["steps_to_90"],
-                "kd_full_pool": kd_full["steps_to_90"],
-                "scratch": scratch["steps_to_90"],
-            },
-            "wall_to_90_s": {
-                "m2kt": m2kt["wall_to_90_s"],
-                "kd_full_pool": kd_full["wall_to_90_s"],
-                "scratch": scratch["wall_to_90_s"],
-            },
-            "ablations": ablations,
-            "k_curve": k_curve,
-            "wall_seconds": round(time.perf_counter() - t0, 2),
-        }
-        transfer_figures(students[spec.name], teacher_acc, len(split.test), ctx.chance)
-        match = students[spec.name]["kd_inputs_to_match"]
-        log(
-            f"  {spec.name}: scratch {scratch['accuracy']:.3f}, KD full pool "
-            f"{kd_full['accuracy']:.3f} ({kd_full['inputs_used']} inputs), KD to match: {match}"
-            f" [{time.perf_counter() - t0:.0f}s]"
-        )
-    return {"seed": seed, "packet": pinfo, "kd_grid": grid, "students": students}
+        if spec.family == "concept":
+            students[spec.name], labeller = _concept_student(run, packet)
+        else:
+            students[spec.name] = _generic_student(run, spec, packet, labeller)
+        m2kt = students[spec.name].get("m2kt", {})
+        log(f"seed {seed}: {spec.name}: M2KT {m2kt.get('accuracy', float('nan')):.3f}")
+    has_concept = any(s.family == "concept" for s in preset.students)
+    ablations = _ablations(run, packet, info) if preset.ablations and has_concept else {}
+    log(f"seed {seed}: done in {time.perf_counter() - t0:.0f}s")
+    return {
+        "seed": seed,
+        "packet": info,
+        "kd_grid": run.grid,
+        "students": students,
+        "ablations": ablations,
+        "wall_seconds": round(time.perf_counter() - t0, 2),
+    }
 
 
 # --------------------------------------------------------------------------- aggregation
 
 
-def _ms(values: list[Any]) -> tuple[float | None, float | None]:
+def _stat(values: list[Any]) -> dict[str, Any]:
+    """Mean and *sample* standard deviation (ddof 1; 0 for one value) of the defined values."""
     vals = [float(v) for v in values if v is not None]
-    if not vals:
-        return None, None
-    return float(np.mean(vals)), float(np.std(vals)) if len(vals) > 1 else 0.0
+    mean = float(np.mean(vals)) if vals else None
+    std = float(np.std(vals, ddof=1)) if len(vals) > 1 else (0.0 if vals else None)
+    return {"mean": mean, "std": std, "n": len(vals), "values": values}
 
 
-def _agg_student(runs: list[dict[str, Any]], teacher_acc: float) -> dict[str, Any]:
-    def stat(get: Callable[[dict], Any]) -> dict[str, Any]:
-        vals = [get(r) for r in runs]
-        m, s = _ms(vals)
-        return {"mean": m, "std": s, "values": vals}
-
-    out: dict[str, Any] = {"spec": runs[0]["spec"]}
-    for method in ("m2kt", "scratch"):
-        out[method] = {
-            "accuracy": stat(lambda r, m=method: r[m]["accuracy"]),
-            "inputs_used": stat(lambda r, m=method: r[m]["inputs_used"]),
-            "concept_probes": stat(lambda r, m=method: r[m]["concept_probes"]),
-            "steps_to_90": stat(lambda r, m=method: r[m]["steps_to_90"]),
-            "wall_to_90_s": stat(lambda r, m=method: r[m]["wall_to_90_s"]),
-        }
-    n_pts = len(runs[0]["kd"]["curve"])
-    out["kd"] = {
-        "curve": [
-            {
-                "inputs": runs[0]["kd"]["curve"][i]["inputs"],
-                "accuracy": _ms([r["kd"]["curve"][i]["accuracy"] for r in runs])[0],
-                "accuracy_std": _ms([r["kd"]["curve"][i]["accuracy"] for r in runs])[1],
-                "steps_to_90": _ms([r["kd"]["runs"][i]["steps_to_90"] for r in runs])[0],
-            }
-            for i in range(n_pts)
-        ],
-        "full_pool": {
-            "accuracy": stat(lambda r: r["kd"]["full_pool"]["accuracy"]),
-            "inputs_used": stat(lambda r: r["kd"]["full_pool"]["inputs_used"]),
-            "steps_to_90": stat(lambda r: r["kd"]["full_pool"]["steps_to_90"]),
-            "wall_to_90_s": stat(lambda r: r["kd"]["full_pool"]["wall_to_90_s"]),
-        },
-    }
-    matches = [r["kd_inputs_to_match"] for r in runs]
-    out["kd_inputs_to_match"] = stat(lambda r: r["kd_inputs_to_match"])
-    out["kd_reached"] = sum(m is not None for m in matches)
-    out["above_chance"] = sum(bool(r["m2kt_vs_chance"]["above_chance"]) for r in runs)
-    out["data_reduction"] = stat(lambda r: r["data_reduction"])
-    out["relative_performance"] = stat(lambda r: r["relative_performance"])
-    out["steps_to_90"] = {
-        k: stat(lambda r, k=k: r["steps_to_90"][k]) for k in runs[0]["steps_to_90"]
-    }
-    out["ablations"] = {
-        name: {
-            "accuracy": stat(lambda r, n=name: r["ablations"][n]["accuracy"]),
-            "inputs_used": stat(lambda r, n=name: r["ablations"][n]["inputs_used"]),
-            "steps_to_90": stat(lambda r, n=name: r["ablations"][n]["steps_to_90"]),
-        }
-        for name in runs[0]["ablations"]
-    }
-    out["k_curve"] = [
-        {
-            "traces": runs[0]["k_curve"][i]["traces"],
-            "inputs": _ms([r["k_curve"][i]["inputs"] for r in runs])[0],
-            "accuracy": _ms([r["k_curve"][i]["accuracy"] for r in runs])[0],
-            "accuracy_std": _ms([r["k_curve"][i]["accuracy"] for r in runs])[1],
-        }
-        for i in range(len(runs[0]["k_curve"]))
-    ]
+def _student_figures(
+    doc: dict[str, Any], name: str, runs: list[dict[str, Any]], packets: list[dict[str, Any]]
+) -> dict[str, Any]:
+    teacher = doc["teacher"]["accuracy"]
+    target = doc["target_accuracy"]
+    n_test, chance = doc["teacher"]["test_size"], doc["teacher"]["chance_accuracy"]
+    floor = doc["information_floor"]["label_equivalents"]
+    per_seed = []
+    for r, pinfo in zip(runs, packets, strict=True):
+        fig: dict[str, Any] = {}
+        m = r.get("m2kt")
+        if "kd_warm_curve" in r:  # modular: M2KT is KD after the geometry write
+            warm = inputs_to_reach(r["kd_warm_curve"], target)
+            cold = inputs_to_reach(r["kd_curve"], target)
+            fig["warm_inputs_to_target"] = warm
+            fig["kd_inputs_to_target"] = cold
+            fig["data_reduction"] = None if warm is None or cold is None else 1 - warm / cold
+            per_seed.append(fig)
+            continue
+        if m is None:
+            per_seed.append(fig)
+            continue
+        acc = m["accuracy"]
+        le = m["account"]["label_equivalents"]
+        above, p = _above_chance(acc, n_test, chance)
+        match = inputs_to_reach(r["kd_curve"], acc) if above else None
+        fig.update(
+            accuracy=acc,
+            relative=acc / teacher if teacher else None,
+            label_equivalents=le,
+            floor_multiple=le / floor if floor else None,
+            above_chance=above,
+            chance_p_value=p,
+            answer_key=pinfo["answer_key_accuracy"],
+            packet_carried_answers=pinfo["answer_key_accuracy"] >= acc - 1.0 / n_test,
+            same_prior=r.get("same_prior", {}).get("accuracy"),
+            kd_same_inputs=r.get("kd_same_inputs", {}).get("accuracy"),
+            kd_inputs_to_match=match,
+            data_reduction=None if match is None else 1.0 - le / match,
+            kd_inputs_to_target=inputs_to_reach(r["kd_curve"], target),
+        )
+        per_seed.append(fig)
+    keys = sorted({k for f in per_seed for k in f})
+    out = {k: _stat([f.get(k) for f in per_seed]) for k in keys}
+    out["above_chance_seeds"] = sum(bool(f.get("above_chance")) for f in per_seed)
+    out["kd_curve"] = _curve_stat([r["kd_curve"] for r in runs])
+    if "kd_warm_curve" in runs[0]:
+        out["kd_warm_curve"] = _curve_stat([r["kd_warm_curve"] for r in runs])
+    if "m2kt" in runs[0]:
+        accounts = [r["m2kt"]["account"] for r in runs]
+        out["account"] = {k: _stat([a[k] for a in accounts]) for k in accounts[0]}
     return out
 
 
-def _environment(device: torch.device) -> dict[str, Any]:
-    return {
-        "m2kt_ref": __version__,
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "python": platform.python_version(),
-        "machine": platform.machine(),
-        "processor": platform.processor() or platform.machine(),
-        "cpus": os.cpu_count(),
-        "threads": torch.get_num_threads(),
-        "device": str(device),
-    }
+def _curve_stat(curves: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    return [
+        {"inputs": curves[0][i]["inputs"], **_stat([c[i]["accuracy"] for c in curves])}
+        for i in range(len(curves[0]))
+    ]
 
 
 def _summarise(doc: dict[str, Any]) -> dict[str, Any]:
-    """Compute the per-student aggregates and the headline from ``doc["per_seed"]`` (a new run
-    and a merge of runs share this)."""
+    """Per-student figures across seeds and the headline (a new run and a merge share this)."""
     per_seed = doc["per_seed"]
-    teacher_acc = doc["teacher"]["accuracy"]
-    names = list(per_seed[0]["students"])
-    students = {n: _agg_student([r["students"][n] for r in per_seed], teacher_acc) for n in names}
-    primary = students[names[0]]
+    packets = [r["packet"] for r in per_seed]
     doc["seeds"] = [r["seed"] for r in per_seed]
-    doc["primary_student"] = names[0]
-    doc["m2kt"].update(
-        accuracy=primary["m2kt"]["accuracy"]["mean"],
-        accuracy_std=primary["m2kt"]["accuracy"]["std"],
-        inputs_used=primary["m2kt"]["inputs_used"]["mean"],
-        concept_probes=primary["m2kt"]["concept_probes"]["mean"],
-    )
-    doc["relative_performance"] = primary["relative_performance"]["mean"]
-    doc["relative_performance_std"] = primary["relative_performance"]["std"]
-    doc["kd"]["curve"] = primary["kd"]["curve"]
-    doc["kd_inputs_to_match"] = primary["kd_inputs_to_match"]["mean"]
-    doc["kd_reached"] = primary["kd_reached"]
-    doc["data_reduction"] = primary["data_reduction"]["mean"]
-    doc["data_reduction_std"] = primary["data_reduction"]["std"]
-    doc["scratch"] = {
-        "accuracy": primary["scratch"]["accuracy"]["mean"],
-        "accuracy_std": primary["scratch"]["accuracy"]["std"],
-        "inputs_used": primary["scratch"]["inputs_used"]["mean"],
+    names = list(per_seed[0]["students"])
+    doc["students"] = {
+        n: _student_figures(doc, n, [r["students"][n] for r in per_seed], packets) for n in names
     }
-    doc["steps_to_90"] = {k: v["mean"] for k, v in primary["steps_to_90"].items()}
-    doc["ablations"] = {k: v["accuracy"]["mean"] for k, v in primary["ablations"].items()}
-    doc["students"] = students
+    doc["answer_key"] = _stat([p["answer_key_accuracy"] for p in packets])
+    names_ab = list(per_seed[0]["ablations"])
+    doc["ablations"] = {
+        n: {
+            "accuracy": _stat([r["ablations"][n]["accuracy"] for r in per_seed]),
+            "label_equivalents": _stat(
+                [(r["ablations"][n]["account"] or {}).get("label_equivalents") for r in per_seed]
+            ),
+            "answer_key": _stat([r["ablations"][n]["answer_key_accuracy"] for r in per_seed]),
+        }
+        for n in names_ab
+    }
     return doc
+
+
+# --------------------------------------------------------------------------- merge and run
 
 
 def merge_results(
@@ -672,57 +507,46 @@ def merge_results(
         UsageError: the runs differ in task, options, scale, teacher or settings, or repeat a
             seed.
     """
-    from m2kt_ref.errors import UsageError
-    from m2kt_ref.experiments.render import (
-        validate_results,
-        write_json,
-        write_plot,
-        write_report,
-    )
+    from m2kt_ref.experiments.render import write_outputs
 
     docs = []
     for p in paths:
         path = Path(p)
         path = path / "results.json" if path.is_dir() else path
-        docs.append(json.loads(path.read_text()))
+        try:
+            docs.append(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"cannot read results {path}: {exc}") from None
     if not docs:
         raise UsageError("nothing to merge")
     first = docs[0]
-    same = ("task", "task_options", "scale", "teacher", "fit")
 
     def identity(doc: dict[str, Any], key: str) -> Any:
         # a cached teacher is the same teacher whatever its training took on this machine
         if key == "teacher":
             return {k: v for k, v in doc[key].items() if k != "wall_seconds"}
-        return doc[key]
+        return doc.get(key)
 
     for d in docs[1:]:
-        for k in same:
+        for k in ("task", "task_options", "scale", "teacher", "settings"):
             if identity(d, k) != identity(first, k):
                 raise UsageError(f"runs differ in {k}; only seeds may differ")
-    per_seed = [r for d in docs for r in d["per_seed"]]
+    per_seed = sorted((r for d in docs for r in d["per_seed"]), key=lambda r: r["seed"])
     seeds = [r["seed"] for r in per_seed]
     if len(set(seeds)) != len(seeds):
         raise UsageError(f"seeds repeat across the runs: {seeds}")
     merged = json.loads(json.dumps(first))
-    merged["per_seed"] = sorted(per_seed, key=lambda r: r["seed"])
+    merged["per_seed"] = per_seed
     merged["wall_seconds"] = round(sum(d["wall_seconds"] for d in docs), 2)
     merged["merged_from"] = [str(p) for p in paths]
+    merged["environments"] = [d["environment"] for d in docs]
     _summarise(merged)
-    validate_results(merged)
-    outdir = Path(out)
-    outdir.mkdir(parents=True, exist_ok=True)
-    write_json(merged, outdir / "results.json")
-    write_report(merged, outdir / "report.md")
-    write_plot(merged, outdir / "transfer.png")
+    write_outputs(merged, Path(out))
     return merged
 
 
-# --------------------------------------------------------------------------- entry point
-
-
 def run_experiment(
-    task_name: str = "modular",
+    task_name: str = "chain",
     *,
     options: dict[str, Any] | None = None,
     out: str | os.PathLike[str] | None = None,
@@ -751,41 +575,30 @@ def run_experiment(
     Raises:
         UsageError: bad task, option, scale or device.
     """
-    from m2kt_ref.experiments.render import (
-        validate_results,
-        write_json,
-        write_plot,
-        write_report,
-    )
+    from m2kt_ref.experiments.render import write_json, write_outputs
 
     say = log or (lambda _m: None)
     if threads is not None:
         torch.set_num_threads(int(threads))
     if seeds < 1:
-        from m2kt_ref.errors import UsageError
-
         raise UsageError("--seeds must be >= 1")
     dev = resolve_device(device)
-    preset, task_opts, recipe_over = resolve_preset(task_name, scale, dict(options or {}))
+    preset, task_opts = resolve_preset(task_name, scale, dict(options or {}))
     task = make_task(task_name, **task_opts)
-    recipe = replace(RecipeConfig(), **recipe_over)
     outdir = Path(out) if out is not None else Path("runs") / task_name
     outdir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     teacher, split, trecord = _teacher(task, preset, outdir, dev, say)
     teacher.eval()
-    with torch.no_grad():
-        teacher_acc = evaluate(teacher, split.test.inputs, split.test.targets)
+    teacher_acc = evaluate(teacher, split.test.inputs, split.test.targets)
     per_seed = []
     for s in range(seed, seed + seeds):
-        per_seed.append(
-            _run_seed(task, preset, recipe, s, teacher, split, teacher_acc, outdir, dev, say)
-        )
+        per_seed.append(_run_seed(task, preset, s, teacher, split, dev, say))
         # a long run that is interrupted keeps the seeds it finished
         write_json({"per_seed": per_seed}, outdir / "per_seed.partial.json")
     results: dict[str, Any] = {
-        "format": "m2kt.experiment-results",
-        "version": 1,
+        "format": RESULTS_FORMAT,
+        "version": RESULTS_VERSION,
         "task": task_name,
         "task_options": task.option_dict(),
         "scale": scale,
@@ -801,19 +614,15 @@ def run_experiment(
             "chance_accuracy": chance_level(split.test.targets),
         },
         "target_accuracy": 0.9 * teacher_acc,
-        "m2kt": {"traces": preset.traces, "recipe": recipe.to_dict()},
-        "kd": {"temperature": preset.kd_temperature},
-        "fit": preset.fit.to_dict(),
-        "accounting_rule": "spec/algorithms.md §5: distinct task problems through teacher "
-        "(generation) or student (transfer), counted by forward pre-hooks; probes separate; "
-        "test-set evaluation not counted",
+        "information_floor": information_floor(task),
+        "settings": preset.to_dict(),
+        "accounting_rule": "spec/algorithms.md §5: label-equivalents = task rows whose label "
+        "reached the student + operator facts + declared facts; step hints, concept probes and "
+        "synthetic rows beside; test-set evaluation not counted",
         "per_seed": per_seed,
-        "environment": _environment(dev),
+        "environment": environment(dev),
         "wall_seconds": round(time.perf_counter() - t0, 2),
     }
-    _summarise(results)  # seeds, aggregates per student, the primary student's headline
-    validate_results(results)
-    write_json(results, outdir / "results.json")
-    write_report(results, outdir / "report.md")
-    write_plot(results, outdir / "transfer.png")
+    _summarise(results)
+    write_outputs(results, outdir)
     return results

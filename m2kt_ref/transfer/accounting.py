@@ -8,6 +8,11 @@ anything else is **other** (reported, never silently dropped). Evaluation on the
 set is measurement, not transfer: it runs inside :meth:`InputCounter.paused`, so it is not counted.
 
 Nothing here computes a count from a formula: what is reported is what passed through the hooks.
+
+:class:`TransferAccount` is the unit every transfer result is reported in
+(spec/algorithms.md §5.2): **label-equivalents** = task rows whose label reached the student +
+operator facts it read + declared facts it read. Per-step hints, concept probes and synthetic
+rows are counted beside, never inside, so no class of information can pass as free.
 """
 
 from __future__ import annotations
@@ -23,7 +28,14 @@ from torch import nn
 
 from m2kt_ref.transfer.tasks import Task
 
-__all__ = ["InputCounter", "InputTally", "RowRecorder", "probe_row_keys", "row_keys"]
+__all__ = [
+    "InputCounter",
+    "InputTally",
+    "RowRecorder",
+    "TransferAccount",
+    "probe_row_keys",
+    "row_keys",
+]
 
 
 def row_keys(rows: Any) -> set[bytes]:
@@ -149,3 +161,64 @@ class InputCounter(RowRecorder):
             other=len(self.rows) - len(task) - len(probes),
             rows_total=self.rows_total,
         )
+
+
+@dataclass(frozen=True)
+class TransferAccount:
+    """What a transfer gave the student, by class (spec/algorithms.md §5.2).
+
+    Args:
+        task_rows: distinct task problems whose label (the teacher's output or the ground
+            truth) reached the student: trace rows, distillation inputs, labelled rows.
+        trace_step_labels: per-step hints read from traces (a concept named at a step).
+        operator_facts: operator entries and probe-derived edges the student read (one fact
+            each, whatever probes the teacher answered to produce it).
+        declared_facts: facts asserted by the packet's author (ground truth) that it read.
+        concept_probes: concept-probe states it read (anchors, embeddings); no label.
+        synthetic_rows: inputs the student formed itself and labelled from packet content.
+        synthetic_in_test: how many of those coincide with test problems.
+
+    Example:
+        >>> from m2kt_ref.transfer.accounting import TransferAccount
+        >>> TransferAccount(task_rows=13, trace_step_labels=52, operator_facts=0,
+        ...                 declared_facts=0).label_equivalents
+        13
+    """
+
+    task_rows: int
+    trace_step_labels: int = 0
+    operator_facts: int = 0
+    declared_facts: int = 0
+    concept_probes: int = 0
+    synthetic_rows: int = 0
+    synthetic_in_test: int = 0
+
+    @property
+    def label_equivalents(self) -> int:
+        """The headline unit: task rows + operator facts + declared facts."""
+        return self.task_rows + self.operator_facts + self.declared_facts
+
+    def with_synthetic(self, rows: int, in_test: int) -> TransferAccount:
+        """The same account plus ``rows`` synthetic rows (``in_test`` of them test problems)."""
+        return TransferAccount(
+            self.task_rows,
+            self.trace_step_labels,
+            self.operator_facts,
+            self.declared_facts,
+            self.concept_probes,
+            self.synthetic_rows + rows,
+            self.synthetic_in_test + in_test,
+        )
+
+    def to_dict(self) -> dict[str, int]:
+        """JSON-able form, ``label_equivalents`` included."""
+        return {
+            "label_equivalents": self.label_equivalents,
+            "task_rows": self.task_rows,
+            "trace_step_labels": self.trace_step_labels,
+            "operator_facts": self.operator_facts,
+            "declared_facts": self.declared_facts,
+            "concept_probes": self.concept_probes,
+            "synthetic_rows": self.synthetic_rows,
+            "synthetic_in_test": self.synthetic_in_test,
+        }

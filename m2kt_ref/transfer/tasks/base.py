@@ -26,17 +26,18 @@ __all__ = [
     "PAD",
     "PAD_ID",
     "RELATIONS",
-    "STEP_ROLES",
     "SYMMETRIC_RELATIONS",
-    "CanonicalProblem",
     "ConceptSpec",
+    "DerivedEdge",
+    "OperatorEntry",
+    "OperatorFacts",
+    "OperatorProbe",
     "Probe",
     "ProblemSet",
     "Relation",
     "Split",
     "Task",
     "TaskOptions",
-    "TraceStep",
     "parse_option_pairs",
 ]
 # ``opt`` and ``seeded_rng`` are for the families' own modules, not re-exported by the package
@@ -61,9 +62,6 @@ SYMMETRIC_RELATIONS = frozenset({"similar_to", "inverse_of"})
 
 #: Concept kinds used by the built-in families.
 CONCEPT_KINDS = ("symbol", "operator", "category", "leaf", "composite")
-
-#: Roles of a reasoning-trace step.
-STEP_ROLES = ("operand", "operator", "query", "hop", "answer")
 
 
 @dataclass(frozen=True)
@@ -196,44 +194,41 @@ class Relation:
 
 
 @dataclass(frozen=True)
-class TraceStep:
-    """One step of a canonical problem's decomposition.
+class OperatorProbe:
+    """An input asking the teacher to apply ``operator`` to ``source`` (both concept ids)."""
 
-    Attributes:
-        concept_id: the concept visited at this step (for ``hop`` and ``answer`` steps, the
-            intermediate or final concept reached).
-        position: input position whose hidden state stands for this step.
-        role: one of :data:`STEP_ROLES`.
-        via: the operator concept that produced a ``hop``/``answer`` (``op:+``, ``fn:1``).
-        value: the answer label on ``answer`` steps (an answer class label).
-    """
-
-    concept_id: str
-    position: int
-    role: str
-    via: str | None = None
-    value: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able form."""
-        return dataclasses.asdict(self)
+    operator: str
+    source: str
+    tokens: tuple[int, ...]
 
 
 @dataclass(frozen=True)
-class CanonicalProblem:
-    """A problem with its step-by-step decomposition, for reasoning traces."""
+class OperatorEntry:
+    """The teacher's answer to one operator probe: ``operator(source) = target``."""
 
-    inputs: tuple[int, ...]
-    target: int
-    steps: tuple[TraceStep, ...]
+    operator: str
+    source: str
+    target: str
+    probability: float
+    tokens: tuple[int, ...]
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able form."""
-        return {
-            "inputs": list(self.inputs),
-            "target": self.target,
-            "steps": [s.to_dict() for s in self.steps],
-        }
+
+@dataclass(frozen=True)
+class DerivedEdge:
+    """A graph edge a family derives from several probe answers, with the answer's probability."""
+
+    source: str
+    target: str
+    relation: str
+    weight: float
+
+
+@dataclass(frozen=True)
+class OperatorFacts:
+    """What operator probes yield: operator entries and graph edges (each one labelled fact)."""
+
+    entries: tuple[OperatorEntry, ...]
+    edges: tuple[DerivedEdge, ...]
 
 
 @dataclass(frozen=True)
@@ -359,10 +354,6 @@ class Task(ABC):
     def relations(self) -> list[Relation]:
         """Declared relations between concept ids."""
 
-    @abstractmethod
-    def decompose(self, inputs: Sequence[int], target: int) -> tuple[TraceStep, ...]:
-        """Step-by-step decomposition of one problem (for reasoning traces)."""
-
     def _base_fact_mask(self, problems: ProblemSet) -> np.ndarray:
         """Problems that must be in every train split (primitive facts); default none."""
         return np.zeros(len(problems), dtype=bool)
@@ -485,53 +476,36 @@ class Task(ABC):
         """Concepts by id."""
         return {c.id: c for c in self.concepts()}
 
-    def canonical_problems(
-        self, k: int, seed: int, exclude: ProblemSet | None = None
-    ) -> list[CanonicalProblem]:
-        """``k`` problems that together cover as many concepts as possible.
+    def operator_probes(self) -> list[OperatorProbe]:
+        """Inputs that ask the teacher one operator of one concept (spec/algorithms.md §1.6).
 
-        A seeded shuffle of all problems is scanned; a problem is taken when its decomposition
-        visits a concept not yet covered. When every concept is covered (or the scan ends) the
-        remaining slots are filled in shuffle order. Rows in ``exclude`` (pass the test set, so
-        traces never reveal test answers) are skipped.
+        The default is none; a family whose operators apply to single concepts lists one probe
+        per (operator, concept). Some probes are task problems, some are not: the accounting
+        classifies each row it runs.
         """
-        if k < 0:
-            raise ValueError("k must be >= 0")
-        ps = self.problems()
-        banned = exclude.row_keys() if exclude is not None else set()
-        rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([int(seed), 0xCA70])))
-        order = rng.permutation(len(ps))
-        all_ids = {c.id for c in self.concepts()}
-        covered: set[str] = set()
-        chosen: list[int] = []
-        skipped: list[int] = []
-        for i in order:
-            if len(chosen) >= k or covered >= all_ids:
-                break
-            row = ps.inputs[i]
-            if row.tobytes() in banned:
-                continue
-            steps = self.decompose(row.tolist(), int(ps.targets[i]))
-            new = {s.concept_id for s in steps} | {s.via for s in steps if s.via}
-            if new - covered:
-                covered |= new
-                chosen.append(int(i))
-            else:
-                skipped.append(int(i))
-        if len(chosen) < k:
-            taken = set(chosen)
-            for i in order:
-                if len(chosen) >= k:
-                    break
-                if int(i) in taken or ps.inputs[i].tobytes() in banned:
-                    continue
-                chosen.append(int(i))
-        out = []
-        for i in chosen:
-            row = tuple(int(t) for t in ps.inputs[i])
-            target = int(ps.targets[i])
-            out.append(CanonicalProblem(row, target, self.decompose(row, target)))
-        return out
+        return []
+
+    def operator_facts(
+        self,
+        probes: Sequence[OperatorProbe],
+        answers: Sequence[int],
+        probabilities: Sequence[float],
+    ) -> OperatorFacts:
+        """What the teacher's answers on :meth:`operator_probes` say, as packet facts.
+
+        The default makes one operator entry per probe whose answer class names a concept:
+        ``operator`` applied to ``source`` gives that concept. A family may derive graph edges
+        instead (the taxonomy derives each node's parent from its ancestors at every level).
+        """
+        by_label = {c.label: c.id for c in self.concepts()}
+        entries = []
+        for probe, answer, prob in zip(probes, answers, probabilities, strict=True):
+            target = by_label.get(self.answer_labels[int(answer)])
+            if target is not None:
+                entries.append(
+                    OperatorEntry(probe.operator, probe.source, target, float(prob), probe.tokens)
+                )
+        return OperatorFacts(entries=tuple(entries), edges=())
 
     @classmethod
     def describe(cls) -> dict[str, Any]:

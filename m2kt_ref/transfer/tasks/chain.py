@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -13,12 +12,12 @@ from m2kt_ref.transfer.tasks.base import (
     PAD,
     PAD_ID,
     ConceptSpec,
+    OperatorProbe,
     Probe,
     ProblemSet,
     Relation,
     Task,
     TaskOptions,
-    TraceStep,
     opt,
     seeded_rng,
 )
@@ -165,26 +164,11 @@ class ChainTask(Task):
                         )
         return rels
 
-    def decompose(self, inputs: Sequence[int], target: int) -> tuple[TraceStep, ...]:
-        row = [int(v) for v in inputs]
-        x = row[0] - 1
-        fns = [v - self._fn(0) for v in row[1:] if v != PAD_ID]
-        steps = [TraceStep(f"sym:{x}", 0, "operand")]
-        y = x
-        for pos, j in enumerate(fns, start=1):
-            y = int(self.tables[j, y])
-            steps.append(TraceStep(f"fn:{j}", pos, "operator"))
-            if pos < len(fns):
-                steps.append(TraceStep(f"sym:{y}", pos, "hop", via=f"fn:{j}"))
-        if y != target:
-            raise ValueError("decompose: row and target disagree")
-        steps.append(
-            TraceStep(
-                f"sym:{y}",
-                self.seq_len - 1,
-                "answer",
-                via=f"fn:{fns[-1]}",
-                value=self.answer_labels[y],
-            )
-        )
-        return tuple(steps)
+    def operator_probes(self) -> list[OperatorProbe]:
+        """One probe per (function, symbol): the one-step row ``[x, f_j]`` (a task problem)."""
+        o, L = self.options, self.seq_len
+        return [
+            OperatorProbe(f"fn:{j}", f"sym:{x}", (self._sym(x), self._fn(j)) + (PAD_ID,) * (L - 2))
+            for j in range(o.functions)
+            for x in range(o.n)
+        ]

@@ -13,12 +13,14 @@ from m2kt_ref.transfer.tasks.base import (
     PAD,
     PAD_ID,
     ConceptSpec,
+    DerivedEdge,
+    OperatorFacts,
+    OperatorProbe,
     Probe,
     ProblemSet,
     Relation,
     Task,
     TaskOptions,
-    TraceStep,
     opt,
     seeded_rng,
 )
@@ -240,33 +242,59 @@ class HierarchyTask(Task):
         rels.append(Relation("query:is_a", "query:kind_of", "similar_to"))  # synonyms
         return rels
 
-    def decompose(self, inputs: Sequence[int], target: int) -> tuple[TraceStep, ...]:
-        x, q, y = (int(t) for t in inputs[:3])
-        xi = x - 1
-        last = self.seq_len - 1
-        steps = [TraceStep(self.node_id(xi), 0, "operand")]
-        if q in (self.token_id(IS_A_Q), self.token_id(KIND_OF_Q)):
-            yi = y - 1
-            stop = self.nodes[yi].level
-            query = "query:is_a" if q == self.token_id(IS_A_Q) else "query:kind_of"
-            steps += [
-                TraceStep(query, 1, "query"),
-                TraceStep(self.node_id(yi), 2, "operand"),
+    def operator_probes(self) -> list[OperatorProbe]:
+        """For every node but the root, its ancestor at every level ``[x, ancestor@, Lk]``.
+
+        Rows with ``k`` up to the node's depth are task problems; deeper ones are not (their
+        answers are whatever the teacher makes of them), which is why the generator needs the
+        teacher's answers to learn each node's depth: the level whose answer is the node itself.
+        """
+        anc = self.token_id(ANCESTOR_Q)
+        return [
+            OperatorProbe(
+                f"level:{k}",
+                self.node_id(n.index),
+                (self._tok(n.index), anc, self.token_id(f"L{k}")),
+            )
+            for n in self.nodes[1:]
+            for k in range(1, self.options.depth + 1)
+        ]
+
+    def operator_facts(
+        self,
+        probes: Sequence[OperatorProbe],
+        answers: Sequence[int],
+        probabilities: Sequence[float],
+    ) -> OperatorFacts:
+        """Each node's parent, read off the teacher's answers: ``is_a`` edges, one per node.
+
+        A node's depth is the level at which the teacher names the node itself; its parent is
+        what the teacher names one level up (the root for a node at depth 1). A node whose depth
+        the teacher never names gets no edge. The weight is the teacher's probability of the
+        parent answer (1 for the root, which no row asks about).
+        """
+        by_word = {self.answer_labels[2 + n.index]: self.node_id(n.index) for n in self.nodes}
+        named: dict[tuple[str, int], tuple[str | None, float]] = {}
+        for probe, answer, prob in zip(probes, answers, probabilities, strict=True):
+            level = int(probe.operator.removeprefix("level:"))
+            label = self.answer_labels[int(answer)]
+            named[(probe.source, level)] = (by_word.get(label), float(prob))
+        edges = []
+        root = self.node_id(0)
+        for n in self.nodes[1:]:
+            node = self.node_id(n.index)
+            depths = [
+                k
+                for k in range(1, self.options.depth + 1)
+                if named.get((node, k), (None,))[0] == node
             ]
-            via = query
-        else:
-            stop = y - self.token_id("L0")
-            steps += [
-                TraceStep("query:ancestor", 1, "query"),
-                TraceStep(f"level:{stop}", 2, "query"),
-            ]
-            via = "query:ancestor"
-        hops = [a for a in self.ancestors(xi) if self.nodes[a].level >= stop]
-        steps += [TraceStep(self.node_id(a), last, "hop", via=via) for a in hops[:-1]]
-        reached = hops[-1] if hops else xi
-        label = self.answer_labels[target]
-        steps.append(TraceStep(self.node_id(reached), last, "answer", via=via, value=label))
-        return tuple(steps)
+            if not depths:
+                continue
+            depth = min(depths)
+            parent, weight = (root, 1.0) if depth == 1 else named[(node, depth - 1)]
+            if parent is not None and parent != node:
+                edges.append(DerivedEdge(node, parent, "is_a", weight))
+        return OperatorFacts(entries=(), edges=tuple(edges))
 
 
 def _words(n: int, rng: np.random.Generator) -> list[str]:

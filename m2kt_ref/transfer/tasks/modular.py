@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,7 +16,6 @@ from m2kt_ref.transfer.tasks.base import (
     Relation,
     Task,
     TaskOptions,
-    TraceStep,
     opt,
 )
 
@@ -135,17 +133,6 @@ class ModularTask(Task):
                 if n < inv:
                     rels.append(Relation(f"num:{n}", f"num:{inv}", "inverse_of", context="op:*"))
         return rels
-
-    def decompose(self, inputs: Sequence[int], target: int) -> tuple[TraceStep, ...]:
-        a, op, b = self.decode(inputs[:3])
-        return (
-            TraceStep(f"num:{a}", 0, "operand"),
-            TraceStep(f"op:{op}", 1, "operator"),
-            TraceStep(f"num:{b}", 2, "operand"),
-            TraceStep(
-                f"num:{target}", self.seq_len - 1, "answer", via=f"op:{op}", value=str(target)
-            ),
-        )
 
 
 def _is_prime(n: int) -> bool:

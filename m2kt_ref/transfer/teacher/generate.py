@@ -40,10 +40,17 @@ from m2kt_ref import __version__
 from m2kt_ref.errors import UsageError
 from m2kt_ref.packet import tensors as tz
 from m2kt_ref.packet.codec import Packet, assemble, encoded_size
+from m2kt_ref.packet.extensions import (
+    FORMAT_1_1,
+    STEP_DECODINGS,
+    derivation_block,
+    operators_block,
+)
 from m2kt_ref.transfer.accounting import RowRecorder
 from m2kt_ref.transfer.hooks import HiddenStateReader
 from m2kt_ref.transfer.model_dir import state_dict_digest
-from m2kt_ref.transfer.tasks import ProblemSet, Task
+from m2kt_ref.transfer.nets import NetConfig
+from m2kt_ref.transfer.tasks import DerivedEdge, OperatorFacts, ProblemSet, Relation, Task
 from m2kt_ref.transfer.teacher.geometry import (
     Cluster,
     abstraction_clusters,
@@ -53,6 +60,14 @@ from m2kt_ref.transfer.teacher.geometry import (
     nearest_concepts,
     relative_rms_error,
 )
+from m2kt_ref.transfer.teacher.readout import (
+    ReadoutFn,
+    class_concepts,
+    net_readout,
+    read_positions,
+    step_positions,
+)
+from m2kt_ref.transfer.teacher.selection import SELECTIONS, select_traces, transition_units
 
 __all__ = [
     "DEFAULT_CLUSTER_LEVELS",
@@ -77,7 +92,10 @@ __all__ = [
 GENERATOR_NAME = "m2kt_ref.generate"
 #: Packet dtypes a generator may store tensors in.
 DTYPES = ("f32", "f16", "bf16", "i8")
+#: Traces chosen at random when no number is given (cover selection takes the cover itself).
 DEFAULT_TRACES = 16
+#: A decoded step below this readout probability does not count as exercising a transition.
+DEFAULT_MIN_STEP_PROBABILITY = 0.5
 DEFAULT_KNN = 3
 DEFAULT_COMPONENTS = 4
 DEFAULT_CLUSTER_LEVELS = 3
@@ -210,42 +228,47 @@ def _pick_states(states: torch.Tensor, positions: Sequence[int], layer: str) -> 
 
 
 def abstraction_graph(
-    task: Task,
+    ids: Sequence[str],
     embeddings: np.ndarray,
     knn: int,
     clusters: Sequence[Cluster],
     cluster_ids: Sequence[str],
     cluster_embeddings: Sequence[np.ndarray],
-) -> dict[tuple[str, str, str], float]:
-    """The edges of spec/algorithms.md §1.3 as ``{(source, target, relation): weight}``.
+    *,
+    probed: Sequence[DerivedEdge] = (),
+    declared: Sequence[Relation] = (),
+) -> dict[tuple[str, str, str], tuple[float, str]]:
+    """The edges of spec/algorithms.md §1.3: ``{(source, target, relation): (weight, derivation)}``.
 
-    Declared relations first, then ``similar_to`` (k nearest neighbours), then ``part_of`` (each
-    concept or cluster to the smallest cluster strictly containing it); symmetric relations put
-    the concept listed first as the source, and repeats keep the largest weight.
+    In order: edges the teacher's answers on operator probes gave (``teacher-probe``), then
+    ``similar_to`` between k nearest neighbours and ``part_of`` from each concept or cluster to
+    the smallest cluster strictly containing it (``teacher-geometry``), then the relations the
+    packet's author declares (``declared``, only when asked for). Symmetric relations put the
+    concept listed first as the source; a repeated edge keeps the largest weight and the
+    derivation it was first added with, so an edge the teacher derived never reads as declared.
 
     Raises:
-        UsageError: ``USAGE`` for a declared weight outside [0, 1] or an unknown concept id.
+        UsageError: ``USAGE`` for a weight outside [0, 1] or an unknown concept id.
     """
-    ids = [c.id for c in task.concepts()]
     order = {cid: i for i, cid in enumerate([*ids, *cluster_ids])}
-    edges: dict[tuple[str, str, str], float] = {}
+    edges: dict[tuple[str, str, str], tuple[float, str]] = {}
 
-    def add(source: str, target: str, relation: str, weight: float) -> None:
+    def add(source: str, target: str, relation: str, weight: float, derivation: str) -> None:
+        if not 0.0 <= weight <= 1.0 or source not in order or target not in order:
+            raise UsageError(
+                f"edge {source} -{relation}-> {target} has weight {weight} outside [0, 1] or "
+                "names an unknown concept",
+            )
         if relation in SYMMETRIC_RELATIONS and order[target] < order[source]:
             source, target = target, source
         key = (source, target, relation)
-        edges[key] = max(edges.get(key, -1.0), weight)
+        old = edges.get(key)
+        edges[key] = (weight, derivation) if old is None else (max(old[0], weight), old[1])
 
-    for rel in task.relations():
-        w = float(rel.weight)
-        if not 0.0 <= w <= 1.0 or rel.source not in order or rel.target not in order:
-            raise UsageError(
-                f"task relation {rel.source} -{rel.relation}-> {rel.target} has weight {w} "
-                "outside [0, 1] or names an unknown concept",
-            )
-        add(rel.source, rel.target, rel.relation, w)
+    for e in probed:
+        add(e.source, e.target, e.relation, float(e.weight), "teacher-probe")
     for i, j, w in knn_similarity(embeddings, knn):
-        add(ids[i], ids[j], "similar_to", w)
+        add(ids[i], ids[j], "similar_to", w, "teacher-geometry")
     sets = [frozenset(c.members) for c in clusters]
 
     def smallest(holders: list[int]) -> int:
@@ -258,13 +281,16 @@ def abstraction_graph(
         holders = [j for j, m in enumerate(sets) if i in m]
         if holders:
             j = smallest(holders)
-            add(cid, cluster_ids[j], "part_of", closeness(embeddings[i], cluster_embeddings[j]))
+            weight = closeness(embeddings[i], cluster_embeddings[j])
+            add(cid, cluster_ids[j], "part_of", weight, "teacher-geometry")
     for a, members in enumerate(sets):
         holders = [j for j, m in enumerate(sets) if members < m]
         if holders:
             j = smallest(holders)
             w = closeness(cluster_embeddings[a], cluster_embeddings[j])
-            add(cluster_ids[a], cluster_ids[j], "part_of", w)
+            add(cluster_ids[a], cluster_ids[j], "part_of", w, "teacher-geometry")
+    for rel in declared:
+        add(rel.source, rel.target, rel.relation, float(rel.weight), "declared")
     return edges
 
 
@@ -297,11 +323,13 @@ def _device_of(model: nn.Module) -> str:
     return "cpu"
 
 
-def _check_options(traces: int, dtype: str, knn: int, components: int, cluster_levels: int) -> None:
+def _check_options(
+    traces: int | None, dtype: str, knn: int, components: int, cluster_levels: int
+) -> None:
     if dtype not in DTYPES:
         raise UsageError(f"dtype {dtype!r} is not one of {', '.join(DTYPES)}")
     for name, value in (
-        ("traces", traces),
+        ("traces", 0 if traces is None else traces),
         ("knn", knn),
         ("components", components),
         ("cluster_levels", cluster_levels),
@@ -321,11 +349,18 @@ def generate_from_model(
     task: Task,
     *,
     layer: str | None = None,
+    readout: ReadoutFn | None = None,
     teacher_name: str = "teacher",
     architecture: str | None = None,
     model_digest: str | None = None,
     exclude: ProblemSet | None = None,
-    traces: int = DEFAULT_TRACES,
+    candidates: ProblemSet | None = None,
+    traces: int | None = None,
+    trace_selection: str = "cover",
+    step_decoding: str | None = None,
+    min_step_probability: float = DEFAULT_MIN_STEP_PROBABILITY,
+    operators: bool = False,
+    declare: bool = False,
     dtype: str = "f32",
     knn: int = DEFAULT_KNN,
     components: int = DEFAULT_COMPONENTS,
@@ -341,23 +376,43 @@ def generate_from_model(
 ) -> GenerationResult:
     """Build a knowledge packet from any token-rows -> logits module (spec/algorithms.md §1).
 
+    Every fact in the packet comes from the teacher and says how (the ``derivation``
+    extension): concept embeddings, manifolds and the similarity/cluster edges from its states
+    on concept probes (``teacher-geometry``); trace steps from its own readout applied to its
+    state after every token (``teacher-readout``); with ``operators``, operator entries or
+    edges from its answers on operator probes (``teacher-probe``). The task's ground truth
+    enters only with ``declare``, marked ``declared``.
+
     Args:
         model: the teacher; it stays on its device and is only run in eval mode, under
             ``torch.no_grad``.
-        task: the task the teacher solves (concepts, probes, relations, canonical problems).
+        task: the task the teacher solves (concepts, probes, operator probes, vocabulary).
         layer: dotted name of the submodule whose output is the teacher's latent space; may be
             omitted for our nets (:func:`default_layer` of ``model.config``).
+        readout: maps that layer's states to class logits, for teacher-readout decoding;
+            derived for our nets (:func:`~m2kt_ref.transfer.teacher.readout.net_readout`).
         teacher_name: ``teacher.name``.
         architecture: ``teacher.architecture`` (default: ``model.config.family`` for our nets,
             else the module's class name).
         model_digest: ``sha256:<hex>`` of the weights file; default :func:`state_dict_digest`.
         exclude: problems never used as traces (pass the teacher's test split).
-        traces: number of canonical problems ``K``.
+        candidates: problems traces are chosen from (default: every task problem not in
+            ``exclude``); the teacher runs over all of them to decode their steps.
+        traces: number of traces ``K``; None with ``cover`` takes exactly the cover.
+        trace_selection: ``cover`` (the fewest candidates whose decoded steps exercise every
+            transition the teacher makes on the candidates) or ``random``.
+        step_decoding: ``teacher-readout`` or ``nearest-concept`` (what 1.0 generators did);
+            None: the teacher's readout when one is known (``readout`` given, or an m2kt net
+            read at the layer that feeds its readout), else the nearest concept.
+        min_step_probability: a decoded step below this readout probability is not counted as
+            exercising a transition when selecting.
+        operators: run the task's operator probes and add what they yield.
+        declare: add the task's declared relations as ``declared`` edges (ground truth).
         dtype: storage dtype of every tensor (f32, f16, bf16, i8).
         knn: similarity neighbours per concept ``k``.
         components: principal directions per concept manifold ``R``.
         cluster_levels: hierarchical clustering cuts ``L``.
-        seed: seed of the canonical-problem choice.
+        seed: seeds the tie-breaking order of the cover and the random choice.
         created: see :func:`resolve_created`.
         protected: concept ids listed as ``safety.protected_concepts``.
         safety: overrides of :data:`DEFAULT_SAFETY` fields.
@@ -372,9 +427,10 @@ def generate_from_model(
     Raises:
         UsageError: ``USAGE`` for a bad option or ``created`` time, an unknown layer
             (:class:`~m2kt_ref.errors.UnknownLayerError`) or protected concept, a layer whose
-            output is not ``[N, d]``/``[N, L, d]``, or a declared weight outside [0, 1].
+            output is not ``[N, d]``/``[N, L, d]``, teacher-readout decoding of a layer that
+            does not feed the readout, or a declared weight outside [0, 1].
         SignatureError: ``PROVENANCE_INCOMPLETE`` when signing a packet built from no task
-            input (``traces=0``).
+            input.
         ValidationError: the assembled body breaks a packet rule (a task with bad ids).
 
     Example:
@@ -386,30 +442,45 @@ def generate_from_model(
         >>> result = mt.generate_from_model(
         ...     teacher, task, traces=4, dtype="f16", created="2026-01-01T00:00:00Z", key=key
         ... )
-        >>> packet = result.packet
-        >>> body = packet.body
-        >>> body.teacher.layer, body.teacher.latent_dim, len(body.traces), len(body.anchors)
-        ('layers.0', 16, 4, 10)
-        >>> body.provenance.task_inputs_used, result.stats["signed"]
-        (4, True)
-        >>> m2kt_ref.decode(m2kt_ref.encode(packet)) == packet
+        >>> body = result.packet.body
+        >>> body.header.version, body.teacher.layer, len(body.traces), len(body.anchors)
+        ('1.1', 'layers.0', 4, 10)
+        >>> result.stats["trace_selection"]["method"], result.stats["signed"]
+        ('cover', True)
+        >>> m2kt_ref.decode(m2kt_ref.encode(result.packet)) == result.packet
         True
         >>> trust = m2kt_ref.TrustStore([m2kt_ref.TrustedKey(key.public_key, "lab")])
-        >>> m2kt_ref.verify_packet(packet, trust).valid
+        >>> m2kt_ref.verify_packet(result.packet, trust).valid
         True
     """
     _check_options(traces, dtype, knn, components, cluster_levels)
     created_text, created_epoch, pinned = resolve_created(created)
     config = getattr(model, "config", None)
     if layer is None:
-        from m2kt_ref.transfer.nets import NetConfig
-
         if not isinstance(config, NetConfig):
             raise UsageError("layer is required for a model without a NetConfig")
         layer = default_layer(config)
     if architecture is None:
         family = getattr(config, "family", None)
         architecture = family if isinstance(family, str) else type(model).__name__
+    if step_decoding is None:
+        step_decoding = (
+            "teacher-readout"
+            if readout is not None or _reads_out(model, layer)
+            else "nearest-concept"
+        )
+    if step_decoding not in STEP_DECODINGS[:2]:
+        raise UsageError(
+            f"step decoding {step_decoding!r} is not one of {', '.join(STEP_DECODINGS[:2])}"
+        )
+    if trace_selection not in SELECTIONS:
+        raise UsageError(
+            f"trace selection {trace_selection!r} is not one of {', '.join(SELECTIONS)}"
+        )
+    if not 0.0 <= min_step_probability <= 1.0:
+        raise UsageError("min_step_probability must be in [0, 1]")
+    if step_decoding == "teacher-readout" and readout is None:
+        readout = net_readout(model, layer)
     digest = model_digest or state_dict_digest(model)
     timing: dict[str, float] = {}
     t_start = clock = time.perf_counter()
@@ -424,6 +495,7 @@ def generate_from_model(
     ids = [c.id for c in specs]
     labels = [c.label for c in specs]
     protected = list(dict.fromkeys(protected))
+    pool = candidates if candidates is not None else _candidates(task, exclude)
 
     ledger = RowRecorder([model])
     try:
@@ -442,28 +514,55 @@ def generate_from_model(
             probe_x = np.array(probe_rows, dtype=np.int64)
             probe_states = _pick_states(reader.read(probe_x)[layer], probe_pos, layer)
             lap("probes")
+            owner_arr = np.array(owner)
+            stats_per_concept = [
+                concept_statistics(probe_states[owner_arr == i], components)
+                for i in range(len(specs))
+            ]
+            emb = np.stack([s.embedding for s in stats_per_concept])
 
-            # 4. reasoning traces on canonical problems
-            problems = task.canonical_problems(traces, seed, exclude=exclude)
-            if problems:
-                trace_x = np.array([p.inputs for p in problems], dtype=np.int64)
-                out = reader.read(trace_x, return_logits=True)
-                trace_full = out[layer]
-                answers = out["logits"].argmax(dim=-1).tolist()
-            else:
-                trace_full, answers = None, []
+            # 4-5. decode every candidate's steps, choose the traces, read their states
+            steps = _decode_steps(model, layer, readout, task, pool, emb, step_decoding, batch_size)
+            lap("decode")
+            token_concept = _token_concepts(task, ids)
+            unit_sets = [
+                transition_units(
+                    row,
+                    st.concepts,
+                    st.positions,
+                    token_concept,
+                    confident=st.confidence >= min_step_probability,
+                )
+                if st.named
+                else frozenset()
+                for row, st in zip(pool.inputs, steps, strict=True)
+            ]
+            eligible = [i for i, st in enumerate(steps) if st.named]
+            k = traces if trace_selection == "cover" or traces is not None else DEFAULT_TRACES
+            choice = select_traces(trace_selection, [unit_sets[i] for i in eligible], k, seed)
+            chosen = [eligible[i] for i in choice.indices]
+            trace_x = pool.inputs[chosen] if chosen else np.zeros((0, task.seq_len), np.int64)
+            trace_full = reader.read(trace_x)[layer] if chosen else None
             lap("traces")
+
+            # 6. operator probes, answered by the teacher
+            facts = OperatorFacts(entries=(), edges=())
+            if operators:
+                probes = task.operator_probes()
+                if probes:
+                    out = reader.read(
+                        np.array([p.tokens for p in probes], dtype=np.int64), return_logits=True
+                    )
+                    top = torch.softmax(out["logits"].float(), dim=-1).max(dim=-1)
+                    facts = task.operator_facts(probes, top.indices.tolist(), top.values.tolist())
+                lap("operators")
     finally:
         ledger.close()
 
     d = int(probe_states.shape[1])
-    owner_arr = np.array(owner)
-    stats_per_concept = [
-        concept_statistics(probe_states[owner_arr == i], components) for i in range(len(specs))
-    ]
-    emb = np.stack([s.embedding for s in stats_per_concept])
+    class_rows = np.array([-1 if c is None else c for c in _class_rows(task)], dtype=np.int64)
 
-    # 3. abstraction graph: declared relations, similarity, clusters
+    # 3. abstraction graph: probed edges, similarity, clusters, declared relations
     clusters, cut_sizes = abstraction_clusters(emb, cluster_levels)
     cluster_ids = [
         f"cluster:{c.level}.{sum(1 for o in clusters[:j] if o.level == c.level)}"
@@ -474,7 +573,16 @@ def generate_from_model(
     for cid in protected:
         if cid not in known:
             raise UsageError(f"protected concept {cid!r} is not a concept of the packet")
-    edges = abstraction_graph(task, emb, knn, clusters, cluster_ids, cluster_emb)
+    edges = abstraction_graph(
+        ids,
+        emb,
+        knn,
+        clusters,
+        cluster_ids,
+        cluster_emb,
+        probed=facts.edges,
+        declared=task.relations() if declare else (),
+    )
     lap("graph")
 
     # assemble sections; tensors keep their float32 originals for the error report
@@ -518,25 +626,38 @@ def generate_from_model(
         )
 
     trace_entries: list[dict[str, Any]] = []
-    correct = 0
-    for t, prob in enumerate(problems):
-        positions = [s.position for s in prob.steps]
+    n_step_labels = 0
+    for t, i in enumerate(chosen):
+        st = steps[i]
         assert trace_full is not None
-        row = trace_full[t : t + 1]
-        if row.ndim == 3:
-            states = _pick_states(row.expand(len(positions), *row.shape[1:]), positions, layer)
+        row_states = trace_full[t : t + 1]
+        positions = [int(p) for p in st.positions]
+        if row_states.ndim == 3:
+            states = _pick_states(
+                row_states.expand(len(positions), *row_states.shape[1:]), positions, layer
+            )
         else:
-            states = _pick_states(row, [0], layer).repeat(len(positions), axis=0)
-        near, sim = nearest_concepts(states, emb)
-        answer = int(answers[t])
-        correct += answer == prob.target
+            states = _pick_states(row_states, [0], layer).repeat(len(positions), axis=0)
+        # name each step from the very states the packet stores, so the packet is consistent
+        # with itself whatever batch the selection scan decoded them in
+        named = _name_states(states, emb, step_decoding, readout, class_rows)
+        keep = [j for j, c in enumerate(named) if c >= 0]
+        states = states[keep]
+        n_step_labels += len(keep)
+        answer = int(st.answer)
         entry = {
             "id": f"t{t}",
-            "input": list(prob.inputs),
+            "input": [int(v) for v in pool.inputs[i]],
             "answer": answer,
             "steps": [
-                {"concept": ids[int(j)], "similarity": float(s), "position": int(p)}
-                for j, s, p in zip(near, sim, positions, strict=True)
+                {
+                    "concept": ids[named[j]],
+                    "similarity": float(
+                        np.clip(cosine_matrix(s[None], emb[named[j]][None])[0, 0], -1, 1)
+                    ),
+                    "position": positions[j],
+                }
+                for j, s in zip(keep, states, strict=True)
             ],
             "states": tensor(f"trace/t{t}/states", "trace_states", states),
         }
@@ -560,22 +681,33 @@ def generate_from_model(
             }
         )
 
-    # 6. provenance: classify what reached the teacher's forward
+    # 7. provenance: classify what reached the teacher's forward
     task_rows = task.problems().row_keys()
     probe_keys = {r.tobytes() for r in probe_x}
     task_inputs_used = len(ledger.rows & task_rows)
     concept_probes_used = len((ledger.rows & probe_keys) - task_rows)
-    other = len(ledger.rows - task_rows - probe_keys)
-    if other:  # unreachable: only probes and canonical problems are fed
-        raise AssertionError(f"{other} input rows were neither task problems nor probes")
+    operator_probes_used = len(ledger.rows - task_rows - probe_keys)
 
     # 8. reduced precision
     encoded = {name: tz.encode(values, dtype) for name, (_, values) in originals.items()}
     errors = reconstruction_errors(originals, encoded) if dtype != "f32" else {}
 
+    selection = {
+        "method": choice.method,
+        "unit": "transition",
+        "candidates": choice.candidates,
+        "exercised": choice.exercised,
+        "covered": choice.covered,
+    }
     parameters: dict[str, Any] = {
         "layer": layer,
-        "traces": traces,
+        "traces": len(trace_entries),
+        "trace_selection": trace_selection,
+        "step_decoding": step_decoding,
+        "min_step_probability": min_step_probability,
+        "operators": operators,
+        "declare": declare,
+        "operator_probes_used": operator_probes_used,
         "knn": knn,
         "components": components,
         "cluster_levels": cluster_levels,
@@ -595,10 +727,32 @@ def generate_from_model(
     if protected:
         safety_fields["protected_concepts"] = protected
     n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    edge_items = list(edges.items())
+    extensions = {
+        "derivation": derivation_block(
+            [derivation for (_, derivation) in (v for _, v in edge_items)],
+            trace_steps=step_decoding,
+            trace_selection=selection,
+        )
+    }
+    if facts.entries:
+        extensions["operators"] = operators_block(
+            [
+                {
+                    "operator": e.operator,
+                    "source": e.source,
+                    "target": e.target,
+                    "probability": min(max(e.probability, 0.0), 1.0),
+                    "input": list(e.tokens),
+                    "derivation": "teacher-probe",
+                }
+                for e in facts.entries
+            ]
+        )
     fields: dict[str, Any] = {
         "header": {
             "format": "m2kt",
-            "version": "1.0",
+            "version": FORMAT_1_1,
             "created": created_text,
             "title": title or f"{task.name} knowledge from a {architecture} teacher ({layer})",
         },
@@ -614,7 +768,7 @@ def generate_from_model(
         "graph": {
             "edges": [
                 {"source": s, "target": t, "relation": r, "weight": w}
-                for (s, t, r), w in edges.items()
+                for (s, t, r), (w, _) in edge_items
             ]
         },
         "traces": trace_entries,
@@ -629,6 +783,7 @@ def generate_from_model(
             "seed": seed,
         },
         "safety": safety_fields,
+        "extensions": extensions,
     }
     lap("sections")
     if not pinned:
@@ -644,8 +799,11 @@ def generate_from_model(
         lap("sign")
     timing["total"] = round(time.perf_counter() - t_start, 4)
     relations: dict[str, int] = {}
-    for _, _, r in edges:
+    derivations: dict[str, int] = {}
+    for (_, _, r), (_, derivation) in edge_items:
         relations[r] = relations.get(r, 0) + 1
+        derivations[derivation] = derivations.get(derivation, 0) + 1
+    correct = int(np.sum([steps[i].answer == pool.targets[i] for i in chosen])) if chosen else 0
     stats = {
         "packet_id": packet.packet_id,
         "packet_bytes": encoded_size(packet),
@@ -659,8 +817,13 @@ def generate_from_model(
         "concepts_with_manifold": sum(s.directions is not None for s in stats_per_concept),
         "edges": len(edges),
         "edges_by_relation": dict(sorted(relations.items())),
+        "edges_by_derivation": dict(sorted(derivations.items())),
         "traces": len(trace_entries),
+        "trace_selection": selection,
+        "trace_step_labels": n_step_labels,
         "trace_answers_correct": correct,
+        "operator_entries": len(facts.entries),
+        "operator_probes_used": operator_probes_used,
         "anchors": len(anchors),
         "tensors": len(encoded),
         "tensor_bytes": sum(t.nbytes for t in encoded.values()),
@@ -674,10 +837,117 @@ def generate_from_model(
     return GenerationResult(packet, stats)
 
 
+@dataclass(frozen=True)
+class _DecodedSteps:
+    """One candidate's step positions and what its states name there."""
+
+    positions: np.ndarray  # step positions (int64)
+    concepts: np.ndarray  # concept row named at every position, -1 for none ([L] or [1])
+    confidence: np.ndarray  # readout probability (or cosine) at every position
+    answer: int  # the teacher's output class on the row
+
+    @property
+    def named(self) -> bool:
+        return bool((self.concepts[self.positions] >= 0).any())
+
+
+def _reads_out(model: nn.Module, layer: str) -> bool:
+    """Whether ``layer`` of an m2kt net feeds its readout (so the teacher can decode it)."""
+    config = getattr(model, "config", None)
+    return isinstance(config, NetConfig) and layer == default_layer(config)
+
+
+def _candidates(task: Task, exclude: ProblemSet | None) -> ProblemSet:
+    problems = task.problems()
+    if exclude is None:
+        return problems
+    banned = exclude.row_keys()
+    rows = np.ascontiguousarray(problems.inputs, dtype=np.int64)
+    keep = np.array([r.tobytes() not in banned for r in rows], dtype=bool)
+    return problems.take(np.flatnonzero(keep))
+
+
+def _token_concepts(task: Task, ids: Sequence[str]) -> dict[int, int]:
+    """Concept row named by a token (its vocabulary string is the concept's label)."""
+    index = {cid: i for i, cid in enumerate(ids)}
+    vocab = {tok: i for i, tok in enumerate(task.vocab)}
+    return {vocab[c.label]: index[c.id] for c in task.concepts() if c.label in vocab}
+
+
+def _decode_steps(
+    model: nn.Module,
+    layer: str,
+    readout: ReadoutFn | None,
+    task: Task,
+    pool: ProblemSet,
+    emb: np.ndarray,
+    step_decoding: str,
+    batch_size: int,
+) -> list[_DecodedSteps]:
+    """What the teacher's state names at every step of every candidate."""
+    rows = np.ascontiguousarray(pool.inputs, dtype=np.int64)
+    if not len(rows):
+        return []
+    if step_decoding == "teacher-readout":
+        assert readout is not None
+        read = read_positions(model, layer, readout, rows, batch_size=batch_size)
+        to_concept = np.array([-1 if c is None else i for i, c in enumerate(_class_rows(task))])
+        concepts = to_concept[read.classes]
+        confidence, answers = read.probabilities, read.answers
+    else:
+        concepts_l, confidence_l, answers_l = [], [], []
+        with HiddenStateReader(model, [layer], batch_size=batch_size) as reader:
+            for start in range(0, len(rows), batch_size):
+                out = reader.read(rows[start : start + batch_size], return_logits=True)
+                states = out[layer].float().numpy()
+                if states.ndim == 2:
+                    states = states[:, None, :]
+                n, length, width = states.shape
+                near, sim = nearest_concepts(states.reshape(-1, width), emb)
+                concepts_l.append(near.reshape(n, length))
+                confidence_l.append(sim.reshape(n, length))
+                answers_l.append(out["logits"].argmax(dim=-1).numpy())
+        concepts = np.concatenate(concepts_l).astype(np.int64)
+        confidence = np.concatenate(confidence_l)
+        answers = np.concatenate(answers_l)
+    out = []
+    for row, c, p, a in zip(rows, concepts, confidence, answers, strict=True):
+        positions = np.array(step_positions(row, len(c)), dtype=np.int64)
+        out.append(_DecodedSteps(positions, c, p, int(a)))
+    return out
+
+
+def _name_states(
+    states: np.ndarray,
+    emb: np.ndarray,
+    step_decoding: str,
+    readout: ReadoutFn | None,
+    class_rows: np.ndarray,
+) -> list[int]:
+    """Concept row each state names (-1: its readout class names no concept)."""
+    if step_decoding == "nearest-concept":
+        return [int(j) for j in nearest_concepts(states, emb)[0]]
+    assert readout is not None
+    with torch.no_grad():
+        classes = readout(torch.from_numpy(np.ascontiguousarray(states))).argmax(-1).numpy()
+    return [int(class_rows[c]) for c in classes]
+
+
+def _class_rows(task: Task) -> list[int | None]:
+    """Concept row named by each answer class (None where no concept has its label)."""
+    ids = [c.id for c in task.concepts()]
+    index = {cid: i for i, cid in enumerate(ids)}
+    return [None if cid is None else index[cid] for cid in class_concepts(task)]
+
+
 def generate_packet(
     teacher: str | os.PathLike[str] | Any,
     *,
-    traces: int = DEFAULT_TRACES,
+    traces: int | None = None,
+    trace_selection: str = "cover",
+    step_decoding: str | None = None,
+    operators: bool = False,
+    declare: bool = False,
     dtype: str = "f32",
     layer: str | None = None,
     knn: int = DEFAULT_KNN,
@@ -697,8 +967,9 @@ def generate_packet(
         teacher: a directory written by ``m2kt train-teacher`` (or
             :func:`~m2kt_ref.transfer.save_model_dir`) or an already loaded
             :class:`~m2kt_ref.transfer.ModelDir`.
-        traces, dtype, layer, knn, components, cluster_levels, seed, created, protected,
-            safety, key: see :func:`generate_from_model`; ``layer`` defaults to
+        traces, trace_selection, step_decoding, operators, declare, dtype, layer, knn,
+            components, cluster_levels, seed, created, protected, safety, key: see
+            :func:`generate_from_model`; ``layer`` defaults to
             :func:`default_layer` of the directory's net config.
         name: ``teacher.name`` (default: the directory's name).
         device: where to load the model when ``teacher`` is a path (``cpu``, ``cuda``, ``auto``).
@@ -742,6 +1013,10 @@ def generate_packet(
         model_digest="sha256:" + md.weights_digest,
         exclude=exclude,
         traces=traces,
+        trace_selection=trace_selection,
+        step_decoding=step_decoding,
+        operators=operators,
+        declare=declare,
         dtype=dtype,
         knn=knn,
         components=components,
