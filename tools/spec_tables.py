@@ -6,8 +6,8 @@ The spec pages carry blocks between ``<!-- BEGIN GENERATED: key -->`` and
 tables, the error registry (from :mod:`m2kt_ref.errors`) and the worked example (the demo
 packet's bytes). The tests fail when a block differs from what this script writes::
 
-    python tools/spec_tables.py --write spec/packet-1.0.md spec/errors.md
-    python tools/spec_tables.py --check spec/packet-1.0.md spec/errors.md
+    python tools/spec_tables.py --write spec/packet-1.1.md spec/errors.md
+    python tools/spec_tables.py --check spec/packet-1.1.md spec/errors.md
     python tools/spec_tables.py --error-table      # print the registry table only
 
 It lives outside the library because it writes documentation, not packets.
@@ -152,7 +152,7 @@ def relations_table() -> str:
     return "\n".join(rows)
 
 
-#: Where each core code is raised; step numbers refer to spec/packet-1.0.md §10. Codes added
+#: Where each core code is raised; step numbers refer to spec/packet-1.1.md §10. Codes added
 #: later without an entry here show their family's description instead.
 RAISED_AT: dict[str, str] = {
     "TRUNCATED": "§10 steps 1–2 (envelope, body CBOR)",
@@ -301,7 +301,7 @@ _BLOCK = re.compile(
 )
 
 #: The one command that regenerates every generated block of the spec.
-REGENERATE = "python tools/spec_tables.py --write spec/packet-1.0.md spec/errors.md"
+REGENERATE = "python tools/spec_tables.py --write spec/packet-1.1.md spec/errors.md"
 
 
 def generated_blocks(text: str) -> dict[str, str]:

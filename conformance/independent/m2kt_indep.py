@@ -40,7 +40,7 @@ SCHEMA_DIR = Path(
     os.environ.get("M2KT_SCHEMA_DIR", Path(__file__).resolve().parents[2] / "schemas")
 )
 
-# Default limits (spec/packet-1.0.md §8).
+# Default limits (spec/packet-1.1.md §8).
 DEFAULT_LIMITS = {
     "max_packet_bytes": 1 << 34,
     "max_body_bytes": 1 << 28,
@@ -408,7 +408,7 @@ def check_version(raw: Any) -> None:
 
 
 def check_body(raw: Any, limits: dict[str, int], *, cbor: bool) -> dict[str, Any]:
-    """Limits, version, schema, then the semantic rules (spec/packet-1.0.md §6)."""
+    """Limits, version, schema, then the semantic rules (spec/packet-1.1.md §6)."""
     check_limits(raw, limits)
     check_version(raw)
     # a non-finite float anywhere is NONFINITE_VALUE, even where it also breaks a range

@@ -1,5 +1,5 @@
 /**
- * The body of a packet through §10 steps 2 to 6 (spec/packet-1.0.md): decode the deterministic
+ * The body of a packet through §10 steps 2 to 6 (spec/packet-1.1.md): decode the deterministic
  * CBOR, check limits and version, validate against the schema, check the semantic rules, and
  * encode it with the schema's types, which must give the body's bytes.
  */

@@ -1,6 +1,6 @@
 /**
  * Validation against the shipped JSON Schemas (schemas/, embedded at build time) with ajv, in
- * the strict typing of spec/packet-1.0.md §4.2: integer and number are distinct types (a float
+ * the strict typing of spec/packet-1.1.md §4.2: integer and number are distinct types (a float
  * in an integer field is `SCHEMA_VIOLATION`; an integer in a number field is recorded, since it
  * must be re-encoded as a float, §10 step 6), and values the JSON data model cannot hold are
  * refused with their own codes.

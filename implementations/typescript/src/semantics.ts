@@ -1,5 +1,5 @@
 /**
- * §10 step 5: the semantic rules of spec/packet-1.0.md §6, which a JSON Schema cannot state,
+ * §10 step 5: the semantic rules of spec/packet-1.1.md §6, which a JSON Schema cannot state,
  * on a body that satisfied the schema.
  */
 import { M2ktError } from "./errors.js";

@@ -1,5 +1,5 @@
 /**
- * The body of a packet (spec/packet-1.0.md §3) as plain JavaScript values, after validation
+ * The body of a packet (spec/packet-1.1.md §3) as plain JavaScript values, after validation
  * against the shipped schemas. Numbers are JavaScript numbers: integers beyond 2^53 (a free-form
  * value, a seed, `n_parameters`) are the nearest double; the exact values are in the body bytes.
  */
