@@ -49,6 +49,8 @@ PACKET_SCHEMAS = {
     "extensions.schema.json",
     "body.schema.json",
     "packet.schema.json",
+    "ext-derivation.schema.json",
+    "ext-operators.schema.json",
 }
 CORPUS = settings(
     max_examples=30,
@@ -420,6 +422,10 @@ MODEL_OF = {
     ("safety.schema.json", ""): model.Safety,
     ("tensor.schema.json", ""): model.TensorInfo,
     ("extensions.schema.json", "/$defs/extension"): model.Extension,
+    ("ext-derivation.schema.json", ""): model.DerivationData,
+    ("ext-derivation.schema.json", "/$defs/selection"): model.TraceSelectionData,
+    ("ext-operators.schema.json", ""): model.OperatorsData,
+    ("ext-operators.schema.json", "/$defs/entry"): model.OperatorEntryData,
 }
 
 #: Where the models state a rule differently from the schema, and why that is fine.
@@ -481,6 +487,9 @@ def _facts(node: dict[str, Any], deref: Deref) -> Any:
         node = {**node, "propertyNames": {"pattern": pattern}, "additionalProperties": value}
     if "properties" in node:
         return ("object", sorted(node["properties"]), sorted(node.get("required", ())))
+    if node.get("anyOf") and all("const" in b for b in node["anyOf"]):
+        # our closed sets carry a description per value; pydantic writes a Literal as an enum
+        node = {"type": "string", "enum": [b["const"] for b in node["anyOf"]]}
     facts: dict[str, Any] = {k: node[k] for k in _FACTS if k in node}
     for key in ("items", "additionalProperties"):
         if node.get(key) is True or isinstance(node.get(key), dict):
