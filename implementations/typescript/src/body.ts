@@ -62,7 +62,7 @@ export function validateBodyItem(item: CborItem, encoded: Uint8Array | undefined
   const issue = view.issues.find((i) => !(i.integerOutOfRange && encoded === undefined && integers.has(i.path)));
   if (issue !== undefined) throw new M2ktError(issue.code, issue.message, `/body${issue.path}`);
   const body = view.value as Body;
-  checkSemantics(body, "/body");
+  checkSemantics(body, "/body", view.floatPaths);
   // Step 6. Step 2 found the CBOR body to be its own deterministic encoding, item by item, so
   // the only way its encoding with the schema's types can differ is an integer in a field of
   // type number, which that encoding writes as a float.
