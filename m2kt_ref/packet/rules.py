@@ -170,23 +170,30 @@ def iter_cycle_errors(body: PacketBody) -> Iterator[M2ktError]:
         )
 
 
-def _json_model_problem(value: Any, depth: int = 0) -> str | None:
-    """Why ``value`` is outside the JSON data model (None when it is inside)."""
+def _json_model_problem(value: Any, depth: int = 0) -> tuple[str, str] | None:
+    """Why ``value`` is outside the JSON data model, and where (a JSON Pointer relative to
+    ``value``); None when it is inside."""
     if depth > 32:
-        return "nested too deeply"
+        return "nested too deeply", ""
     if value is None or isinstance(value, (str, bool)):
         return None
     if isinstance(value, int):
-        return None if INT_MIN <= value <= INT_MAX else "integer outside [-2**63, 2**64 - 1]"
+        return None if INT_MIN <= value <= INT_MAX else ("integer outside [-2**63, 2**64 - 1]", "")
     if isinstance(value, float):
-        return None if math.isfinite(value) else "non-finite number"
+        return None if math.isfinite(value) else ("non-finite number", "")
     if isinstance(value, list):
-        return next((p for v in value if (p := _json_model_problem(v, depth + 1))), None)
-    if isinstance(value, dict):
+        items: Iterator[tuple[str, Any]] = ((str(i), v) for i, v in enumerate(value))
+    elif isinstance(value, dict):
         if not all(isinstance(k, str) for k in value):
-            return "map key that is not a text string"
-        return next((p for v in value.values() if (p := _json_model_problem(v, depth + 1))), None)
-    return f"value of type {type(value).__name__}"
+            return "map key that is not a text string", ""
+        items = ((k.replace("~", "~0").replace("/", "~1"), v) for k, v in value.items())
+    else:
+        return f"value of type {type(value).__name__}", ""
+    for key, item in items:
+        found = _json_model_problem(item, depth + 1)
+        if found:
+            return found[0], f"/{key}{found[1]}"
+    return None
 
 
 def iter_extension_errors(body: PacketBody) -> Iterator[M2ktError]:
@@ -197,15 +204,19 @@ def iter_extension_errors(body: PacketBody) -> Iterator[M2ktError]:
             yield VersionError(
                 "CRITICAL_EXTENSION", f"critical extension {name!r} unknown", path=path
             )
-        problem = _json_model_problem(ext.data)
-        if problem:
+        found = _json_model_problem(ext.data)
+        if found:
+            problem, where = found
             code = "NONFINITE_VALUE" if problem == "non-finite number" else "SCHEMA_VIOLATION"
-            yield ValidationError(code, f"extension data holds a {problem}", path=path + "/data")
-    problem = _json_model_problem(body.provenance.parameters)
-    if problem:
+            yield ValidationError(
+                code, f"extension data holds a {problem}", path=f"{path}/data{where}"
+            )
+    found = _json_model_problem(body.provenance.parameters)
+    if found:
+        problem, where = found
         code = "NONFINITE_VALUE" if problem == "non-finite number" else "SCHEMA_VIOLATION"
         yield ValidationError(
-            code, f"parameters hold a {problem}", path="/body/provenance/parameters"
+            code, f"parameters hold a {problem}", path=f"/body/provenance/parameters{where}"
         )
 
 
