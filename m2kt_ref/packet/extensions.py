@@ -319,7 +319,10 @@ def _extension_data(body: Any, name: str) -> tuple[bool, Any]:
         concepts: set[str] | None = {c.id for c in body.concepts}
         data = ext.data
     elif isinstance(body, Mapping):
-        ext = (body.get("extensions") or {}).get(name)
+        extensions = body.get("extensions") or {}
+        if not isinstance(extensions, Mapping):
+            raise UsageError("the body's extensions is not a map")
+        ext = extensions.get(name)
         if ext is None:
             return False, None
         if not isinstance(ext, Mapping) or "data" not in ext:
