@@ -40,6 +40,15 @@ from m2kt_ref.packet.codec import (
     write_packet,
 )
 from m2kt_ref.packet.demo import demo_packet
+from m2kt_ref.packet.extensions import (
+    Derivation,
+    OperatorEntry,
+    TraceSelection,
+    derivation_block,
+    operators_block,
+    read_derivation,
+    read_operators,
+)
 from m2kt_ref.packet.gate import check_trust
 from m2kt_ref.packet.keys import (
     PublicKey,
@@ -64,6 +73,7 @@ from m2kt_ref.packet.trust import TrustedKey, TrustStore
 __all__ = [
     "DEFAULT_LIMITS",
     "DecodeError",
+    "Derivation",
     "EncodedTensor",
     "FileAccessError",
     "IngestError",
@@ -71,12 +81,14 @@ __all__ = [
     "LimitError",
     "Limits",
     "M2ktError",
+    "OperatorEntry",
     "Packet",
     "PacketBody",
     "PublicKey",
     "SignatureError",
     "SigningKey",
     "TensorError",
+    "TraceSelection",
     "TrustStore",
     "TrustedKey",
     "UsageError",
@@ -89,12 +101,16 @@ __all__ = [
     "decode",
     "decode_json",
     "demo_packet",
+    "derivation_block",
     "encode",
     "encode_json",
     "encode_tensor",
     "iter_packet_errors",
     "load_public_key",
     "load_signing_key",
+    "operators_block",
+    "read_derivation",
+    "read_operators",
     "read_packet",
     "sign_packet",
     "sign_report",

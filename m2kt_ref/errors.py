@@ -125,8 +125,8 @@ class ValidationError(M2ktError, ValueError):
 
     codes = _register(
         {
-            "SCHEMA_VIOLATION": "The body does not match the JSON Schema (missing or unknown "
-            "field, wrong type, value out of range).",
+            "SCHEMA_VIOLATION": "The body, or the data of a registered extension, does not match "
+            "its JSON Schema (missing or unknown field, wrong type, value out of range).",
             "DUPLICATE_ID": "Two concepts, traces, anchors or tensors share an id.",
             "DANGLING_REFERENCE": "A reference names a concept or tensor that does not exist.",
             "DIMENSION_MISMATCH": "A tensor's shape disagrees with the latent dimension or with "

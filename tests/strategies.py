@@ -3,7 +3,9 @@
 Valid packets are built the way a producer builds them: body fields as the models describe them
 plus numpy tensors, put together by :func:`m2kt_ref.packet.codec.assemble` (which lays out the data
 section, hashes the tensors and validates the result). They cover every dtype, optional fields
-present and absent, free-form JSON values, private relations and extensions.
+present and absent, free-form JSON values, private relations and extensions, and the registered
+extensions of format 1.1 (``derivation``, ``operators``, built with
+:mod:`m2kt_ref.packet.extensions`).
 
 Mutators take the JSON data model of a valid body and break exactly one rule. Each one says
 whether the JSON Schema can express the rule it breaks (``in_schema``) and which error code the
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 import copy
 import datetime
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,8 +26,9 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from m2kt_ref.packet import codec
+from m2kt_ref.packet import extensions as ext
 from m2kt_ref.packet import tensors as tz
-from m2kt_ref.packet.model import INT_MAX, INT_MIN, RELATIONS
+from m2kt_ref.packet.model import INT_MAX, INT_MIN, REGISTERED_EXTENSIONS, RELATIONS
 
 DTYPES = ("f32", "f16", "bf16", "i8")
 
@@ -41,7 +44,10 @@ ints = st.integers(INT_MIN, INT_MAX)
 timestamps = st.datetimes(
     min_value=datetime.datetime(1970, 1, 1), max_value=datetime.datetime(9999, 12, 31)
 ).map(lambda t: t.strftime("%Y-%m-%dT%H:%M:%S") + ("" if t.microsecond % 2 else ".5") + "Z")
-extension_names = st.from_regex(r"[a-z][a-z0-9_.-]{0,10}|x-[A-Za-z0-9_.-]{1,10}", fullmatch=True)
+#: Names of extensions a reader does not know (the registered names are drawn on purpose only).
+extension_names = st.from_regex(
+    r"[a-z][a-z0-9_.-]{0,10}|x-[A-Za-z0-9_.-]{1,10}", fullmatch=True
+).filter(lambda name: name not in REGISTERED_EXTENSIONS)
 private_relations = st.from_regex(r"x-[A-Za-z0-9_.-]{1,10}", fullmatch=True)
 map_keys = st.text(max_size=10)
 
@@ -214,9 +220,59 @@ def packet_fields(
                 max_size=2,
             )
         )
+    if draw(st.booleans()):
+        fields.setdefault("extensions", {}).update(
+            draw(registered_extensions([c["id"] for c in concepts], len(edges)))
+        )
     # descriptor order is the producer's choice: shuffle it
     order = draw(st.permutations(list(tensors)))
     return fields, {name: tensors[name] for name in order}
+
+
+@st.composite
+def trace_selections(draw: st.DrawFn) -> ext.TraceSelection:
+    """A ``derivation.trace_selection``: covered <= exercised, as a selection among candidates."""
+    exercised = draw(st.integers(0, 2**40))
+    return ext.TraceSelection(
+        method=draw(st.sampled_from(ext.SELECTION_METHODS)),
+        unit=draw(st.sampled_from(["transition", "edge", "concept"]) | labels),
+        candidates=draw(st.integers(0, INT_MAX)),
+        exercised=exercised,
+        covered=draw(st.integers(0, exercised)),
+    )
+
+
+@st.composite
+def operator_entries(draw: st.DrawFn, ids: list[str]) -> ext.OperatorEntry:
+    """One ``operators`` entry over the concepts ``ids`` (non-empty)."""
+    return ext.OperatorEntry(
+        operator=draw(st.sampled_from(ids)),
+        source=draw(st.sampled_from(ids)),
+        target=draw(st.sampled_from(ids)),
+        probability=draw(unit),
+        input=tuple(draw(st.lists(st.integers(0, 2**31 - 1), min_size=1, max_size=4))),
+        derivation=draw(st.sampled_from(ext.OPERATOR_DERIVATIONS)),
+    )
+
+
+@st.composite
+def registered_extensions(draw: st.DrawFn, ids: list[str], n_edges: int) -> dict[str, Any]:
+    """The registered extensions of format 1.1 for a body with these concepts and edge count:
+    ``derivation`` (one derivation per edge, optional fields half of the time), ``operators``
+    (when there are concepts), either or both, critical or not."""
+    out: dict[str, Any] = {}
+    if draw(st.booleans()) or not ids:
+        out["derivation"] = ext.derivation_block(
+            draw(st.lists(st.sampled_from(ext.DERIVATIONS), min_size=n_edges, max_size=n_edges)),
+            trace_steps=draw(st.none() | st.sampled_from(ext.STEP_DECODINGS)),
+            trace_selection=draw(st.none() | trace_selections()),
+            critical=draw(st.booleans()),
+        )
+    if ids:
+        out["operators"] = ext.operators_block(
+            draw(st.lists(operator_entries(ids), max_size=3)), critical=draw(st.booleans())
+        )
+    return out
 
 
 @st.composite
@@ -616,6 +672,84 @@ def _critical(body: dict[str, Any], data: Any) -> bool:
     return True
 
 
+# The registered extensions' data is free-form to the body schema (1.0 readers accept anything
+# there); a 1.1 reader checks it in step 5 against its own schema, then counts and references.
+
+
+def _registered(body: dict[str, Any], data: Any) -> dict[str, Any]:
+    """The body's registered extensions, adding valid ones when it has none."""
+    extensions = body.setdefault("extensions", {})
+    if not set(extensions) & set(REGISTERED_EXTENSIONS):
+        ids = [c["id"] for c in body["concepts"]]
+        extensions.update(data.draw(registered_extensions(ids, len(body["graph"]["edges"]))))
+    return extensions
+
+
+@mutation("registered extension data breaks its schema", in_schema=False)
+def _registered_schema(body: dict[str, Any], data: Any) -> bool:
+    extensions = _registered(body, data)
+    breaks: list[Callable[[], None]] = []
+    if "derivation" in extensions:
+        d = extensions["derivation"]["data"]
+        breaks += [
+            lambda: d["edges"].__setitem__(slice(0, 1), ["teacher-guess"]),
+            lambda: d.update(trace_steps="argmax"),
+            lambda: d.update(trace_selection={"method": "greedy", "unit": "edge"}),
+            lambda: d.update(note=1),
+            lambda: d.pop("edges"),
+            lambda: extensions["derivation"].update(data=None),
+        ]
+    if "operators" in extensions and extensions["operators"]["data"]["entries"]:
+        e = extensions["operators"]["data"]["entries"][0]
+        breaks += [
+            lambda: e.update(probability=1.5),
+            lambda: e.update(probability=-0.5),
+            lambda: e.pop(data.draw(st.sampled_from(sorted(e)))),
+            lambda: e.update(input=[]),
+            lambda: e.update(input=[2**31]),
+            lambda: e.update(derivation="teacher-geometry"),
+            lambda: e.update(operator="-bad id"),
+        ]
+    if "operators" in extensions:
+        breaks.append(lambda: extensions["operators"].update(data={"entries": {}}))
+    data.draw(st.sampled_from(breaks))()
+    return True
+
+
+@mutation("registered extension integer written as a float", in_schema=False)
+def _registered_integral_float(body: dict[str, Any], data: Any) -> bool:
+    # as in the body, JSON Schema counts 3.0 as an integer; the data model does not
+    selection = {"method": "cover", "unit": "edge", "candidates": 3, "exercised": 2, "covered": 2}
+    selection[data.draw(st.sampled_from(["candidates", "exercised", "covered"]))] = 2.0
+    body.setdefault("extensions", {})["derivation"] = {
+        "critical": False,
+        "data": {"edges": ["declared"] * len(body["graph"]["edges"]), "trace_selection": selection},
+    }
+    return True
+
+
+@mutation("derivation edges not one per graph edge", in_schema=False)
+def _derivation_count(body: dict[str, Any], data: Any) -> bool:
+    n = len(body["graph"]["edges"])
+    wrong = data.draw(st.integers(0, n + 3).filter(lambda k: k != n))
+    body.setdefault("extensions", {})["derivation"] = ext.derivation_block(["declared"] * wrong)
+    return True
+
+
+@mutation("operator entry names a missing concept", in_schema=False, code="DANGLING_REFERENCE")
+def _operator_dangling(body: dict[str, Any], data: Any) -> bool:
+    ids = [c["id"] for c in body["concepts"]] or ["missing:"]
+    missing = "missing:" + "x" * max(len(i) for i in ids)
+    entry = data.draw(operator_entries(ids)).__dict__ | {
+        data.draw(st.sampled_from(["operator", "source", "target"])): missing
+    }
+    body.setdefault("extensions", {})["operators"] = {
+        "critical": data.draw(st.booleans()),
+        "data": {"entries": [{**entry, "input": list(entry["input"])}]},
+    }
+    return True
+
+
 @mutation("free-form integer beyond 64 bits", in_schema=False)
 def _big_free_int(body: dict[str, Any], data: Any) -> bool:
     # JSON Schema's "integer" is mathematical (1e300 is one), so it cannot bound integers in
@@ -642,10 +776,15 @@ def _integral_float(body: dict[str, Any], data: Any) -> bool:
 
 
 def mutated_bodies(
-    *, in_schema: bool | None = None, **kwargs: Any
+    *, in_schema: bool | None = None, names: Collection[str] | None = None, **kwargs: Any
 ) -> st.SearchStrategy[tuple[Mutation, dict[str, Any]]]:
-    """(mutation, broken body) pairs; ``in_schema`` picks one family of mutations."""
-    chosen = [m for m in MUTATIONS if in_schema is None or m.in_schema == in_schema]
+    """(mutation, broken body) pairs; ``in_schema`` picks one family of mutations, ``names``
+    some mutations by name."""
+    chosen = [
+        m
+        for m in MUTATIONS
+        if (in_schema is None or m.in_schema == in_schema) and (names is None or m.name in names)
+    ]
 
     @st.composite
     def build(draw: st.DrawFn) -> tuple[Mutation, dict[str, Any]]:

@@ -27,11 +27,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 #: Public classes whose docstrings must document their constructor and show an example.
 FORMAT_CLASSES = (
+    "Derivation",
     "EncodedTensor",
     "Limits",
+    "OperatorEntry",
     "Packet",
     "PublicKey",
     "SigningKey",
+    "TraceSelection",
     "TrustStore",
     "TrustedKey",
     "VerificationResult",

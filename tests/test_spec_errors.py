@@ -62,12 +62,12 @@ def test_codes_are_upper_snake_case() -> None:
 
 
 def test_every_packet_code_is_raised_somewhere_in_the_spec() -> None:
-    """Codes with a step in RAISED_AT are the packet format's: packet-1.0.md must name them."""
-    text = (ROOT / "spec" / "packet-1.0.md").read_text(encoding="utf-8")
+    """Codes with a step in RAISED_AT are the packet format's: packet-1.1.md must name them."""
+    text = (ROOT / "spec" / "packet-1.1.md").read_text(encoding="utf-8")
     for code, where in spec_tables.RAISED_AT.items():
         assert code in errors.REGISTRY, f"RAISED_AT names unregistered code {code}"
         if "§10" in where:
-            assert f"`{code}`" in text, f"packet-1.0.md never names {code}"
+            assert f"`{code}`" in text, f"packet-1.1.md never names {code}"
 
 
 def test_the_regeneration_command_prints_and_rewrites(tmp_path: Path) -> None:

@@ -6,8 +6,8 @@ The spec pages carry blocks between ``<!-- BEGIN GENERATED: key -->`` and
 tables, the error registry (from :mod:`m2kt_ref.errors`) and the worked example (the demo
 packet's bytes). The tests fail when a block differs from what this script writes::
 
-    python tools/spec_tables.py --write spec/packet-1.0.md spec/errors.md
-    python tools/spec_tables.py --check spec/packet-1.0.md spec/errors.md
+    python tools/spec_tables.py --write spec/packet-1.1.md spec/errors.md
+    python tools/spec_tables.py --check spec/packet-1.1.md spec/errors.md
     python tools/spec_tables.py --error-table      # print the registry table only
 
 It lives outside the library because it writes documentation, not packets.
@@ -152,7 +152,16 @@ def relations_table() -> str:
     return "\n".join(rows)
 
 
-#: Where each core code is raised; step numbers refer to spec/packet-1.0.md §10. Codes added
+def values_table(name: str, pointer: str) -> str:
+    """Markdown table of a closed set of text values: an ``anyOf`` of ``const`` s, each with its
+    description (the registries of the registered extensions, spec §3.12)."""
+    rows = ["| Value | Meaning |", "|---|---|"]
+    for branch in resolve_local(name, pointer)["anyOf"]:
+        rows.append(f"| {_code(branch['const'])} | {_cell(branch['description'])} |")
+    return "\n".join(rows)
+
+
+#: Where each core code is raised; step numbers refer to spec/packet-1.1.md §10. Codes added
 #: later without an entry here show their family's description instead.
 RAISED_AT: dict[str, str] = {
     "TRUNCATED": "§10 steps 1–2 (envelope, body CBOR)",
@@ -167,7 +176,8 @@ RAISED_AT: dict[str, str] = {
     "LIMIT_EXCEEDED": "§10 steps 1–3 (limits of §8, before allocation)",
     "UNSUPPORTED_VERSION": "§10 step 3 (§9); JSON form `m2kt_json` (§4.5)",
     "CRITICAL_EXTENSION": "§10 step 5 (§9)",
-    "SCHEMA_VIOLATION": "§10 step 4; JSON form envelope (§4.5)",
+    "SCHEMA_VIOLATION": "§10 step 4; step 5 (registered extension data, §3.12); JSON form "
+    "envelope (§4.5)",
     "DUPLICATE_ID": "§10 step 5 (§6)",
     "DANGLING_REFERENCE": "§10 step 5 (§6); JSON form `tensor_data` names (§4.5)",
     "DIMENSION_MISMATCH": "§10 step 5 (§6)",
@@ -291,6 +301,9 @@ def _generated(key: str) -> str:
     if key.startswith("fields "):
         name, _, pointer = key.removeprefix("fields ").partition("#")
         return field_table(name, pointer)
+    if key.startswith("values "):
+        name, _, pointer = key.removeprefix("values ").partition("#")
+        return values_table(name, pointer)
     raise ValueError(f"unknown generated block {key!r}")
 
 
@@ -301,7 +314,7 @@ _BLOCK = re.compile(
 )
 
 #: The one command that regenerates every generated block of the spec.
-REGENERATE = "python tools/spec_tables.py --write spec/packet-1.0.md spec/errors.md"
+REGENERATE = "python tools/spec_tables.py --write spec/packet-1.1.md spec/errors.md"
 
 
 def generated_blocks(text: str) -> dict[str, str]:

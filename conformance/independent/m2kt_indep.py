@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""An independent M2KT 1.0 reader and verifier, written from spec/*.md and schemas/ alone.
+"""An independent M2KT 1.1 reader and verifier, written from spec/*.md and schemas/ alone.
 
 It shares no code with the reference library ``m2kt_ref`` and does not use its CBOR library:
 
@@ -35,12 +35,12 @@ from urllib.parse import urljoin
 
 import jsonschema
 
-NAME, VERSION = "m2kt-indep", "1.0.0"
+NAME, VERSION = "m2kt-indep", "1.1.0"
 SCHEMA_DIR = Path(
     os.environ.get("M2KT_SCHEMA_DIR", Path(__file__).resolve().parents[2] / "schemas")
 )
 
-# Default limits (spec/packet-1.0.md §8).
+# Default limits (spec/packet-1.1.md §8).
 DEFAULT_LIMITS = {
     "max_packet_bytes": 1 << 34,
     "max_body_bytes": 1 << 28,
@@ -297,20 +297,26 @@ def _strict_types() -> jsonschema.TypeChecker:
     ).redefine("number", lambda _, v: isinstance(v, (int, float)) and not isinstance(v, bool))
 
 
-_BODY_VALIDATOR: jsonschema.protocols.Validator | None = None
+_VALIDATORS: dict[str, jsonschema.protocols.Validator] = {}
+SCHEMA_BASE = "https://m2kt.dev/schemas/1.0/"
+#: The extensions registered by format 1.1 (packet-1.1.md §3.12, §9), with their data's schema.
+REGISTERED = {"derivation": "ext-derivation.schema.json", "operators": "ext-operators.schema.json"}
 
 
-def body_validator() -> jsonschema.protocols.Validator:
-    """Draft 2020-12 validator of the body schema, all references inlined, strict number types."""
-    global _BODY_VALIDATOR
-    if _BODY_VALIDATOR is None:
+def validator(name: str) -> jsonschema.protocols.Validator:
+    """Draft 2020-12 validator of a shipped schema, all references inlined, strict number types."""
+    if name not in _VALIDATORS:
         docs = _load_schemas()
-        url = "https://m2kt.dev/schemas/1.0/body.schema.json"
+        url = SCHEMA_BASE + name
         cls = jsonschema.validators.extend(
             jsonschema.Draft202012Validator, type_checker=_strict_types()
         )
-        _BODY_VALIDATOR = cls(_inline(docs[url], url, docs))
-    return _BODY_VALIDATOR
+        _VALIDATORS[name] = cls(_inline(docs[url], url, docs))
+    return _VALIDATORS[name]
+
+
+def body_validator() -> jsonschema.protocols.Validator:
+    return validator("body.schema.json")
 
 
 #: Paths (with * for any index or key) of the fields the spec types as floats.
@@ -408,7 +414,7 @@ def check_version(raw: Any) -> None:
 
 
 def check_body(raw: Any, limits: dict[str, int], *, cbor: bool) -> dict[str, Any]:
-    """Limits, version, schema, then the semantic rules (spec/packet-1.0.md §6)."""
+    """Limits, version, schema, then the semantic rules (spec/packet-1.1.md §6)."""
     check_limits(raw, limits)
     check_version(raw)
     # a non-finite float anywhere is NONFINITE_VALUE, even where it also breaks a range
@@ -540,9 +546,29 @@ def check_semantics(body: dict[str, Any]) -> None:
             elif not colour.get(nxt):
                 colour[nxt] = 1
                 stack.append((nxt, iter(children.get(nxt, ()))))
-    for name, ext in (body.get("extensions") or {}).items():
-        if ext["critical"]:
+    extensions = body.get("extensions") or {}
+    for name, ext in extensions.items():
+        if ext["critical"] and name not in REGISTERED:
             raise Refused("CRITICAL_EXTENSION", f"critical extension {name!r} not understood")
+    # the registered extensions (§3.12): their schema first, then counts and references
+    for name, schema_file in REGISTERED.items():
+        if name not in extensions:
+            continue
+        data = extensions[name]["data"]
+        errors = list(validator(schema_file).iter_errors(data))
+        if errors:
+            e = jsonschema.exceptions.best_match(errors)
+            where = "/".join(map(str, e.path))
+            raise Refused("SCHEMA_VIOLATION", f"extensions/{name}/data/{where}: {e.message}")
+        if name == "derivation" and len(data["edges"]) != len(body["graph"]["edges"]):
+            raise Refused(
+                "SCHEMA_VIOLATION",
+                f"{len(data['edges'])} edge derivations for {len(body['graph']['edges'])} edges",
+            )
+        if name == "operators":
+            for entry in data["entries"]:
+                for key in ("operator", "source", "target"):
+                    concept(entry[key])
 
 
 # =========================================================================== tensors

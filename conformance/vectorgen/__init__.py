@@ -5,6 +5,7 @@ moving a call in :func:`build_suite` changes ``manifest.json``):
 
 * :mod:`reader_valid`, :mod:`reader_encoding`, :mod:`reader_json`, :mod:`reader_body`,
   :mod:`reader_tensors`, :mod:`reader_request` - the reader vectors (``r-*``);
+* :mod:`registered` - format 1.1's registered extensions (reader and producer vectors);
 * :mod:`boundary` - bounds the spec states, both sides of each;
 * :mod:`verifier` - signed packets, trust stores, policies (``v-*``);
 * :mod:`producer` - packets to emit, and refusals (``p-*``).
@@ -28,6 +29,7 @@ from . import (
     reader_request,
     reader_tensors,
     reader_valid,
+    registered,
     verifier,
 )
 from .checks import check_reference_canonical, check_vectors
@@ -43,6 +45,7 @@ TOPICS = (
     reader_body,
     reader_tensors,
     reader_request,
+    registered,
     boundary,
     verifier,
     producer,

@@ -1,7 +1,7 @@
 """Boundary vectors: the edges the spec states explicitly, on both sides of each edge.
 
 Depth and integer ranges at their bounds, scalar and empty tensors, and the JSON form's own rules
-(packet-1.0.md §4.5): a reader must accept the last value inside a bound and refuse the first
+(packet-1.1.md §4.5): a reader must accept the last value inside a bound and refuse the first
 one outside it, so each bound gets a valid vector and an invalid one.
 """
 

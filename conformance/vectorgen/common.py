@@ -15,36 +15,39 @@ import numpy as np
 
 SUITE_VERSION = "1.0"
 FORMAT_VERSION = "1.0"
+#: The version of packets that use a registered 1.1 extension (packet-1.1.md §3.12, §9).
+FORMAT_1_1 = "1.1"
 CREATED = "2026-01-01T00:00:00Z"
 ALIGN = 64
 MAGIC = b"\xd9\xd9\xf7"
 
-#: Spec sections, by topic (spec/packet-1.0.md, spec/signing.md, spec/conformance.md).
+#: Spec sections, by topic (spec/packet-1.1.md, spec/signing.md, spec/conformance.md).
 SEC = {
-    "model": "packet-1.0.md §3",
-    "common": "packet-1.0.md §3.1",
-    "header": "packet-1.0.md §3.2",
-    "teacher": "packet-1.0.md §3.3",
-    "concepts": "packet-1.0.md §3.4",
-    "graph": "packet-1.0.md §3.5",
-    "traces": "packet-1.0.md §3.6",
-    "anchors": "packet-1.0.md §3.7",
-    "provenance": "packet-1.0.md §3.8",
-    "safety": "packet-1.0.md §3.9",
-    "descriptors": "packet-1.0.md §3.10",
-    "extensions": "packet-1.0.md §3.11",
-    "envelope": "packet-1.0.md §4.1",
-    "deterministic": "packet-1.0.md §4.2",
-    "data": "packet-1.0.md §4.3",
-    "packet_id": "packet-1.0.md §4.4",
-    "json": "packet-1.0.md §4.5",
-    "tensors": "packet-1.0.md §5",
-    "dtypes": "packet-1.0.md §5.1",
-    "length": "packet-1.0.md §5.2",
-    "semantics": "packet-1.0.md §6",
-    "limits": "packet-1.0.md §8",
-    "versioning": "packet-1.0.md §9",
-    "order": "packet-1.0.md §10",
+    "model": "packet-1.1.md §3",
+    "common": "packet-1.1.md §3.1",
+    "header": "packet-1.1.md §3.2",
+    "teacher": "packet-1.1.md §3.3",
+    "concepts": "packet-1.1.md §3.4",
+    "graph": "packet-1.1.md §3.5",
+    "traces": "packet-1.1.md §3.6",
+    "anchors": "packet-1.1.md §3.7",
+    "provenance": "packet-1.1.md §3.8",
+    "safety": "packet-1.1.md §3.9",
+    "descriptors": "packet-1.1.md §3.10",
+    "extensions": "packet-1.1.md §3.11",
+    "registered": "packet-1.1.md §3.12",
+    "envelope": "packet-1.1.md §4.1",
+    "deterministic": "packet-1.1.md §4.2",
+    "data": "packet-1.1.md §4.3",
+    "packet_id": "packet-1.1.md §4.4",
+    "json": "packet-1.1.md §4.5",
+    "tensors": "packet-1.1.md §5",
+    "dtypes": "packet-1.1.md §5.1",
+    "length": "packet-1.1.md §5.2",
+    "semantics": "packet-1.1.md §6",
+    "limits": "packet-1.1.md §8",
+    "versioning": "packet-1.1.md §9",
+    "order": "packet-1.1.md §10",
     "signed": "signing.md §2",
     "ed25519-keys": "signing.md §3.1",
     "ed25519-sigs": "signing.md §3.2",
@@ -265,3 +268,61 @@ def full_fields() -> dict[str, Any]:
         },
         "extensions": {"x-note": {"critical": False, "data": {"purpose": "conformance"}}},
     }
+
+
+def derivation_data() -> dict[str, Any]:
+    """The ``derivation`` data of the full packet: every derivation once, one per edge (4)."""
+    return {
+        "edges": ["teacher-geometry", "declared", "teacher-probe", "teacher-trace"],
+        "trace_steps": "teacher-readout",
+        "trace_selection": {
+            "method": "cover",
+            "unit": "transition",
+            "candidates": 25,
+            "exercised": 2,
+            "covered": 2,
+        },
+    }
+
+
+def operators_data() -> dict[str, Any]:
+    """The ``operators`` data of the full packet: each operator derivation once, probabilities
+    at both ends of [0, 1] and inside."""
+    return {
+        "entries": [
+            {
+                "operator": "num:1",
+                "source": "num:0",
+                "target": "num:1",
+                "probability": 0.875,
+                "input": [0, 5, 1],
+                "derivation": "teacher-probe",
+            },
+            {
+                "operator": "num:1",
+                "source": "num:1",
+                "target": "num:0",
+                "probability": 1.0,
+                "input": [1, 5, 1],
+                "derivation": "teacher-trace",
+            },
+            {
+                "operator": "num:0",
+                "source": "number",
+                "target": "number",
+                "probability": 0.0,
+                "input": [2],
+                "derivation": "declared",
+            },
+        ]
+    }
+
+
+def full_1_1_fields() -> dict[str, Any]:
+    """The full body as a 1.1 writer makes it: version 1.1, both registered extensions added
+    (not critical) beside the private one."""
+    f = full_fields()
+    f["header"]["version"] = FORMAT_1_1
+    f["extensions"]["derivation"] = {"critical": False, "data": derivation_data()}
+    f["extensions"]["operators"] = {"critical": False, "data": operators_data()}
+    return f

@@ -17,6 +17,22 @@ from .packets import Bases, build, json_form, mutate, pad_length
 from .suite import Suite, b64, intermediates
 
 
+def describe(fields: dict[str, Any], tensors: dict[str, T]) -> dict[str, Any]:
+    """The ``description`` input of a ``produce`` vector: body fields and tensor bytes."""
+    out = []
+    for name, t in tensors.items():
+        d: dict[str, Any] = {
+            "name": name,
+            "dtype": t.dtype,
+            "shape": t.shape,
+            "b64": b64(t.raw),
+        }
+        if t.scale is not None:
+            d["scale"] = t.scale
+        out.append(d)
+    return {"fields": fields, "tensors": out}
+
+
 def add_vectors(s: Suite, bases: Bases) -> None:
     """Re-encoding, producing from a description (dtypes, numbers, pads, alignment), refusals."""
     full, minimal = bases.full, bases.minimal
@@ -34,20 +50,6 @@ def add_vectors(s: Suite, bases: Bases) -> None:
             tags=["encode"],
             intermediate=intermediates(b, b.encode()),
         )
-
-    def describe(fields: dict[str, Any], tensors: dict[str, T]) -> dict[str, Any]:
-        out = []
-        for name, t in tensors.items():
-            d: dict[str, Any] = {
-                "name": name,
-                "dtype": t.dtype,
-                "shape": t.shape,
-                "b64": b64(t.raw),
-            }
-            if t.scale is not None:
-                d["scale"] = t.scale
-            out.append(d)
-        return {"fields": fields, "tensors": out}
 
     def produce(
         vid: str,

@@ -1,4 +1,4 @@
-"""Reader vectors for the JSON form (packet-1.0.md §4.5) that break it after it was written."""
+"""Reader vectors for the JSON form (packet-1.1.md §4.5) that break it after it was written."""
 
 from __future__ import annotations
 

@@ -16,6 +16,7 @@ from collections import Counter
 import numpy as np
 
 from m2kt_ref.packet.codec import Packet
+from m2kt_ref.packet.extensions import read_operators
 from m2kt_ref.transfer.tasks import PAD_ID, Task
 from m2kt_ref.transfer.tasks.hierarchy import ANCESTOR_Q
 
@@ -59,9 +60,9 @@ class AnswerKeyReader:
                 if state is not None and nxt is not None:
                     self.transitions.setdefault((state, tok), nxt)
                 state = nxt
-        for e in _operator_entries(packet):
-            src, tgt = self.class_of.get(e["source"]), self.class_of.get(e["target"])
-            row = [int(v) for v in e["input"]]
+        for e in read_operators(body):
+            src, tgt = self.class_of.get(e.source), self.class_of.get(e.target)
+            row = [int(v) for v in e.input]
             if src is not None and tgt is not None and len(row) > 1:
                 self.transitions.setdefault((src, row[1]), tgt)
         self.parent = {e.source: e.target for e in body.graph.edges if e.relation == "is_a"}
@@ -106,11 +107,3 @@ class AnswerKeyReader:
         """Fraction of rows answered right."""
         got = np.array([self.answer(r) for r in inputs], dtype=np.int64)
         return float((got == np.asarray(targets)).mean()) if len(got) else 0.0
-
-
-def _operator_entries(packet: Packet) -> list[dict]:
-    ext = packet.body.extensions or {}
-    block = ext.get("operators")
-    data = getattr(block, "data", None) if block is not None else None
-    entries = data.get("entries") if isinstance(data, dict) else None
-    return [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []

@@ -32,6 +32,7 @@ from torch import nn
 
 from m2kt_ref.experiments.presets import Budget, StudentSpec
 from m2kt_ref.packet.codec import Packet
+from m2kt_ref.packet.extensions import read_operators
 from m2kt_ref.transfer.distill import FitConfig, FitResult, logit_distill, train_on_labels
 from m2kt_ref.transfer.nets import NetConfig, build_model
 from m2kt_ref.transfer.student.concept_state import fit_on_rows
@@ -215,11 +216,7 @@ def control_rows(packet: Packet, task: Task) -> np.ndarray:
     """
     body = packet.body
     rows: list[tuple[int, ...]] = [tuple(int(v) for v in t.input) for t in body.traces]
-    ext = body.extensions or {}
-    block = ext.get("operators")
-    data = getattr(block, "data", None) if block is not None else None
-    for e in (data or {}).get("entries", []) if isinstance(data, dict) else []:
-        rows.append(tuple(int(v) for v in e["input"]))
+    rows += [tuple(int(v) for v in e.input) for e in read_operators(body)]
     if task.name == "hierarchy":
         parent = {e.source: e.target for e in body.graph.edges if e.relation == "is_a"}
         root = task.node_id(0)

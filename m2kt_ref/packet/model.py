@@ -21,10 +21,13 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 __all__ = [
     "OMITTED",
+    "REGISTERED_EXTENSIONS",
     "RELATIONS",
     "Anchor",
     "Concept",
     "Count",
+    "DerivationData",
+    "DerivationKind",
     "Digest",
     "Edge",
     "Extension",
@@ -36,12 +39,17 @@ __all__ = [
     "Label",
     "Manifold",
     "NonNegative",
+    "OperatorDerivation",
+    "OperatorEntryData",
+    "OperatorsData",
     "PacketBody",
     "PacketId",
     "Positive",
     "Provenance",
     "Safety",
     "Scalar",
+    "SelectionMethod",
+    "StepDecoding",
     "TaskRef",
     "Teacher",
     "TensorInfo",
@@ -49,6 +57,7 @@ __all__ = [
     "Token",
     "Tokens",
     "Trace",
+    "TraceSelectionData",
     "TraceStep",
     "Unit",
 ]
@@ -253,3 +262,60 @@ class PacketBody(_Section):
         ``exclude_unset`` rather than ``exclude_none``: an extension's ``data`` may be null.
         """
         return self.model_dump(mode="python", exclude_unset=True)
+
+
+# --------------------------------------------------------------------------- registered extensions
+# The ``data`` of the extensions registered by format 1.1 (spec §3.12). The body keeps each
+# extension's data as the free-form value it decoded (so re-encoding is byte-identical); these
+# models check it in validation step 5 (:mod:`m2kt_ref.packet.rules`) and are not kept.
+
+#: Where a fact of the packet came from (``ext-derivation.schema.json#/$defs/derivation``).
+DerivationKind = Literal["teacher-geometry", "teacher-probe", "teacher-trace", "declared"]
+#: How a trace step's concept was decoded (``ext-derivation.schema.json#/$defs/decoding``).
+StepDecoding = Literal["teacher-readout", "nearest-concept", "declared"]
+#: How the traces were chosen (``ext-derivation.schema.json#/$defs/method``).
+SelectionMethod = Literal["cover", "random", "declared"]
+#: Where an operator fact came from (``ext-operators.schema.json#/$defs/derivation``).
+OperatorDerivation = Literal["teacher-probe", "teacher-trace", "declared"]
+
+
+class TraceSelectionData(_Section):
+    """How the traces were chosen: method, unit of coverage, and the coverage counts."""
+
+    method: SelectionMethod
+    unit: Label
+    candidates: Count
+    exercised: Count
+    covered: Count
+
+
+class DerivationData(_Section):
+    """The data of the extension ``derivation``: one derivation per graph edge, and the traces'."""
+
+    edges: list[DerivationKind]
+    trace_steps: StepDecoding = OMITTED
+    trace_selection: TraceSelectionData = OMITTED
+
+
+class OperatorEntryData(_Section):
+    """One operator fact: applying ``operator`` to ``source`` gives ``target``."""
+
+    operator: Identifier
+    source: Identifier
+    target: Identifier
+    probability: Unit
+    input: Tokens
+    derivation: OperatorDerivation
+
+
+class OperatorsData(_Section):
+    """The data of the extension ``operators``."""
+
+    entries: list[OperatorEntryData]
+
+
+#: Extension name -> model of its ``data``, for the extensions this version registers.
+REGISTERED_EXTENSIONS: dict[str, type[BaseModel]] = {
+    "derivation": DerivationData,
+    "operators": OperatorsData,
+}

@@ -1,5 +1,9 @@
 """Semantic rules a JSON Schema cannot state (spec §6), checked on a schema-valid body.
 
+They include the registered extensions of format 1.1 (spec §3.12): the body schema lets any
+extension ``data`` through, so the data of a registered one is checked here, in step 5, against
+its model (:data:`m2kt_ref.packet.model.REGISTERED_EXTENSIONS`), then its counts and references.
+
 Each check yields every problem it finds, so ``m2kt validate`` can list them all; callers that
 want the first one take ``next(iter_semantic_errors(...))``.
 """
@@ -7,12 +11,23 @@ want the first one take ``next(iter_semantic_errors(...))``.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Set
 from typing import Any
+
+import pydantic
 
 from m2kt_ref.errors import M2ktError, TensorError, ValidationError, VersionError
 from m2kt_ref.packet import tensors as tz
-from m2kt_ref.packet.model import INT_MAX, INT_MIN, RELATIONS, PacketBody, TensorInfo
+from m2kt_ref.packet.model import (
+    INT_MAX,
+    INT_MIN,
+    REGISTERED_EXTENSIONS,
+    RELATIONS,
+    DerivationData,
+    OperatorsData,
+    PacketBody,
+    TensorInfo,
+)
 
 __all__ = [
     "KNOWN_EXTENSIONS",
@@ -20,12 +35,15 @@ __all__ = [
     "iter_extension_errors",
     "iter_layout_errors",
     "iter_reference_errors",
+    "iter_registered_data_errors",
+    "iter_registered_extension_errors",
     "iter_semantic_errors",
     "iter_tensor_data_errors",
 ]
 
-#: Extensions this reader understands; a critical extension not listed here is refused.
-KNOWN_EXTENSIONS: frozenset[str] = frozenset()
+#: Extensions this reader understands (those registered by format 1.1, spec §3.12); a critical
+#: extension not listed here is refused.
+KNOWN_EXTENSIONS: frozenset[str] = frozenset(REGISTERED_EXTENSIONS)
 
 
 def _duplicates(ids: list[str]) -> list[str]:
@@ -152,23 +170,30 @@ def iter_cycle_errors(body: PacketBody) -> Iterator[M2ktError]:
         )
 
 
-def _json_model_problem(value: Any, depth: int = 0) -> str | None:
-    """Why ``value`` is outside the JSON data model (None when it is inside)."""
+def _json_model_problem(value: Any, depth: int = 0) -> tuple[str, str] | None:
+    """Why ``value`` is outside the JSON data model, and where (a JSON Pointer relative to
+    ``value``); None when it is inside."""
     if depth > 32:
-        return "nested too deeply"
+        return "nested too deeply", ""
     if value is None or isinstance(value, (str, bool)):
         return None
     if isinstance(value, int):
-        return None if INT_MIN <= value <= INT_MAX else "integer outside [-2**63, 2**64 - 1]"
+        return None if INT_MIN <= value <= INT_MAX else ("integer outside [-2**63, 2**64 - 1]", "")
     if isinstance(value, float):
-        return None if math.isfinite(value) else "non-finite number"
+        return None if math.isfinite(value) else ("non-finite number", "")
     if isinstance(value, list):
-        return next((p for v in value if (p := _json_model_problem(v, depth + 1))), None)
-    if isinstance(value, dict):
+        items: Iterator[tuple[str, Any]] = ((str(i), v) for i, v in enumerate(value))
+    elif isinstance(value, dict):
         if not all(isinstance(k, str) for k in value):
-            return "map key that is not a text string"
-        return next((p for v in value.values() if (p := _json_model_problem(v, depth + 1))), None)
-    return f"value of type {type(value).__name__}"
+            return "map key that is not a text string", ""
+        items = ((k.replace("~", "~0").replace("/", "~1"), v) for k, v in value.items())
+    else:
+        return f"value of type {type(value).__name__}", ""
+    for key, item in items:
+        found = _json_model_problem(item, depth + 1)
+        if found:
+            return found[0], f"/{key}{found[1]}"
+    return None
 
 
 def iter_extension_errors(body: PacketBody) -> Iterator[M2ktError]:
@@ -179,15 +204,76 @@ def iter_extension_errors(body: PacketBody) -> Iterator[M2ktError]:
             yield VersionError(
                 "CRITICAL_EXTENSION", f"critical extension {name!r} unknown", path=path
             )
-        problem = _json_model_problem(ext.data)
-        if problem:
+        found = _json_model_problem(ext.data)
+        if found:
+            problem, where = found
             code = "NONFINITE_VALUE" if problem == "non-finite number" else "SCHEMA_VIOLATION"
-            yield ValidationError(code, f"extension data holds a {problem}", path=path + "/data")
-    problem = _json_model_problem(body.provenance.parameters)
-    if problem:
+            yield ValidationError(
+                code, f"extension data holds a {problem}", path=f"{path}/data{where}"
+            )
+    found = _json_model_problem(body.provenance.parameters)
+    if found:
+        problem, where = found
         code = "NONFINITE_VALUE" if problem == "non-finite number" else "SCHEMA_VIOLATION"
         yield ValidationError(
-            code, f"parameters hold a {problem}", path="/body/provenance/parameters"
+            code, f"parameters hold a {problem}", path=f"/body/provenance/parameters{where}"
+        )
+
+
+def _model_errors(exc: pydantic.ValidationError, prefix: str) -> Iterator[M2ktError]:
+    for err in exc.errors(include_url=False, include_input=False):
+        path = prefix + "".join("/" + str(p) for p in err["loc"])
+        code = "NONFINITE_VALUE" if err["type"] == "finite_number" else "SCHEMA_VIOLATION"
+        yield ValidationError(code, err["msg"], path=path)
+
+
+def iter_registered_data_errors(
+    name: str, data: Any, *, n_edges: int | None = None, concepts: Set[str] | None = None
+) -> Iterator[M2ktError]:
+    """Problems of the ``data`` of the registered extension ``name`` (spec §3.12).
+
+    The schema first (``SCHEMA_VIOLATION``, ``NONFINITE_VALUE``, with paths under
+    ``/body/extensions/NAME/data``); on data that satisfies it, the number of edge derivations
+    against ``n_edges`` and the concept ids of operator entries against ``concepts``, each when
+    given.
+    """
+    prefix = f"/body/extensions/{name}/data"
+    try:
+        parsed = REGISTERED_EXTENSIONS[name].model_validate(data)
+    except pydantic.ValidationError as exc:
+        yield from _model_errors(exc, prefix)
+        return
+    if isinstance(parsed, DerivationData) and n_edges is not None and len(parsed.edges) != n_edges:
+        yield ValidationError(
+            "SCHEMA_VIOLATION",
+            f"{len(parsed.edges)} edge derivations for {n_edges} graph edges",
+            path=prefix + "/edges",
+        )
+    if isinstance(parsed, OperatorsData) and concepts is not None:
+        for i, entry in enumerate(parsed.entries):
+            for field in ("operator", "source", "target"):
+                cid = getattr(entry, field)
+                if cid not in concepts:
+                    yield ValidationError(
+                        "DANGLING_REFERENCE",
+                        f"no concept with id {cid!r}",
+                        path=f"{prefix}/entries/{i}/{field}",
+                    )
+
+
+def iter_registered_extension_errors(body: PacketBody) -> Iterator[M2ktError]:
+    """The registered extensions of a body (spec §3.12): schema, edge count, concept references.
+
+    Data outside the JSON data model is left to :func:`iter_extension_errors`, which reports it.
+    """
+    extensions = body.extensions or {}
+    concepts = {c.id for c in body.concepts}
+    for name in REGISTERED_EXTENSIONS:
+        ext = extensions.get(name)
+        if ext is None or _json_model_problem(ext.data):
+            continue
+        yield from iter_registered_data_errors(
+            name, ext.data, n_edges=len(body.graph.edges), concepts=concepts
         )
 
 
@@ -197,6 +283,7 @@ def iter_semantic_errors(body: PacketBody) -> Iterator[M2ktError]:
     yield from iter_reference_errors(body)
     yield from iter_cycle_errors(body)
     yield from iter_extension_errors(body)
+    yield from iter_registered_extension_errors(body)
 
 
 def iter_tensor_data_errors(

@@ -570,7 +570,7 @@ def verify_packet(
 
     Args:
         packet: a packet from :func:`~m2kt_ref.decode` / :func:`~m2kt_ref.read_packet`. Its
-            tensor data is checked here (step 7 of packet-1.0.md §10) unless ``check_tensors``
+            tensor data is checked here (step 7 of packet-1.1.md §10) unless ``check_tensors``
             is False or the decoder already checked it (``packet.data_verified``).
         trust: the keys the verifier trusts.
         min_signers: k; the packet's own ``safety.min_signers`` raises it, never lowers it.
@@ -608,7 +608,7 @@ def verify_packet(
     errors: list[M2ktError] = []
     signers: list[SignerResult] = []
     payload = packet_digest(packet)
-    # packet-1.0.md §10 step 7 comes before the signatures; a packet decoded with its data
+    # packet-1.1.md §10 step 7 comes before the signatures; a packet decoded with its data
     # checked (the default of decode and read_packet) is not hashed a second time
     if check_tensors and not packet.data_verified:
         if workers is None and len(packet.data) < PARALLEL_HASH_BYTES:

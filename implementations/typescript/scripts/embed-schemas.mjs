@@ -1,7 +1,8 @@
 // Embeds the packet's JSON Schemas (the repository's schemas/, the single source of truth) into
 // src/generated/schemas.ts, so that the package and the browser viewer carry them without file
-// access. Only the schemas reachable by $ref from packet.schema.json are embedded.
-import { readFileSync, writeFileSync, mkdirSync } from "node:fs";
+// access. Embedded: the schemas reachable by $ref from packet.schema.json and from the schemas of
+// the registered extensions' data (ext-*.schema.json, spec/packet-1.1.md §3.12).
+import { readdirSync, readFileSync, writeFileSync, mkdirSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -22,7 +23,7 @@ function refsOf(node, found) {
 }
 
 const files = new Map();
-const pending = ["packet.schema.json"];
+const pending = ["packet.schema.json", ...readdirSync(schemaDir).filter((name) => /^ext-.*\.schema\.json$/.test(name))];
 while (pending.length > 0) {
   const name = pending.pop();
   if (files.has(name)) continue;

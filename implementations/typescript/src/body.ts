@@ -1,5 +1,5 @@
 /**
- * The body of a packet through §10 steps 2 to 6 (spec/packet-1.0.md): decode the deterministic
+ * The body of a packet through §10 steps 2 to 6 (spec/packet-1.1.md): decode the deterministic
  * CBOR, check limits and version, validate against the schema, check the semantic rules, and
  * encode it with the schema's types, which must give the body's bytes.
  */
@@ -62,7 +62,7 @@ export function validateBodyItem(item: CborItem, encoded: Uint8Array | undefined
   const issue = view.issues.find((i) => !(i.integerOutOfRange && encoded === undefined && integers.has(i.path)));
   if (issue !== undefined) throw new M2ktError(issue.code, issue.message, `/body${issue.path}`);
   const body = view.value as Body;
-  checkSemantics(body, "/body");
+  checkSemantics(body, "/body", view.floatPaths);
   // Step 6. Step 2 found the CBOR body to be its own deterministic encoding, item by item, so
   // the only way its encoding with the schema's types can differ is an integer in a field of
   // type number, which that encoding writes as a float.

@@ -1,5 +1,5 @@
 /**
- * §10 step 1 for the CBOR form: the envelope of spec/packet-1.0.md §4.1,
+ * §10 step 1 for the CBOR form: the envelope of spec/packet-1.1.md §4.1,
  * `tag 55799 {"pad": zeros, "body": bstr, "data": bstr, ? "signatures": item}`.
  */
 import { toHex } from "./bytes.js";

@@ -1,5 +1,5 @@
 /**
- * m2kt: read and verify M2KT knowledge packets (spec/packet-1.0.md, spec/signing.md).
+ * m2kt: read and verify M2KT knowledge packets (spec/packet-1.1.md, spec/signing.md).
  *
  * ```ts
  * import { readPacket, verifyPacket, TrustStore } from "m2kt";

@@ -1,5 +1,5 @@
 /**
- * A strict JSON parser (RFC 8259) for the JSON form (spec/packet-1.0.md §4.5). It yields the
+ * A strict JSON parser (RFC 8259) for the JSON form (spec/packet-1.1.md §4.5). It yields the
  * same {@link CborItem} tree as the CBOR decoder, keeping what `JSON.parse` loses: a number
  * written with a fraction or an exponent is a float, one without is an integer (held exactly).
  * Duplicate member names are `DUPLICATE_KEY`; invalid JSON and lone surrogates are

@@ -1,5 +1,5 @@
 /**
- * The JSON form (spec/packet-1.0.md §4.5): `{"m2kt_json": "1.0", "body": {...},
+ * The JSON form (spec/packet-1.1.md §4.5): `{"m2kt_json": "1.0", "body": {...},
  * "tensor_data": {name: base64}, ? "signatures": base64}`.
  */
 import { decodeUtf8, fromBase64 } from "./bytes.js";

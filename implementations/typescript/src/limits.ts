@@ -1,5 +1,5 @@
 /**
- * The decoding limits of spec/packet-1.0.md §8. The defaults are the values every reader MUST
+ * The decoding limits of spec/packet-1.1.md §8. The defaults are the values every reader MUST
  * accept; callers may lower them (a network service) or raise them (a large local packet).
  */
 import { M2ktError } from "./errors.js";

@@ -1,5 +1,5 @@
 /**
- * Reading a packet: spec/packet-1.0.md §10, steps 1 to 7, in either encoding.
+ * Reading a packet: spec/packet-1.1.md §10, steps 1 to 7, in either encoding.
  */
 import { sha256 } from "@noble/hashes/sha2.js";
 import { toHex } from "./bytes.js";
@@ -61,7 +61,7 @@ export function detectEncoding(input: Uint8Array): Encoding {
 }
 
 /**
- * Decodes and validates a packet (spec/packet-1.0.md §10 steps 1–7). Signatures are not
+ * Decodes and validates a packet (spec/packet-1.1.md §10 steps 1–7). Signatures are not
  * verified here: see {@link verifyPacket}.
  *
  * @param input the packet's bytes, CBOR form or JSON form. CBOR tensors are views of `input`:

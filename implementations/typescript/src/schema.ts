@@ -1,9 +1,11 @@
 /**
  * Validation against the shipped JSON Schemas (schemas/, embedded at build time) with ajv, in
- * the strict typing of spec/packet-1.0.md §4.2: integer and number are distinct types (a float
+ * the strict typing of spec/packet-1.1.md §4.2: integer and number are distinct types (a float
  * in an integer field is `SCHEMA_VIOLATION`; an integer in a number field is recorded, since it
  * must be re-encoded as a float, §10 step 6), and values the JSON data model cannot hold are
- * refused with their own codes.
+ * refused with their own codes. The data of the registered extensions (§3.12) is validated the
+ * same way against its own schema, in step 5, except that an integer in a number field is
+ * allowed there (the data is free-form for the encodings).
  *
  * The strict typing is added to the schemas mechanically, next to every `"type": "integer"` and
  * `"type": "number"`, so that structure stays defined by the shipped files alone.
@@ -46,8 +48,16 @@ const DEFERRED_TO_SEMANTICS: ReadonlyArray<(error: ErrorObject, value: unknown) 
 
 const Ajv2020 = Ajv2020Module.default;
 
+/** The extensions registered by format 1.1 (§3.12, §9), with the schema of their data. */
+export const REGISTERED_EXTENSIONS: Readonly<Record<string, string>> = {
+  derivation: "ext-derivation.schema.json",
+  operators: "ext-operators.schema.json",
+};
+
 class Validators {
   readonly body: ValidateFunction;
+  /** The data of each registered extension, by extension name. */
+  readonly extensions: ReadonlyMap<string, ValidateFunction>;
   /** The JSON form's members (packet.schema.json with any body: the body is checked later). */
   readonly jsonMembers: ValidateFunction;
 
@@ -65,6 +75,9 @@ class Validators {
     ajv.addKeyword({ keyword: "m2ktNumber", schemaType: "boolean", validate: recordNumber });
     for (const schema of Object.values(SCHEMA_FILES)) ajv.addSchema(withStrictTyping(schema) as object);
     this.body = ajv.getSchema(schemaId("body.schema.json")) as ValidateFunction;
+    this.extensions = new Map(
+      Object.entries(REGISTERED_EXTENSIONS).map(([name, file]) => [name, ajv.getSchema(schemaId(file)) as ValidateFunction]),
+    );
     const packet = SCHEMA_FILES["packet.schema.json"] as { $id: string; properties: Record<string, unknown> };
     this.jsonMembers = ajv.compile({
       ...packet,
@@ -115,6 +128,25 @@ export function validateBody(view: JsonView, pathPrefix: string): SchemaTyping {
     }
   }
   return { integersInNumberFields: context.integersInNumberFields };
+}
+
+/**
+ * Validates the data of the registered extension `name` against its schema (§3.12, §10 step 5).
+ *
+ * @param floatPaths JSON Pointers, relative to the body, of the values that are floats.
+ * @param path JSON Pointer of the data in the packet's JSON form, for error paths.
+ * @throws M2ktError `SCHEMA_VIOLATION` with the path of the offending value.
+ */
+export function validateExtensionData(name: string, data: unknown, floatPaths: ReadonlySet<string>, path: string): void {
+  const validate = compiled().extensions.get(name);
+  if (validate === undefined) throw new Error(`${name} is not a registered extension`);
+  const prefix = `/extensions/${name}/data`;
+  const local = new Set<string>();
+  for (const p of floatPaths) if (p === prefix || p.startsWith(`${prefix}/`)) local.add(p.slice(prefix.length));
+  const context: ValidationContext = { floatPaths: local, integersInNumberFields: new Set() };
+  if (validate.call(context, data)) return;
+  const [error] = validate.errors ?? [];
+  if (error !== undefined) throw new M2ktError("SCHEMA_VIOLATION", describe(error), path + error.instancePath);
 }
 
 /**

@@ -1,26 +1,29 @@
 /**
- * §10 step 5: the semantic rules of spec/packet-1.0.md §6, which a JSON Schema cannot state,
- * on a body that satisfied the schema.
+ * §10 step 5: the semantic rules of spec/packet-1.1.md §6, which a JSON Schema cannot state,
+ * on a body that satisfied the schema, and the registered extensions of format 1.1 (§3.12).
  */
 import { M2ktError } from "./errors.js";
+import { REGISTERED_EXTENSIONS, validateExtensionData } from "./schema.js";
 import { aligned, DTYPE_SIZE } from "./tensors.js";
-import type { Body, TensorDescriptor } from "./types.js";
+import type { Body, DerivationData, OperatorsData, TensorDescriptor } from "./types.js";
 
 /** The registered relations (§3.5); others must start with `x-`. */
 const RELATIONS: ReadonlySet<string> = new Set(["is_a", "part_of", "implies", "similar_to", "precedes", "inverse_of", "composes_to"]);
 
-/** Extensions this reader understands: none (§9, 1.0 registers none). */
-const UNDERSTOOD_EXTENSIONS: ReadonlySet<string> = new Set();
+/** Extensions this reader understands: those registered by format 1.1 (§9, §3.12). */
+const UNDERSTOOD_EXTENSIONS: ReadonlySet<string> = new Set(Object.keys(REGISTERED_EXTENSIONS));
 
 /**
  * Checks the rules of §6 and throws the first violation.
  *
  * @param path JSON Pointer of the body in the packet's JSON form (`/body`).
+ * @param floatPaths JSON Pointers, relative to the body, of the values that are floats (the
+ *   registered extensions' integer fields must not hold one).
  * @throws M2ktError `DUPLICATE_ID`, `DANGLING_REFERENCE`, `DIMENSION_MISMATCH`,
- *   `UNKNOWN_RELATION`, `ISA_CYCLE`, `TENSOR_DTYPE`, `TENSOR_SHAPE`, `TENSOR_LAYOUT` or
- *   `CRITICAL_EXTENSION`.
+ *   `UNKNOWN_RELATION`, `ISA_CYCLE`, `TENSOR_DTYPE`, `TENSOR_SHAPE`, `TENSOR_LAYOUT`,
+ *   `CRITICAL_EXTENSION` or, for a registered extension's data, `SCHEMA_VIOLATION`.
  */
-export function checkSemantics(body: Body, path: string): void {
+export function checkSemantics(body: Body, path: string, floatPaths: ReadonlySet<string>): void {
   const concepts = uniqueIds(
     body.concepts.map((c) => c.id),
     `${path}/concepts`,
@@ -102,6 +105,37 @@ export function checkSemantics(body: Body, path: string): void {
         `critical extension ${JSON.stringify(name)} is not understood`,
         `${path}/extensions/${name.replace(/~/g, "~0").replace(/\//g, "~1")}`,
       );
+    }
+  }
+  checkRegisteredExtensions(body, path, floatPaths, concept);
+}
+
+/** The registered extensions' data (§3.12): its schema first, then the edge count and the concept ids. */
+function checkRegisteredExtensions(
+  body: Body,
+  path: string,
+  floatPaths: ReadonlySet<string>,
+  concept: (id: string, at: string) => void,
+): void {
+  const extensions = body.extensions ?? {};
+  for (const name of Object.keys(REGISTERED_EXTENSIONS)) {
+    const extension = Object.hasOwn(extensions, name) ? extensions[name] : undefined;
+    if (extension === undefined) continue;
+    const at = `${path}/extensions/${name}/data`;
+    validateExtensionData(name, extension.data, floatPaths, at);
+    if (name === "derivation") {
+      const edges = (extension.data as unknown as DerivationData).edges;
+      if (edges.length !== body.graph.edges.length) {
+        throw new M2ktError(
+          "SCHEMA_VIOLATION",
+          `${edges.length} edge derivations for ${body.graph.edges.length} graph edges`,
+          `${at}/edges`,
+        );
+      }
+    } else if (name === "operators") {
+      (extension.data as unknown as OperatorsData).entries.forEach((entry, i) => {
+        for (const field of ["operator", "source", "target"] as const) concept(entry[field], `${at}/entries/${i}/${field}`);
+      });
     }
   }
 }

@@ -1,5 +1,5 @@
 /**
- * Tensors (spec/packet-1.0.md §5): element types, the data section's layout, the checks of
+ * Tensors (spec/packet-1.1.md §5): element types, the data section's layout, the checks of
  * §10 step 7, and typed-array views of the bytes without copying where alignment allows.
  */
 import { sha256 } from "@noble/hashes/sha2.js";

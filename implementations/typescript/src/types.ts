@@ -1,5 +1,5 @@
 /**
- * The body of a packet (spec/packet-1.0.md §3) as plain JavaScript values, after validation
+ * The body of a packet (spec/packet-1.1.md §3) as plain JavaScript values, after validation
  * against the shipped schemas. Numbers are JavaScript numbers: integers beyond 2^53 (a free-form
  * value, a seed, `n_parameters`) are the nearest double; the exact values are in the body bytes.
  */
@@ -102,6 +102,39 @@ export interface TensorDescriptor {
 export interface Extension {
   readonly critical: boolean;
   readonly data: JsonValue;
+}
+
+/** Where a fact came from (spec §3.12). */
+export type Derivation = "teacher-geometry" | "teacher-probe" | "teacher-trace" | "declared";
+/** How a trace step's concept was decoded (spec §3.12). */
+export type StepDecoding = "teacher-readout" | "nearest-concept" | "declared";
+
+/** The data of the registered extension `derivation` (ext-derivation.schema.json). */
+export interface DerivationData {
+  readonly edges: readonly Derivation[];
+  readonly trace_steps?: StepDecoding;
+  readonly trace_selection?: {
+    readonly method: "cover" | "random" | "declared";
+    readonly unit: string;
+    readonly candidates: number;
+    readonly exercised: number;
+    readonly covered: number;
+  };
+}
+
+/** One entry of the registered extension `operators`: `operator` applied to `source` gives `target`. */
+export interface OperatorEntry {
+  readonly operator: string;
+  readonly source: string;
+  readonly target: string;
+  readonly probability: number;
+  readonly input: readonly number[];
+  readonly derivation: Exclude<Derivation, "teacher-geometry">;
+}
+
+/** The data of the registered extension `operators` (ext-operators.schema.json). */
+export interface OperatorsData {
+  readonly entries: readonly OperatorEntry[];
 }
 
 export interface Body {

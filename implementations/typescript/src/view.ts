@@ -1,6 +1,6 @@
 /**
  * The JSON view of a decoded body: the plain JavaScript value that JSON Schema validation sees
- * (spec/packet-1.0.md §3 "types of the JSON data model"), with what that view cannot say kept
+ * (spec/packet-1.1.md §3 "types of the JSON data model"), with what that view cannot say kept
  * beside it: which numbers were floats (integer and number are distinct types, §4.2) and which
  * values the JSON data model cannot hold at all (NaN, byte strings, integers outside `int`,
  * non-text keys…).

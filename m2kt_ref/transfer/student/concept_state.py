@@ -35,6 +35,7 @@ from torch import nn
 
 from m2kt_ref.errors import UsageError
 from m2kt_ref.packet.codec import Packet
+from m2kt_ref.packet.extensions import read_derivation, read_operators
 from m2kt_ref.transfer.tasks import PAD_ID, Task
 from m2kt_ref.transfer.tasks.hierarchy import ANCESTOR_Q, IS_A_Q, KIND_OF_Q
 
@@ -304,11 +305,11 @@ def fit_from_packet(
     n_trace_rows = len({tuple(r) for r in rows})
     operator_facts = 0
     if use_operators:
-        for e in _operator_entries(packet):
-            if e["target"] in classes:
-                rows.append(list(e["input"]))
-                answers.append(classes[e["target"]])
-                hints.append([-100] * len(e["input"]))
+        for e in read_operators(packet.body):
+            if e.target in classes:
+                rows.append(list(e.input))
+                answers.append(classes[e.target])
+                hints.append([-100] * len(e.input))
                 operator_facts += 1
     if not rows:
         raise UsageError("the packet holds no trace or operator entry this student can learn from")
@@ -345,19 +346,8 @@ def fit_on_rows(
 
 
 def _edge_derivations(packet: Packet) -> list[str]:
-    ext = packet.body.extensions or {}
-    block = ext.get("derivation")
-    data = getattr(block, "data", None) if block is not None else None
-    edges = data.get("edges") if isinstance(data, dict) else None
-    if isinstance(edges, list) and len(edges) == len(packet.body.graph.edges):
-        return [str(e) for e in edges]
+    derivation = read_derivation(packet.body)
+    if derivation is not None:
+        return list(derivation.edges)
     # a 1.0 packet says nothing about where its edges came from: treat them as declared
     return ["declared"] * len(packet.body.graph.edges)
-
-
-def _operator_entries(packet: Packet) -> list[dict]:
-    ext = packet.body.extensions or {}
-    block = ext.get("operators")
-    data = getattr(block, "data", None) if block is not None else None
-    entries = data.get("entries") if isinstance(data, dict) else None
-    return [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []

@@ -1,5 +1,5 @@
 /**
- * A strict CBOR decoder (RFC 8949 §3) for the packet's rules (spec/packet-1.0.md §4.1, §4.2):
+ * A strict CBOR decoder (RFC 8949 §3) for the packet's rules (spec/packet-1.1.md §4.1, §4.2):
  * well-formedness, definite lengths only, no duplicate map keys, valid UTF-8 and a nesting
  * bound are errors; every departure from the deterministic encoding (§4.2.1: shortest heads and
  * floats, keys in bytewise order) is recorded, so that callers decide whether it is one.

@@ -1,5 +1,5 @@
 /**
- * The deterministic CBOR encoder (RFC 8949 §4.2.1, as spec/packet-1.0.md §4.2 applies it):
+ * The deterministic CBOR encoder (RFC 8949 §4.2.1, as spec/packet-1.1.md §4.2 applies it):
  * shortest heads, shortest exact floats (NaN as f9 7e 00), definite lengths, map entries sorted
  * by the bytewise order of their encoded keys.
  */
