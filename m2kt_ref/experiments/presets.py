@@ -70,7 +70,11 @@ class Budget:
 
 @dataclass(frozen=True)
 class ExperimentPreset:
-    """Everything a run needs besides the task name, seeds and device."""
+    """Everything a run needs besides the task name, seeds and device.
+
+    ``synthetic_rows`` is how many inputs a generic student is self-distilled on (None: every
+    problem outside the test split, in a seeded order; they carry no label-equivalent).
+    """
 
     task_options: dict[str, Any]
     teacher_net: dict[str, Any]
@@ -82,7 +86,7 @@ class ExperimentPreset:
     packet: dict[str, Any] = field(default_factory=dict)
     concept_steps: int = 3000
     kd_points: int = 6
-    synthetic_rows: int = 1000
+    synthetic_rows: int | None = None
     kd_temperature: float = 2.0
     teacher_seed: int = 0
     ablations: bool = True
@@ -127,7 +131,7 @@ PRESETS: dict[tuple[str, str], ExperimentPreset] = {
         ),
         budget=Budget(steps=3000),
         packet={"trace_selection": "cover", "operators": False},
-        kd_points=5,
+        kd_points=8,
     ),
     # Hierarchy: a one-pass transformer exposes no intermediate hop; the packet carries each
     # node's parent as the teacher answers it (operator probes at every level).
@@ -144,7 +148,7 @@ PRESETS: dict[tuple[str, str], ExperimentPreset] = {
         ),
         budget=Budget(steps=3000),
         packet={"trace_selection": "cover", "operators": True},
-        kd_points=5,
+        kd_points=8,
     ),
     # Modular: no concept-state student; the measured question is whether the teacher's concept
     # geometry written into a student cuts what KD needs (``warm_start_kd``).

@@ -290,7 +290,10 @@ def _generic_student(
     if labeller is not None:
         cs, account = labeller
         pool = _non_test(task, run.split)
-        syn = M.draw_rows(pool, min(preset.synthetic_rows, len(pool)), run.seed + 7)
+        count = (
+            len(pool) if preset.synthetic_rows is None else min(preset.synthetic_rows, len(pool))
+        )
+        syn = M.draw_rows(pool, count, run.seed + 7)
         fit = M.label_fit(make, syn, M.answers(cs, syn), run.test, budget, run.seed, oracle=False)
         entry["m2kt"] = {
             **fit.to_dict(),
