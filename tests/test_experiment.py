@@ -167,3 +167,17 @@ def test_results_schema_rejects_a_fabricated_reduction(runs):
     bad["per_seed"][0]["packet"]["signature_verified"] = False
     with pytest.raises(ValidationError):
         validate_results(bad)
+
+
+def test_students_and_concept_controls_settings(tmp_path):
+    preset, _ = resolve_preset("hierarchy", "quick", {"students": "concept-state"})
+    assert [s.name for s in preset.students] == ["concept-state"]
+    with pytest.raises(UsageError, match="known"):
+        resolve_preset("hierarchy", "quick", {"students": "nobody"})
+    argv = ["experiment", "--task", "hierarchy", "--scale", "quick", "--out", str(tmp_path)]
+    opts = ["--opt", "concept_controls=false", "--opt", "ablations=false", "--quiet"]
+    assert main([*argv, *opts]) == 0
+    doc = json.loads((tmp_path / "results.json").read_text())
+    raw = doc["per_seed"][0]["students"]["concept-state"]
+    assert raw["kd_curve"] == [] and "same_prior" not in raw  # not run, and not faked
+    assert doc["ablations"] == {}

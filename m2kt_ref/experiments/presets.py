@@ -74,6 +74,9 @@ class ExperimentPreset:
 
     ``synthetic_rows`` is how many inputs a generic student is self-distilled on (None: every
     problem outside the test split, in a seeded order; they carry no label-equivalent).
+    ``concept_controls`` trains the concept-state student on rows for its controls and its KD
+    curve; a taxonomy of a thousand nodes makes that cost hours on a CPU, so the depth curve of
+    docs/results.md turns it off beyond the default size and says so.
     """
 
     task_options: dict[str, Any]
@@ -91,6 +94,7 @@ class ExperimentPreset:
     teacher_seed: int = 0
     ablations: bool = True
     warm_start_kd: bool = False
+    concept_controls: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form of the settings a merge must find equal."""
@@ -110,6 +114,7 @@ class ExperimentPreset:
             "teacher_seed": self.teacher_seed,
             "ablations": self.ablations,
             "warm_start_kd": self.warm_start_kd,
+            "concept_controls": self.concept_controls,
         }
 
 
@@ -229,6 +234,8 @@ SETTINGS: dict[str, type] = {
     "ablations": bool,
     "trace_selection": str,
     "operators": bool,
+    "concept_controls": bool,
+    "students": str,
 }
 
 
@@ -277,6 +284,13 @@ def resolve_preset(
         value = _coerce(key, SETTINGS[key], raw)
         if key in ("steps", "eval_every"):
             budget = replace(budget, **{key: value})
+        elif key == "students":
+            keep = [s.strip() for s in value.split(",") if s.strip()]
+            unknown = sorted(set(keep) - {s.name for s in preset.students})
+            if unknown or not keep:
+                names = ", ".join(s.name for s in preset.students)
+                raise UsageError(f"--opt students: unknown {unknown or 'empty'}; known: {names}")
+            changes["students"] = tuple(s for s in preset.students if s.name in keep)
         elif key in ("trace_selection", "operators"):
             packet[key] = value
         else:

@@ -175,6 +175,17 @@ def _headline_rows(doc: dict[str, Any]) -> list[str]:
             f"{_pct(s.get('data_reduction'))} | {_pm(s.get('kd_inputs_to_target'), 0)} | "
             f"{_verdict(s, seeds)} |"
         )
+    g = doc.get("generic_kd_to_target") or {}
+    if g.get("rows"):
+        fractions = ", ".join(
+            f"{n} {100 * f:.2f} %" for n, f in g["label_equivalents_fraction"].items()
+        )
+        rows += [
+            "",
+            f"The generic student whose KD needs the fewest rows for 90 % of the teacher "
+            f"({g['student']}) needs {g['rows']:.0f}; M2KT students that reach 90 % use, as a "
+            f"fraction of that: {fractions or 'none reaches 90 %'}.",
+        ]
     rows += [
         "",
         "Label-equivalents count task rows whose label reached the student, operator facts and "
@@ -232,13 +243,15 @@ def _packet_table(doc: dict[str, Any]) -> list[str]:
 
 
 def _curve_table(doc: dict[str, Any]) -> list[str]:
-    names = list(doc["students"])
-    grid = [p["inputs"] for p in doc["students"][names[0]]["kd_curve"]]
     cols = []
-    for n in names:
-        cols.append((f"{n} KD", doc["students"][n]["kd_curve"]))
-        if "kd_warm_curve" in doc["students"][n]:
-            cols.append((f"{n} KD, geometry first", doc["students"][n]["kd_warm_curve"]))
+    for n, s in doc["students"].items():
+        if s["kd_curve"]:
+            cols.append((f"{n} KD", s["kd_curve"]))
+        if "kd_warm_curve" in s:
+            cols.append((f"{n} KD, geometry first", s["kd_warm_curve"]))
+    if not cols:
+        return []
+    grid = [p["inputs"] for p in cols[0][1]]
     rows = [
         "#### KD curve (test accuracy against rows labelled by the teacher)",
         "",
@@ -303,19 +316,21 @@ def headline_table(docs: list[dict[str, Any]]) -> str:
 def depth_curve_table(docs: list[dict[str, Any]], student: str) -> str:
     """Data reduction against the tree's size, one row per results document (hierarchy)."""
     rows = [
-        f"| depth | nodes | pool | floor | {student} acc | label-eq. | KD rows to match | "
-        "data reduction | pool per fact |",
-        "|---|---|---|---|---|---|---|---|---|",
+        f"| depth | nodes | pool | floor | teacher | {student} acc | label-eq. | "
+        "generic KD rows to 90 % | label-eq. / that | pool per fact |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for doc in sorted(docs, key=lambda d: d["task_options"].get("depth", 0)):
         s = doc["students"][student]
         floor = doc["information_floor"]["label_equivalents"]
         pool = doc["teacher"]["pool_size"]
+        g = doc.get("generic_kd_to_target") or {}
+        fraction = (g.get("label_equivalents_fraction") or {}).get(student)
         rows.append(
             f"| {doc['task_options'].get('depth')} | {doc['information_floor']['facts'] + 1} | "
-            f"{pool} | {floor} | {_pm(s['accuracy'])} | {_pm(s['label_equivalents'], 0)} | "
-            f"{_pm(s.get('kd_inputs_to_match'), 0)} | {_pct(s.get('data_reduction'))} | "
-            f"{pool / floor:.1f} |"
+            f"{pool} | {floor} | {doc['teacher']['accuracy']:.3f} | {_pm(s['accuracy'])} | "
+            f"{_pm(s['label_equivalents'], 0)} | {_f(g.get('rows'), 0)} | "
+            f"{'—' if fraction is None else f'{100 * fraction:.2f} %'} | {pool / floor:.1f} |"
         )
     return "\n".join(rows) + "\n\n" + SD_NOTE + "\n"
 

@@ -260,23 +260,21 @@ def _concept(run: _Run, packet: Any, **fit_options: Any) -> tuple[dict[str, Any]
 def _concept_student(run: _Run, packet: Any) -> tuple[dict[str, Any], Any]:
     preset, task = run.preset, run.task
     m2kt, labeller = _concept(run, packet)
+    entry: dict[str, Any] = {"m2kt": m2kt, "kd_curve": []}
+    if not preset.concept_controls:
+        return entry, labeller
     rows = M.control_rows(packet, task)
     make = lambda: build_concept_student(task, seed=1000 + run.seed)  # noqa: E731
     same = M.concept_rows_fit(make, rows, run.truth_of(rows), run.test, preset.concept_steps)
     kd_same = M.concept_rows_fit(
         make, rows, M.answers(run.teacher, rows), run.test, preset.concept_steps
     )
-    curve = []
     for n in run.grid:
         x = run.kd_rows[:n]
         acc = M.concept_rows_fit(make, x, M.answers(run.teacher, x), run.test, preset.concept_steps)
-        curve.append({"inputs": n, "accuracy": acc})
-    entry = {
-        "m2kt": m2kt,
-        "same_prior": {"accuracy": same, "rows": len(rows), "labels": "ground truth"},
-        "kd_same_inputs": {"accuracy": kd_same, "rows": len(rows), "labels": "teacher answers"},
-        "kd_curve": curve,
-    }
+        entry["kd_curve"].append({"inputs": n, "accuracy": acc})
+    entry["same_prior"] = {"accuracy": same, "rows": len(rows), "labels": "ground truth"}
+    entry["kd_same_inputs"] = {"accuracy": kd_same, "rows": len(rows), "labels": "teacher answers"}
     return entry, labeller
 
 
@@ -467,7 +465,29 @@ def _student_figures(
     return out
 
 
+def _generic_kd_to_target(doc: dict[str, Any]) -> dict[str, Any]:
+    """The fewest rows any *generic* student's KD needs for 90 % of the teacher (mean over seeds),
+    and each M2KT student's label-equivalents as a fraction of it (where M2KT reaches 90 %)."""
+    generic = {
+        name: s["kd_inputs_to_target"]["mean"]
+        for name, s in doc["students"].items()
+        if doc["settings"]["students"][name]["family"] != "concept"
+        and s.get("kd_inputs_to_target", {}).get("mean") is not None
+    }
+    best = min(generic.items(), key=lambda kv: kv[1]) if generic else None
+    out: dict[str, Any] = {"student": best[0] if best else None, "rows": best[1] if best else None}
+    fractions = {}
+    for name, s in doc["students"].items():
+        acc, le = s.get("accuracy", {}).get("mean"), s.get("label_equivalents", {}).get("mean")
+        if best and acc is not None and le is not None and acc >= doc["target_accuracy"]:
+            fractions[name] = le / best[1]
+    out["label_equivalents_fraction"] = fractions
+    return out
+
+
 def _curve_stat(curves: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    if not curves or not curves[0]:
+        return []
     return [
         {"inputs": curves[0][i]["inputs"], **_stat([c[i]["accuracy"] for c in curves])}
         for i in range(len(curves[0]))
@@ -484,6 +504,7 @@ def _summarise(doc: dict[str, Any]) -> dict[str, Any]:
         n: _student_figures(doc, n, [r["students"][n] for r in per_seed], packets) for n in names
     }
     doc["answer_key"] = _stat([p["answer_key_accuracy"] for p in packets])
+    doc["generic_kd_to_target"] = _generic_kd_to_target(doc)
     names_ab = list(per_seed[0]["ablations"])
     doc["ablations"] = {
         n: {
