@@ -142,7 +142,9 @@ class Decoder:
             except UnicodeDecodeError:
                 raise Refused("CBOR_MALFORMED", "text string is not UTF-8") from None
         if major in (4, 5):
-            if depth + 1 > self.max_depth:
+            # ``depth`` counts the arrays, maps and tags around this item; its children lie
+            # inside one more (an empty container at the limit holds none: spec §8)
+            if arg and depth + 1 > self.max_depth:
                 raise Refused("LIMIT_EXCEEDED", f"nesting deeper than {self.max_depth}")
             if major == 4:
                 return [self.item(depth + 1) for _ in range(arg)]  # never preallocated
@@ -153,19 +155,23 @@ class Decoder:
                 start = self.pos
                 key = self.item(depth + 1)
                 encoded = self.buf[start : self.pos]
-                marker = key if isinstance(key, (str, int, bytes)) else ("raw", bytes(encoded))
+                marker = _key_marker(key, bytes(encoded))
                 if marker in seen:
                     raise Refused("DUPLICATE_KEY", f"duplicate map key {key!r}")
                 seen.add(marker)
                 if bytes(encoded) <= previous:
                     self._note("map keys not in bytewise order")
                 previous = bytes(encoded)
-                out[key if marker is key else marker] = self.item(depth + 1)
+                # 1, 1.0 and true are distinct CBOR keys but equal Python dict keys: only text,
+                # integer and byte-string keys are stored as themselves
+                out[key if type(key) in (str, int, bytes) else marker] = self.item(depth + 1)
             return out
         if major == 6:
             if not self.tags:
                 raise Refused("NON_CANONICAL", f"tag {arg} in the body")
-            return Tagged(arg, self.item(depth))
+            if depth >= self.max_depth:  # a tag is a level too (spec §8)
+                raise Refused("LIMIT_EXCEEDED", f"nesting deeper than {self.max_depth}")
+            return Tagged(arg, self.item(depth + 1))
         # major 7
         if info < 24:
             return {20: False, 21: True, 22: None}.get(info, NotJson(f"simple {info}"))
@@ -178,6 +184,18 @@ class Decoder:
         if bytes([0xE0 | info]) + raw != shortest_float(value):
             self._note("float not in its shortest form")
         return value
+
+
+def _key_marker(key: Any, encoded: bytes) -> Any:
+    """What makes two map keys duplicates: equal CBOR items (RFC 8949 §5.6), so the type
+    counts (1, 1.0 and true differ) and two spellings of one integer do not."""
+    if type(key) in (str, int, bytes):
+        return (type(key).__name__, key)
+    if isinstance(key, float):
+        return ("float", struct.pack(">d", key))
+    if key is None or isinstance(key, bool):
+        return ("simple", key)
+    return ("raw", encoded)
 
 
 def decode_item(buf: bytes, *, max_depth: int, tags: bool, canonical: bool = True) -> Any:

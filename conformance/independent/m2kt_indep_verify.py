@@ -10,6 +10,7 @@ import base64
 import binascii
 import calendar
 import hashlib
+import json
 import re
 from typing import Any
 
@@ -43,7 +44,12 @@ def rfc3339(text: Any, code: str) -> int:
         raise Refused(code, f"{text!r} is not an RFC 3339 UTC time")
     y, mo, d, h, mi, s = (int(g) for g in m.groups()[:6])
     if not (
-        1 <= mo <= 12 and 1 <= d <= calendar.monthrange(y, mo)[1] and h < 24 and mi < 60 and s < 60
+        y >= 1
+        and 1 <= mo <= 12
+        and 1 <= d <= calendar.monthrange(y, mo)[1]
+        and h < 24
+        and mi < 60
+        and s < 60
     ):
         raise Refused(code, f"{text!r} is not a valid time")
     return calendar.timegm((y, mo, d, h, mi, s, 0, 0, 0))
@@ -96,8 +102,29 @@ def parse_trust_store(doc: Any) -> dict[bytes, dict[str, Any]]:
     return out
 
 
+def _no_duplicate_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        raise Refused("TRUST_STORE_MALFORMED", "a member named twice in one object")
+    return out
+
+
+def _no_constants(name: str) -> Any:
+    raise Refused("TRUST_STORE_MALFORMED", f"{name} is not JSON")
+
+
 def load_policy(inp: dict[str, Any]) -> tuple[dict[bytes, dict[str, Any]], int, int]:
-    trust = parse_trust_store(inp.get("trust"))
+    doc = inp.get("trust")
+    if "trust_text" in inp:  # the document's text: its spelling matters (a member twice)
+        try:
+            doc = json.loads(
+                inp["trust_text"],
+                object_pairs_hook=_no_duplicate_members,
+                parse_constant=_no_constants,
+            )
+        except (ValueError, RecursionError):
+            raise Refused("TRUST_STORE_MALFORMED", "the trust store is not JSON") from None
+    trust = parse_trust_store(doc)
     k = inp.get("min_signers", 1)
     if not isinstance(k, int) or isinstance(k, bool) or k < 1:
         raise Refused("USAGE", "min_signers must be at least 1")

@@ -7,7 +7,9 @@ moving a call in :func:`build_suite` changes ``manifest.json``):
   :mod:`reader_tensors`, :mod:`reader_request` - the reader vectors (``r-*``);
 * :mod:`registered` - format 1.1's registered extensions (reader and producer vectors);
 * :mod:`boundary` - bounds the spec states, both sides of each;
+* :mod:`reader_rules` - reader vectors for rules single-rule mutants broke unnoticed;
 * :mod:`verifier` - signed packets, trust stores, policies (``v-*``);
+* :mod:`verifier_rules` - the same for the verifier (``conformance/mutants``);
 * :mod:`producer` - packets to emit, and refusals (``p-*``).
 
 Each exposes ``add_vectors(suite, bases)``. They share :mod:`common` (constants, tensors, base
@@ -27,10 +29,12 @@ from . import (
     reader_encoding,
     reader_json,
     reader_request,
+    reader_rules,
     reader_tensors,
     reader_valid,
     registered,
     verifier,
+    verifier_rules,
 )
 from .checks import check_reference_canonical, check_vectors
 from .output import write
@@ -47,7 +51,9 @@ TOPICS = (
     reader_request,
     registered,
     boundary,
+    reader_rules,
     verifier,
+    verifier_rules,
     producer,
 )
 

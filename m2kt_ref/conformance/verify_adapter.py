@@ -8,7 +8,12 @@ from m2kt_ref.errors import UsageError
 from m2kt_ref.packet import signing
 from m2kt_ref.packet.codec import Packet
 from m2kt_ref.packet.limits import Limits
-from m2kt_ref.packet.trust import TrustStore, parse_time, trusted_keys_from_json
+from m2kt_ref.packet.trust import (
+    TrustStore,
+    parse_time,
+    trusted_keys_from_json,
+    trusted_keys_from_text,
+)
 
 __all__ = ["load_policy", "verify"]
 
@@ -20,7 +25,14 @@ def load_policy(inp: dict[str, Any]) -> tuple[TrustStore, int, int]:
         SignatureError: ``TRUST_STORE_MALFORMED`` or ``KEY_MALFORMED`` for the trust store.
         UsageError: ``USAGE`` for a bad ``min_signers`` or ``now``.
     """
-    store = TrustStore(trusted_keys_from_json(inp.get("trust"), source="request trust store"))
+    if "trust_text" in inp:
+        text = inp["trust_text"]
+        if not isinstance(text, str):
+            raise UsageError("trust_text must be a string")
+        keys = trusted_keys_from_text(text.encode("utf-8"), source="request trust store")
+    else:
+        keys = trusted_keys_from_json(inp.get("trust"), source="request trust store")
+    store = TrustStore(keys)
     k = inp.get("min_signers", 1)
     if not isinstance(k, int) or isinstance(k, bool) or k < 1:
         raise UsageError("min_signers must be an integer of at least 1")

@@ -42,6 +42,7 @@ from m2kt_ref.errors import (
     VersionError,
 )
 from m2kt_ref.packet import tensors as tz
+from m2kt_ref.packet.cbor_scan import has_duplicate_keys
 from m2kt_ref.packet.files import read_bytes, write_atomic
 from m2kt_ref.packet.limits import DEFAULT_LIMITS, Limits
 from m2kt_ref.packet.model import PacketBody, TensorInfo
@@ -541,6 +542,21 @@ class _EveryTag(dict):  # type: ignore[type-arg]
         return _refuse_tag
 
 
+class _KeepTags(dict):  # type: ignore[type-arg]
+    """``semantic_decoders`` that keeps every tag as a :class:`cbor2.CBORTag` around the item it
+    holds: readers do not interpret tags in the signatures entry (spec §4.1), so ``1([])`` is a
+    well-formed item there (cbor2's own decoder for tag 1 would refuse it as a bad date)."""
+
+    def __contains__(self, key: object) -> bool:
+        return True
+
+    def get(self, key: object, default: Any = None) -> Any:
+        return lambda value, *_: cbor2.CBORTag(key, value)
+
+    def __getitem__(self, key: object) -> Any:
+        return self.get(key)
+
+
 def _caused_by(exc: BaseException | None, kind: type[BaseException]) -> bool:
     while exc is not None:
         if isinstance(exc, kind):
@@ -552,18 +568,42 @@ def _caused_by(exc: BaseException | None, kind: type[BaseException]) -> bool:
 def decode_strict_cbor(item: bytes, limits: Limits, path: str, *, tags: bool = True) -> Any:
     """Decode exactly one CBOR item with indefinite lengths and duplicate keys refused.
 
-    With ``tags=False`` any tag is refused as ``NON_CANONICAL`` (the body may hold none, §4.2).
+    With ``tags=False`` any tag is refused as ``NON_CANONICAL`` (the body may hold none, §4.2);
+    with ``tags=True`` tags are kept uninterpreted, as :class:`cbor2.CBORTag`.
+
+    Keys are duplicates when they are the same CBOR item: ``1``, ``1.0`` and ``true`` are
+    three keys, which cbor2 (comparing Python values) takes for one. Such a map is re-checked
+    by :func:`~m2kt_ref.packet.cbor_scan.has_duplicate_keys`; in the body it is then refused as
+    ``SCHEMA_VIOLATION`` (body keys are text), elsewhere decoded with the look-alikes merged.
     """
+    try:
+        return _decode_cbor(item, limits, path, tags=tags, duplicates=False)
+    except DecodeError as exc:
+        if exc.code != "DUPLICATE_KEY" or has_duplicate_keys(item, limits.max_depth):
+            raise
+    value = _decode_cbor(item, limits, path, tags=tags, duplicates=True)
+    if not tags:
+        raise ValidationError(
+            "SCHEMA_VIOLATION",
+            "a map has keys that are not text strings (1, 1.0 or true, distinct CBOR keys)",
+            path=path,
+        )
+    return value
+
+
+def _decode_cbor(item: bytes, limits: Limits, path: str, *, tags: bool, duplicates: bool) -> Any:
     stream = io.BytesIO(item)
     no_tags: dict[str, Any] = (
-        {} if tags else {"semantic_decoders": _EveryTag(), "tag_hook": _refuse_tag}
+        {"semantic_decoders": _KeepTags()}
+        if tags
+        else {"semantic_decoders": _EveryTag(), "tag_hook": _refuse_tag}
     )
     try:
         value = cbor2.CBORDecoder(
             stream,
             max_depth=limits.max_depth,
             allow_indefinite=False,
-            allow_duplicate_keys=False,
+            allow_duplicate_keys=duplicates,
             str_errors="strict",
             **no_tags,
         ).decode()

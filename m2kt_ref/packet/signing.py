@@ -84,6 +84,20 @@ _SIGNER_LABELS = frozenset({H_ALG, H_KID, H_KCCS, H_CWT_CLAIMS})
 _ALG_NAMES = {ALG_EDDSA: "EdDSA"}
 
 
+def _alg_name(alg: Any) -> str | int | None:
+    """What reports show for a signer's ``alg``: its name, the integer, or a short description.
+
+    ``alg`` comes from a hostile header and may be any CBOR value (an array or a map is not
+    hashable, bytes are not JSON), so it is never used as a key or printed whole.
+    """
+    if alg is None:
+        return None
+    if type(alg) is int:
+        return _ALG_NAMES.get(alg, alg)
+    text = repr(alg)
+    return text if len(text) <= 64 else text[:61] + "..."
+
+
 def packet_digest(packet: Packet) -> bytes:
     """The COSE payload: SHA-256 of the canonical body bytes (the packet id as 32 bytes)."""
     return hashlib.sha256(packet.body_bytes).digest()
@@ -239,7 +253,7 @@ def _parse_signer(raw: Any, index: int, limits: Limits, out: _Signer) -> None:
     out.alg = hdr[H_ALG]
     if type(out.alg) is not int or out.alg != ALG_EDDSA:
         raise SignatureError(
-            "ALG_UNSUPPORTED", f"algorithm {out.alg!r} is not EdDSA (-8)", path=path
+            "ALG_UNSUPPORTED", f"algorithm {_alg_name(out.alg)!r} is not EdDSA (-8)", path=path
         )
     labels = set(hdr)
     if labels != _SIGNER_LABELS:
@@ -410,7 +424,7 @@ class SignerResult:
             "index": self.index,
             "kid": self.kid,
             "name": self.name,
-            "alg": _ALG_NAMES.get(self.alg, self.alg) if self.alg is not None else None,
+            "alg": _alg_name(self.alg),
             "signing_time": format_time(self.signing_time)
             if self.signing_time is not None
             else None,
@@ -776,7 +790,7 @@ def describe_signers(
             "index": i,
             "kid": p.kid.hex() if p.kid is not None else None,
             "name": known.name if known is not None else None,
-            "alg": _ALG_NAMES.get(p.alg, p.alg) if p.alg is not None else None,
+            "alg": _alg_name(p.alg),
             "signing_time": format_time(p.signing_time) if p.signing_time is not None else None,
         }
         if error is not None:

@@ -36,6 +36,7 @@ __all__ = [
     "parse_time",
     "trust_entry",
     "trusted_keys_from_json",
+    "trusted_keys_from_text",
 ]
 
 _TIME = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(\.[0-9]+)?Z")
@@ -218,16 +219,50 @@ def _load_one(path: Path) -> list[TrustedKey]:
     if len(buf) > MAX_TRUST_STORE_BYTES:
         raise SignatureError("TRUST_STORE_MALFORMED", f"{path}: larger than 16 MiB")
     if bytes(buf[:64]).lstrip()[:1] == b"{":
-        try:
-            doc = json.loads(bytes(buf), parse_constant=_no_constant)
-        except (ValueError, RecursionError):
-            raise SignatureError("TRUST_STORE_MALFORMED", f"{path}: not valid JSON") from None
-        return trusted_keys_from_json(doc, source=str(path))
+        return trusted_keys_from_text(bytes(buf), source=str(path))
     return [TrustedKey(load_public_key(path), path.stem, source=str(path))]
 
 
 def _no_constant(name: str) -> Any:
     raise ValueError(name)
+
+
+class _DuplicateMember(ValueError):
+    """A JSON object names a member twice."""
+
+
+def _no_duplicate_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        raise _DuplicateMember
+    return out
+
+
+def trusted_keys_from_text(text: bytes | str, *, source: str = "trust store") -> list[TrustedKey]:
+    """Parse the text of a JSON trust store (spec/signing.md §6.1) into trusted keys.
+
+    A member named twice in one object is refused: JSON parsers disagree on which of the two
+    wins, so a reviewer reading the file could see another key, name or window than the
+    verifier trusts.
+
+    Raises:
+        SignatureError: ``TRUST_STORE_MALFORMED`` for text that is not JSON (NaN included), a
+        member named twice, or the shape of :func:`trusted_keys_from_json`; ``KEY_MALFORMED``
+        for a key that is not an acceptable Ed25519 public key.
+    """
+    if len(text) > MAX_TRUST_STORE_BYTES:
+        raise SignatureError("TRUST_STORE_MALFORMED", f"{source}: larger than 16 MiB")
+    try:
+        doc = json.loads(
+            text, parse_constant=_no_constant, object_pairs_hook=_no_duplicate_members
+        )
+    except _DuplicateMember:
+        raise SignatureError(
+            "TRUST_STORE_MALFORMED", f"{source}: a JSON object names a member twice"
+        ) from None
+    except (ValueError, RecursionError):
+        raise SignatureError("TRUST_STORE_MALFORMED", f"{source}: not valid JSON") from None
+    return trusted_keys_from_json(doc, source=source)
 
 
 def trusted_keys_from_json(doc: Any, *, source: str = "trust store") -> list[TrustedKey]:

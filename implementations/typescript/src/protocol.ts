@@ -57,7 +57,11 @@ function decode(input: Input): Result {
 }
 
 function verify(input: Input): Result {
-  const trust = TrustStore.fromJson(input["trust"]);
+  // trust_text: the store as the text of its JSON document, read as a trust-store file is
+  const trust =
+    typeof input["trust_text"] === "string"
+      ? TrustStore.fromSources([{ bytes: new TextEncoder().encode(input["trust_text"]), name: "request trust store" }])
+      : TrustStore.fromJson(input["trust"]);
   const minSigners = input["min_signers"] ?? 1;
   if (typeof minSigners !== "number" || !Number.isInteger(minSigners) || minSigners < 1) {
     throw new M2ktError("USAGE", "min_signers must be an integer of at least 1");

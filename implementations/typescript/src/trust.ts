@@ -3,6 +3,7 @@
  * validity window, from JSON documents shaped like a JWK Set or from COSE_Key `.pub` files (§5).
  */
 import { sha256 } from "@noble/hashes/sha2.js";
+import { isBlank } from "./blank.js";
 import { bytesEqual, decodeUtf8, fromBase64UrlCanonical, toHex } from "./bytes.js";
 import { decodeItem } from "./cbor/decode.js";
 import { mapGetLabel, type CborItem } from "./cbor/item.js";
@@ -106,7 +107,8 @@ function jwkToKey(entry: unknown, index: number): TrustedKey {
   if (unknown !== undefined) throw malformed(`${where} has the unknown member ${JSON.stringify(unknown)}`);
   const { kty, crv, x, name, kid, alg, use, not_before: notBefore, not_after: notAfter } = entry;
   if (kty !== "OKP" || crv !== "Ed25519") throw malformed(`${where} is not an OKP Ed25519 key`);
-  if (typeof name !== "string" || name.length === 0) throw malformed(`${where} needs a non-empty name`);
+  if (typeof name !== "string" || isBlank(name) || [...name].length > 1024)
+    throw malformed(`${where} needs a non-blank name of at most 1024 characters`);
   if (alg !== undefined && alg !== "EdDSA") throw malformed(`${where}: alg is not "EdDSA"`);
   if (use !== undefined && use !== "sig") throw malformed(`${where}: use is not "sig"`);
   const publicKey = typeof x === "string" && x.length === 43 ? fromBase64UrlCanonical(x) : undefined;

@@ -3,6 +3,7 @@
  * payload, complete provenance, each COSE_Signature, and the k-of-n policy against a trust store.
  */
 import { sha256 } from "@noble/hashes/sha2.js";
+import { isBlank } from "./blank.js";
 import { bytesEqual, toHex } from "./bytes.js";
 import { parseCoseSign, parseSigner, sigStructure, SignerHeaderError, type HeaderCheck } from "./cose.js";
 import { signatureProblem } from "./ed25519.js";
@@ -207,14 +208,11 @@ function checkSigner(
   return done({ kid, name: key.name, signingTime, trusted: true }, false, true);
 }
 
-/** Empty or only white space as signing.md §8 lists it (not ECMA-262's `\s`, which differs). */
-const BLANK = /^[\u0009-\u000d\u001c-\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$/u;
-
 /** Complete provenance (signing.md §8): one problem per failing rule, with its path. */
 export function provenanceProblems(body: Body): Problem[] {
   const p = body.provenance;
   const problems: Problem[] = [];
-  const blank = (s: string): boolean => BLANK.test(s);
+  const blank = isBlank;
   const add = (path: string, message: string): void => {
     problems.push({ code: "PROVENANCE_INCOMPLETE", message, path: `/body/provenance${path}` });
   };
