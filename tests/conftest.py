@@ -101,3 +101,16 @@ def build_envelope(
 def envelope() -> Callable[..., bytes]:
     """The :func:`build_envelope` helper, for tests that forge packets byte by byte."""
     return build_envelope
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print the conformance suite's mutant kill rate when tests/test_mutants.py measured it
+    (so CI shows the count: conformance/mutate, spec/conformance.md §6.1)."""
+    result = sys.modules.get("test_mutants") or sys.modules.get("tests.test_mutants")
+    found = getattr(result, "RESULT", None)
+    if found:
+        count, killed = found["count"], found["killed"]
+        terminalreporter.write_line(
+            f"conformance mutants: {count}, killed: {killed}, kill rate: "
+            f"{100.0 * killed / count:.1f} %"
+        )

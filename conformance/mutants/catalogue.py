@@ -47,10 +47,10 @@ COFACTORED = """        b = nacl.bindings
             raise nacl.exceptions.BadSignatureError"""
 
 
-def _m(mid: str, rule: str, target: str, find: str, replace: str) -> Mutant:
+def _m(mid: str, rule: str, target: str, find: str, replace: str, *more: tuple[str, str]) -> Mutant:
     if "SMALL_ORDER_HEX" in replace:
         replace = replace.replace("SMALL_ORDER_HEX", repr(SMALL_ORDER_HEX))
-    return Mutant(mid, rule, target, find, replace)
+    return Mutant(mid, rule, target, find, replace, tuple(more))
 
 
 # --------------------------------------------------------------------------- envelope (§4.1)
@@ -347,6 +347,21 @@ LIMITS = [
         '    if isinstance(version, str) and version.split(".")[0] not in ("1", "2"):',
     ),
     _m(
+        "version-minor",
+        "packet-1.1.md §9: a 1.x reader accepts a packet of any version 1.MINOR",
+        INDEP,
+        '    if isinstance(version, str) and version.split(".")[0] != "1":',
+        '    if isinstance(version, str) and version not in ("1.0", "1.1"):',
+    ),
+    _m(
+        "order-version-after-schema",
+        "packet-1.1.md §10: the version is checked (step 3) before the schema (step 4)",
+        INDEP,
+        "    check_limits(raw, limits)\n    check_version(raw)\n",
+        "    check_limits(raw, limits)\n",
+        ("    check_semantics(raw)\n", "    check_version(raw)\n    check_semantics(raw)\n"),
+    ),
+    _m(
         "version-format-text",
         "packet-1.1.md §3.2: a format that is not text is SCHEMA_VIOLATION (not "
         "UNSUPPORTED_VERSION)",
@@ -476,6 +491,25 @@ SEMANTICS = [
         "                pass",
     ),
     _m(
+        "extension-noncritical-dropped",
+        "packet-1.1.md §9: an extension a reader does not understand is ignored and preserved",
+        INDEP,
+        '    extensions = body.get("extensions") or {}\n',
+        '    for gone in [n for n, e in (body.get("extensions") or {}).items() '
+        'if not e["critical"] and n not in REGISTERED]:\n'
+        '        del body["extensions"][gone]\n'
+        '    extensions = body.get("extensions") or {}\n',
+    ),
+    _m(
+        "relation-private-dropped",
+        "packet-1.1.md §3.5: readers keep private x- relations (they are part of the body)",
+        INDEP,
+        '    for e in body["graph"]["edges"]:\n        concept(e["source"])',
+        '    body["graph"]["edges"] = [e for e in body["graph"]["edges"] '
+        'if not e["relation"].startswith("x-")]\n'
+        '    for e in body["graph"]["edges"]:\n        concept(e["source"])',
+    ),
+    _m(
         "critical-extension",
         "packet-1.1.md §9: an unknown critical extension is refused (CRITICAL_EXTENSION)",
         INDEP,
@@ -500,6 +534,13 @@ SEMANTICS = [
 
 # --------------------------------------------------------------------------- tensor data (§5)
 TENSOR_DATA = [
+    _m(
+        "data-unchecked",
+        "packet-1.1.md §10: step 7 is not skipped on input that was not verified before",
+        INDEP,
+        "    check_tensor_data(body, data)\n    return Packet(body, body_bytes, data, sigs)",
+        "    return Packet(body, body_bytes, data, sigs)",
+    ),
     _m(
         "data-length",
         "packet-1.1.md §4.3: the data section has exactly the aligned length (TENSOR_LAYOUT)",
@@ -631,6 +672,16 @@ JSON_FORM = [
         "for n in tensor_data):\n"
         '        raise Refused("SCHEMA_VIOLATION", "tensor_data member name")\n'
         "    if set(tensor_data) - set(names):",
+    ),
+    _m(
+        "json-member-order",
+        "packet-1.1.md §4.5: readers accept any member order and white space",
+        INDEP,
+        "    for v in _walk(doc):  # json.loads lets",
+        '    if json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode() '
+        "!= text:\n"
+        '        raise Refused("JSON_MALFORMED", "members not sorted, or white space")\n'
+        "    for v in _walk(doc):  # json.loads lets",
     ),
     _m(
         "json-depth",
@@ -792,6 +843,13 @@ COSE = [
         VERIFY,
         "    if hashlib.sha256(x).digest() != kid:",
         "    if len(kid) != 32:",
+    ),
+    _m(
+        "key-unchecked",
+        "signing.md §3.1: a signer key of small order is KEY_MALFORMED",
+        VERIFY,
+        "    problem = key_problem(x)\n    if problem:",
+        "    problem = None\n    if problem:",
     ),
     _m(
         "key-subgroup",

@@ -48,6 +48,8 @@ class Mutant:
             (``conformance/independent/...`` or ``m2kt_ref/...``).
         find: text that occurs exactly once in ``target``.
         replace: what replaces it.
+        more: further (find, replace) pairs of the same change, for a rule that a one-place
+            edit cannot break (moving a check, for instance).
     """
 
     id: str
@@ -55,6 +57,7 @@ class Mutant:
     target: str
     find: str
     replace: str
+    more: tuple[tuple[str, str], ...] = ()
 
     @property
     def reference(self) -> bool:
@@ -68,10 +71,12 @@ class Mutant:
             ValueError: when ``find`` does not occur exactly once (the mutant has gone stale).
         """
         text = (ROOT / self.target).read_text(encoding="utf-8")
-        count = text.count(self.find)
-        if count != 1:
-            raise ValueError(f"mutant {self.id}: the text to replace occurs {count} times")
-        return text.replace(self.find, self.replace)
+        for find, replace in ((self.find, self.replace), *self.more):
+            count = text.count(find)
+            if count != 1:
+                raise ValueError(f"mutant {self.id}: the text to replace occurs {count} times")
+            text = text.replace(find, replace)
+        return text
 
 
 @dataclass

@@ -15,7 +15,8 @@ from typing import Any
 from .common import FULL_TENSORS, T, f16_bytes, full_fields, minimal_fields
 from .packets import Bases, Built, build, json_form, mutate, replace_tensor
 from .rawcbor import Pairs, Raw, Wide, enc
-from .suite import Suite
+from .reference import summarize
+from .suite import Suite, b64
 
 
 def nested(levels: int, inner: Any = 0) -> Any:
@@ -299,7 +300,30 @@ def add_vectors(s: Suite, bases: Bases) -> None:
         mutation=("full", "set", "directions[1][3] := NaN"),
     )
 
-    # ---- the JSON form's base64 and tensor_data names
+    # ---- the JSON form: any member order and white space; base64 and tensor_data names
+    def unsorted(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: unsorted(value[k]) for k in sorted(value, reverse=True)}
+        if isinstance(value, list):
+            return [unsorted(v) for v in value]
+        return value
+
+    spaced = json.dumps(unsorted(json.loads(json_form(full))), indent="\t", ensure_ascii=False)
+    s.add(
+        "r-valid-json-spaced",
+        "The full packet's JSON form with every object's members in reverse order, indented with "
+        "tabs and line feeds: readers accept any member order and white space.",
+        op="decode",
+        spec=["json"],
+        inp={"encoding": "json", "b64": b64(("\r\n " + spaced + "\n").encode())},
+        expected={
+            "outcome": "valid",
+            "packet_id": full.packet_id,
+            "summary": summarize(full.body, signed=False),
+        },
+        tags=["valid", "json-form"],
+    )
+
     def json_variant(fn: Any) -> bytes:
         doc = json.loads(json_form(full))
         fn(doc["tensor_data"])
