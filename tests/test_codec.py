@@ -564,3 +564,15 @@ def _big_fields(fields: dict[str, Any], d: int) -> dict[str, Any]:
     fields["safety"] = {"require_signature": False, "min_signers": 1}
     fields.pop("extensions", None)
     return fields
+
+
+def test_encode_into_a_callers_buffer(demo, demo_cbor):
+    size = codec.encoded_size(demo)
+    assert size == len(demo_cbor)
+    buf = np.full(size + 5, 7, np.uint8)
+    assert codec.encode_into(demo, buf) == size
+    assert bytes(buf[:size]) == demo_cbor and (buf[size:] == 7).all()
+    with pytest.raises(UsageError):
+        codec.encode_into(demo, bytearray(size - 1))
+    with pytest.raises(UsageError):
+        codec.encode_into(demo, bytes(size))

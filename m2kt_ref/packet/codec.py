@@ -42,6 +42,7 @@ from m2kt_ref.errors import (
     VersionError,
 )
 from m2kt_ref.packet import tensors as tz
+from m2kt_ref.packet.buffers import copy_into, join_bytes
 from m2kt_ref.packet.files import read_bytes, write_atomic
 from m2kt_ref.packet.limits import DEFAULT_LIMITS, Limits
 from m2kt_ref.packet.model import PacketBody, TensorInfo
@@ -54,18 +55,23 @@ __all__ = [
     "KEY_PAD",
     "KEY_SIGNATURES",
     "MAGIC",
+    "PENDING_DIGEST",
     "Packet",
     "assemble",
     "bstr_header",
     "canonical_cbor",
+    "data_length",
     "decode",
     "decode_json",
     "decode_json_data",
     "decode_strict_cbor",
+    "describe_tensors",
     "encode",
     "encode_chunks",
+    "encode_into",
     "encode_json",
     "encoded_size",
+    "envelope_parts",
     "iter_body_errors",
     "iter_packet_errors",
     "pad_length",
@@ -209,6 +215,36 @@ class Packet:
 
 # --------------------------------------------------------------------------- building
 
+#: The digest a descriptor holds until its tensor is hashed: the same length as a real one,
+#: so a body's encoded size is known before any tensor is hashed.
+PENDING_DIGEST = "0" * 64
+
+
+def describe_tensors(tensors: Mapping[str, tz.EncodedTensor]) -> list[dict[str, Any]]:
+    """Descriptors for tensors laid out in order (spec §5.3), digests :data:`PENDING_DIGEST`."""
+    infos: list[dict[str, Any]] = []
+    offset = 0
+    for name, t in tensors.items():
+        offset = tz.aligned(offset)
+        info: dict[str, Any] = {
+            "name": name,
+            "dtype": t.dtype,
+            "shape": list(t.shape),
+            "offset": offset,
+            "length": t.nbytes,
+            "sha256": PENDING_DIGEST,
+        }
+        if t.scale is not None:
+            info["scale"] = float(t.scale)
+        infos.append(info)
+        offset += t.nbytes
+    return infos
+
+
+def data_length(infos: list[dict[str, Any]]) -> int:
+    """Bytes of the data section that holds tensors laid out as ``infos`` say."""
+    return tz.aligned(infos[-1]["offset"] + infos[-1]["length"]) if infos else 0
+
 
 def assemble(
     fields: Mapping[str, Any],
@@ -268,23 +304,8 @@ def assemble(
         ...     print(exc.code, exc.path)
         DANGLING_REFERENCE /body/concepts/0/embedding
     """
-    infos: list[dict[str, Any]] = []
-    offset = 0
-    for name, t in tensors.items():
-        offset = tz.aligned(offset)
-        info: dict[str, Any] = {
-            "name": name,
-            "dtype": t.dtype,
-            "shape": list(t.shape),
-            "offset": offset,
-            "length": t.nbytes,
-            "sha256": "",
-        }
-        if t.scale is not None:
-            info["scale"] = float(t.scale)
-        infos.append(info)
-        offset += t.nbytes
-    data = bytearray(tz.aligned(offset))
+    infos = describe_tensors(tensors)
+    data = bytearray(data_length(infos))
     for info, t in zip(infos, tensors.values(), strict=True):
         data[info["offset"] : info["offset"] + t.nbytes] = t.data
     view = memoryview(data)
@@ -382,25 +403,32 @@ def validate_body(raw: Any, limits: Limits = DEFAULT_LIMITS) -> PacketBody:
 # --------------------------------------------------------------------------- CBOR
 
 
-def encode_chunks(packet: Packet) -> list[bytes | memoryview]:
-    """The envelope as a list of byte chunks (the data payload is not copied)."""
-    body, data = packet.body_bytes, packet.data
-    pad = pad_length(len(body), len(data))
-    head = b"".join(
+def envelope_parts(body_len: int, data_len: int, *, signed: bool) -> tuple[bytes, bytes]:
+    """The envelope bytes before the body and between the body and the data payload.
+
+    ``before + body + between`` is followed by the data payload, then (when ``signed``) by
+    :data:`KEY_SIGNATURES` and the COSE_Sign item; the payload starts at a multiple of 64.
+    """
+    pad = pad_length(body_len, data_len)
+    before = b"".join(
         (
             MAGIC,
-            bytes([0xA4 if packet.signatures is not None else 0xA3]),
+            bytes([0xA4 if signed else 0xA3]),
             KEY_PAD,
             bstr_header(pad),
             bytes(pad),
             KEY_BODY,
-            bstr_header(len(body)),
-            body,
-            KEY_DATA,
-            bstr_header(len(data)),
+            bstr_header(body_len),
         )
     )
-    chunks: list[bytes | memoryview] = [head, data]
+    return before, KEY_DATA + bstr_header(data_len)
+
+
+def encode_chunks(packet: Packet) -> list[bytes | memoryview]:
+    """The envelope as a list of byte chunks (the data payload is not copied)."""
+    body, data = packet.body_bytes, packet.data
+    before, between = envelope_parts(len(body), len(data), signed=packet.signatures is not None)
+    chunks: list[bytes | memoryview] = [before + body + between, data]
     if packet.signatures is not None:
         chunks += [KEY_SIGNATURES, packet.signatures]
     return chunks
@@ -437,7 +465,42 @@ def encode(packet: Packet) -> bytes:
         >>> m2kt_ref.encode(m2kt_ref.decode(blob)) == blob
         True
     """
-    return b"".join(encode_chunks(packet))
+    # one copy of the payload into a buffer on huge pages: a fresh bytes object on 4 KiB pages
+    # costs more in page faults than in copying (docs/performance.md, ## Codec)
+    return join_bytes(encode_chunks(packet))
+
+
+def encode_into(packet: Packet, out: Any) -> int:
+    """Write the packet's CBOR bytes (as :func:`encode` gives them) to the start of ``out``.
+
+    For callers that already hold memory for the packet (a reused ``bytearray``, a shared or
+    mapped buffer, a numpy array): nothing is allocated and the payload is copied once.
+
+    Args:
+        packet: the packet to encode.
+        out: a writable buffer (anything that supports the buffer protocol) of at least
+            :func:`encoded_size` bytes.
+
+    Returns:
+        The number of bytes written, :func:`encoded_size` of the packet.
+
+    Raises:
+        UsageError: ``USAGE`` when ``out`` is read-only or too small.
+
+    Example:
+        >>> import m2kt_ref
+        >>> from m2kt_ref.packet.codec import encode_into, encoded_size
+        >>> packet = m2kt_ref.demo_packet()
+        >>> buf = bytearray(encoded_size(packet) + 10)
+        >>> n = encode_into(packet, buf)
+        >>> bytes(buf[:n]) == m2kt_ref.encode(packet)
+        True
+    """
+    view = memoryview(out)
+    size = encoded_size(packet)
+    if view.readonly or view.nbytes < size:
+        raise UsageError(f"encode_into needs a writable buffer of {size} bytes")
+    return copy_into(encode_chunks(packet), view.cast("B"))
 
 
 class _Reader:
