@@ -41,6 +41,7 @@ from m2kt_ref.errors import (
     ValidationError,
     VersionError,
 )
+from m2kt_ref.packet import columns
 from m2kt_ref.packet import tensors as tz
 from m2kt_ref.packet.buffers import copy_into, join_bytes
 from m2kt_ref.packet.files import read_bytes, write_atomic
@@ -348,6 +349,9 @@ def _check_counts(raw: Any, limits: Limits) -> None:
     for i, trace in enumerate(traces if isinstance(traces, list) else []):
         if isinstance(trace, dict) and isinstance(trace.get("steps"), list):
             limits.check("max_trace_steps", len(trace["steps"]), path=f"/body/traces/{i}/steps")
+    lengths = [t.get("length") for t in tensors if type(t) is dict] if type(tensors) is list else []
+    if max((n for n in lengths if type(n) is int), default=0) <= limits.max_tensor_bytes:
+        return  # the loop below only finds the first one too long
     for i, t in enumerate(tensors if isinstance(tensors, list) else []):
         if isinstance(t, dict) and isinstance(t.get("length"), int):
             limits.check("max_tensor_bytes", t["length"], path=f"/body/tensors/{i}/length")
@@ -689,6 +693,104 @@ def _split_envelope(buf: memoryview, limits: Limits) -> _Envelope:
     return _Envelope(body, data, signatures)
 
 
+def _decode_body_entries(
+    body_bytes: bytes, limits: Limits
+) -> tuple[Any, dict[str, tuple[int, int]] | None]:
+    """The raw body and, for each top-level entry, the bytes ``[start, end)`` it occupies.
+
+    Decodes exactly as :func:`decode_strict_cbor` with ``tags=False``, one map entry at a time,
+    so the bytes of the ``tensors`` array are known without re-encoding it (see
+    :func:`_is_own_encoding`). Anything that is not a small definite map of unique text keys,
+    and any error, goes to the whole-item decode, which raises the coded error; the spans are
+    then None.
+    """
+    head = body_bytes[0] if body_bytes else 0
+    if not 0xA0 <= head <= 0xB7:
+        return decode_strict_cbor(body_bytes, limits, "/body", tags=False), None
+    stream = io.BytesIO(body_bytes)
+    stream.seek(1)
+    decoder = cbor2.CBORDecoder(
+        stream,
+        max_depth=limits.max_depth - 1,  # the map itself is one level
+        allow_indefinite=False,
+        allow_duplicate_keys=False,
+        str_errors="strict",
+        semantic_decoders=_EveryTag(),
+        tag_hook=_refuse_tag,
+    )
+    raw: dict[str, Any] = {}
+    spans: dict[str, tuple[int, int]] = {}
+    try:
+        for _ in range(head - 0xA0):
+            start = stream.tell()
+            key = decoder.decode()
+            if type(key) is not str or key in raw:
+                raise _Mismatch("key")
+            raw[key] = decoder.decode()
+            spans[key] = (start, stream.tell())
+    except Exception:
+        return decode_strict_cbor(body_bytes, limits, "/body", tags=False), None
+    if stream.tell() != len(body_bytes):
+        return decode_strict_cbor(body_bytes, limits, "/body", tags=False), None
+    return raw, spans
+
+
+#: Body entries that are arrays of records, checked by column (:mod:`columns`).
+_RECORD_ARRAYS = {
+    "tensors": columns.DESCRIPTOR,
+    "concepts": columns.CONCEPT,
+    "anchors": columns.ANCHOR,
+}
+
+
+def _canonical_key(key: str) -> bytes:
+    return canonical_cbor(key)
+
+
+def _column_checked_length(key: str, value: Any) -> int | None:
+    """Canonical length of a body entry's value when it is checked by column, else None."""
+    if key in _RECORD_ARRAYS:
+        return columns.canonical_length(value, _RECORD_ARRAYS[key])
+    if key == "graph" and type(value) is dict and tuple(value) == ("edges",):
+        edges = columns.canonical_length(value["edges"], columns.EDGE)
+        return None if edges is None else 1 + len(_canonical_key("edges")) + edges
+    return None
+
+
+def _is_own_encoding(
+    body: PacketBody, raw: Any, body_bytes: bytes, spans: dict[str, tuple[int, int]] | None
+) -> bool:
+    """Whether ``body_bytes`` are exactly the canonical encoding of the validated ``body``.
+
+    The same answer as ``canonical_cbor(body.to_data()) == body_bytes`` when it says True; it
+    may say False where that comparison would succeed, and the caller then makes it. The arrays
+    of records (tensor descriptors, concepts, anchors, edges), which cost most to re-encode, are
+    canonical exactly when their maps list keys in canonical order and they are as long as their
+    canonical encoding (:func:`columns.canonical_length`: any other encoding of the same values
+    is longer); every other entry is re-encoded and compared.
+    """
+    if spans is None:
+        return canonical_cbor(body.to_data()) == body_bytes
+    lengths = {key: _column_checked_length(key, raw[key]) for key in spans}
+    by_column = {key for key, size in lengths.items() if size is not None}
+    data = body.model_dump(mode="python", exclude_unset=True, exclude=by_column)
+    keys = sorted([*data, *by_column], key=_canonical_key)
+    if list(spans) != keys or body_bytes[0] != 0xA0 + len(keys):
+        return False
+    view = memoryview(body_bytes)
+    for key in keys:
+        start, end = spans[key]
+        encoded_key = _canonical_key(key)
+        if view[start : start + len(encoded_key)] != encoded_key:
+            return False
+        if key in by_column:
+            if lengths[key] != end - start - len(encoded_key):
+                return False
+        elif view[start + len(encoded_key) : end] != canonical_cbor(data[key]):
+            return False
+    return True
+
+
 def _decode_body(body_bytes: bytes, limits: Limits) -> Any:
     raw = decode_strict_cbor(body_bytes, limits, "/body", tags=False)
     _check_canonical(raw, body_bytes)
@@ -815,7 +917,7 @@ def decode(
         TRAILING_BYTES
     """
     env = _split_envelope(memoryview(buf), limits)
-    raw = decode_strict_cbor(env.body_bytes, limits, "/body", tags=False)
+    raw, spans = _decode_body_entries(env.body_bytes, limits)
     # A valid body that re-encodes to its own bytes is canonical, so the canonical check of the
     # raw value (a second full encode) runs only on failure, to report NON_CANONICAL first as
     # iter_packet_errors does.
@@ -828,7 +930,7 @@ def decode(
     if problem is not None:
         _check_canonical(raw, env.body_bytes)
         raise problem
-    if canonical_cbor(body.to_data()) != env.body_bytes:
+    if not _is_own_encoding(body, raw, env.body_bytes, spans):
         _check_canonical(raw, env.body_bytes)
         _check_reencodes(body, env.body_bytes)
     if verify_tensors:
