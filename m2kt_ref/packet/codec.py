@@ -44,6 +44,7 @@ from m2kt_ref.errors import (
 from m2kt_ref.packet import columns
 from m2kt_ref.packet import tensors as tz
 from m2kt_ref.packet.buffers import copy_into, join_bytes
+from m2kt_ref.packet.bulk import gc_paused
 from m2kt_ref.packet.files import read_bytes, write_atomic
 from m2kt_ref.packet.limits import DEFAULT_LIMITS, Limits
 from m2kt_ref.packet.model import PacketBody, TensorInfo
@@ -316,7 +317,9 @@ def assemble(
     for info, digest in zip(infos, digests, strict=True):
         info["sha256"] = digest
     body = validate_body({**fields, "tensors": infos})
-    return Packet(body, canonical_cbor(body.to_data()), view.toreadonly())
+    with gc_paused():
+        body_bytes = canonical_cbor(body.to_data())
+    return Packet(body, body_bytes, view.toreadonly())
 
 
 # --------------------------------------------------------------------------- validation
@@ -395,12 +398,13 @@ def validate_body(raw: Any, limits: Limits = DEFAULT_LIMITS) -> PacketBody:
     """Validate a raw body (JSON data model) and return the model; raises the first problem."""
     _check_counts(raw, limits)
     _check_version(raw)
-    try:
-        body = PacketBody.model_validate(raw)
-    except pydantic.ValidationError as exc:
-        raise next(_schema_errors(exc)) from None
-    for problem in iter_semantic_errors(body):
-        raise problem
+    with gc_paused():
+        try:
+            body = PacketBody.model_validate(raw)
+        except pydantic.ValidationError as exc:
+            raise next(_schema_errors(exc)) from None
+        for problem in iter_semantic_errors(body):
+            raise problem
     return body
 
 
@@ -917,7 +921,8 @@ def decode(
         TRAILING_BYTES
     """
     env = _split_envelope(memoryview(buf), limits)
-    raw, spans = _decode_body_entries(env.body_bytes, limits)
+    with gc_paused():
+        raw, spans = _decode_body_entries(env.body_bytes, limits)
     # A valid body that re-encodes to its own bytes is canonical, so the canonical check of the
     # raw value (a second full encode) runs only on failure, to report NON_CANONICAL first as
     # iter_packet_errors does.
@@ -930,7 +935,9 @@ def decode(
     if problem is not None:
         _check_canonical(raw, env.body_bytes)
         raise problem
-    if not _is_own_encoding(body, raw, env.body_bytes, spans):
+    with gc_paused():
+        own = _is_own_encoding(body, raw, env.body_bytes, spans)
+    if not own:
         _check_canonical(raw, env.body_bytes)
         _check_reencodes(body, env.body_bytes)
     if verify_tensors:
