@@ -1,0 +1,362 @@
+"""Shared by the benchmarks that compare against a peer and draw scale curves.
+
+* :func:`interleaved` times several operations in rounds, one call of each per round, so a change
+  of background load hits them alike (the project's machine has 2 cores shared with other
+  sessions' jobs); ratios are taken between best times and, per round, between paired times.
+* :func:`in_subprocess` runs one measurement point in a fresh child process and reports the
+  peak resident memory it added (``getrusage`` high-water mark, minus the child's resident size
+  when it started), so one point's allocations never hide in another's.
+* :func:`loglog_slope` and :func:`plot_curves` turn points into the fitted exponent and a PNG.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import multiprocessing
+import os
+import platform
+import resource
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "in_subprocess",
+    "interleaved",
+    "loglog_slope",
+    "machine_line",
+    "measure_point",
+    "plot_curves",
+    "ratio_summary",
+]
+
+MiB = 1 << 20
+
+
+def machine_line(threads: int | None = None) -> str:
+    """One line that says where and under what load the figures were taken."""
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+    line = (
+        f"machine: {platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}, "
+        f"Python {platform.python_version()}; load average {load[0]:.2f} {load[1]:.2f} "
+        f"{load[2]:.2f}"
+    )
+    if threads is not None:
+        line += f"; compute threads: {threads}"
+    return line
+
+
+def interleaved(
+    fns: dict[str, Callable[[], Any]],
+    rounds: int,
+    setup: dict[str, Callable[[], Any]] | None = None,
+) -> dict[str, list[float]]:
+    """Wall seconds of every call, calling each function once per round, in turn.
+
+    ``setup[name]``, when given, runs untimed just before each call of ``fns[name]`` (e.g. to
+    remove the file the previous call wrote, so every write makes a new file).
+    """
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            if setup and name in setup:
+                setup[name]()
+            gc.collect()
+            start = time.perf_counter()
+            result = fn()
+            times[name].append(time.perf_counter() - start)
+            del result
+    return times
+
+
+def ratio_summary(times: dict[str, list[float]], op: str, peer: str) -> dict[str, float]:
+    """``op`` against ``peer``: best time over best time, and the median of per-round ratios."""
+    pairs = sorted(a / b for a, b in zip(times[op], times[peer], strict=True))
+    return {
+        "op_best_s": min(times[op]),
+        "peer_best_s": min(times[peer]),
+        "x_peer_best": min(times[op]) / min(times[peer]),
+        "x_peer_median_paired": pairs[len(pairs) // 2],
+    }
+
+
+def _child(conn: Any, fn: Callable[..., dict[str, Any]], args: tuple[Any, ...]) -> None:
+    try:
+        start_rss = _rss_bytes()
+        result = fn(*args)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        result["peak_added_bytes"] = max(0, peak - start_rss)
+        conn.send(result)
+    except BaseException as exc:
+        conn.send({"error": f"{type(exc).__name__}: {exc}"})
+    finally:
+        conn.close()
+
+
+def _rss_bytes() -> int:
+    """Resident set size now (Linux); the high-water mark where /proc is missing."""
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+_CONTEXT: Any = None
+
+
+def in_subprocess(
+    fn: Callable[..., dict[str, Any]],
+    *args: Any,
+    preload: Sequence[str] = (),
+    timeout: float = 3600,
+) -> dict[str, Any]:
+    """Run ``fn(*args)`` in a child process; its dict result plus ``peak_added_bytes``.
+
+    Children are forked from a server process that has imported ``preload`` (e.g. torch) once,
+    so a point costs milliseconds to start and starts with nothing of the other points in
+    memory. ``fn`` must be a module-level function of an importable module.
+
+    Raises:
+        RuntimeError: the child failed or did not answer within ``timeout`` seconds.
+    """
+    return _run_child(_child, (fn, args), preload, timeout, fn)
+
+
+def _reset_peak() -> bool:
+    """Reset this process's peak resident size to its current size (Linux ``clear_refs``)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _point_child(
+    conn: Any,
+    setup: Callable[..., Any],
+    op: Callable[[Any], dict[str, Any] | None],
+    args: tuple[Any, ...],
+    min_seconds: float,
+    max_repeats: int,
+) -> None:
+    try:
+        state = setup(*args)
+        gc.collect()
+        isolated = _reset_peak()
+        start_rss = _rss_bytes()
+        times: list[float] = []
+        extra: dict[str, Any] = {}
+        while True:
+            start = time.perf_counter()
+            extra = op(state) or {}
+            times.append(time.perf_counter() - start)
+            if sum(times) >= min_seconds or len(times) >= max_repeats:
+                break
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        conn.send(
+            {
+                "seconds": min(times),
+                "repeats": len(times),
+                "peak_added_bytes": max(0, peak - start_rss),
+                "peak_isolated": isolated,
+                **extra,
+            }
+        )
+    except BaseException as exc:
+        conn.send({"error": f"{type(exc).__name__}: {exc}"})
+    finally:
+        conn.close()
+
+
+def measure_point(
+    setup: Callable[..., Any],
+    op: Callable[[Any], dict[str, Any] | None],
+    *args: Any,
+    preload: Sequence[str] = (),
+    timeout: float = 3600,
+    min_seconds: float = 0.3,
+    max_repeats: int = 5,
+) -> dict[str, Any]:
+    """Time ``op(setup(*args))`` and the memory it adds, in a fresh child process.
+
+    The child builds the inputs with ``setup`` (not measured), resets its peak resident size to
+    the current one (Linux), then calls ``op`` until ``min_seconds`` have passed or
+    ``max_repeats`` calls were made. Returns the best time (``seconds``), the number of calls,
+    ``peak_added_bytes`` (peak resident size during the calls minus the size before them:
+    what the operation needs beyond its inputs, mapped file pages it touches included) and
+    whatever ``op`` returned last.
+    """
+    return _run_child(
+        _point_child, (setup, op, args, min_seconds, max_repeats), preload, timeout, op
+    )
+
+
+def _run_child(
+    target: Callable[..., None],
+    args: tuple[Any, ...],
+    preload: Sequence[str],
+    timeout: float,
+    what: Any,
+) -> dict[str, Any]:
+    global _CONTEXT
+    if _CONTEXT is None:
+        method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else None
+        _CONTEXT = multiprocessing.get_context(method)
+        if method == "forkserver":
+            _CONTEXT.set_forkserver_preload(list(preload))
+    parent, child = _CONTEXT.Pipe(duplex=False)
+    proc = _CONTEXT.Process(target=target, args=(child, *args))
+    proc.start()
+    child.close()
+    name = getattr(what, "__name__", str(what))
+    if not parent.poll(timeout):
+        proc.kill()
+        proc.join()
+        raise RuntimeError(f"{name}: no answer in {timeout} s")
+    try:
+        result = parent.recv()
+    except EOFError:
+        proc.join()
+        raise RuntimeError(f"{name}: the child died (exit code {proc.exitcode})") from None
+    proc.join()
+    if "error" in result:
+        raise RuntimeError(f"{name}: {result['error']}")
+    return result
+
+
+def loglog_slope(xs: Sequence[float], ys: Sequence[float]) -> float:
+    """Least-squares slope of ``log y`` against ``log x`` (the exponent of a power law)."""
+    pts = [(math.log(x), math.log(y)) for x, y in zip(xs, ys, strict=True) if x > 0 and y > 0]
+    if len(pts) < 2:
+        return float("nan")
+    mx = sum(p[0] for p in pts) / len(pts)
+    my = sum(p[1] for p in pts) / len(pts)
+    sxx = sum((p[0] - mx) ** 2 for p in pts)
+    sxy = sum((p[0] - mx) * (p[1] - my) for p in pts)
+    return sxy / sxx if sxx else float("nan")
+
+
+def plot_curves(
+    path: Path,
+    title: str,
+    xlabel: str,
+    series: dict[str, tuple[Sequence[float], Sequence[float], Sequence[float]]],
+    note: str = "",
+) -> None:
+    """Two log-log panels (time, peak memory) with one line per series and its fitted slope.
+
+    ``series`` maps a label to ``(x, seconds, peak MiB)``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(12, 4.8))
+    for label, (xs, secs, mibs) in series.items():
+        ax_t.plot(xs, secs, "o-", label=f"{label} (slope {loglog_slope(xs, secs):.2f})")
+        ax_m.plot(xs, mibs, "s--", label=f"{label} (slope {loglog_slope(xs, mibs):.2f})")
+    for ax, ylabel in ((ax_t, "time (s)"), (ax_m, "peak memory added (MiB)")):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel(xlabel, fontsize=11)
+        ax.set_ylabel(ylabel, fontsize=11)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=9)
+        ax.tick_params(labelsize=10)
+    fig.suptitle(title, fontsize=13)
+    if note:
+        fig.text(0.5, 0.005, note, ha="center", fontsize=8)
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def script_dir() -> Path:
+    """The benchmarks folder (children import the scripts from there)."""
+    return Path(__file__).resolve().parent
+
+
+if str(script_dir()) not in sys.path:
+    sys.path.insert(0, str(script_dir()))
+
+
+def curve_args(description: str, default_png: str, argv: list[str] | None = None) -> Any:
+    """The options every scale-curve script takes (``--quick``, ``--json``, ``--png``)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--quick", action="store_true", help="two tiny points per series")
+    parser.add_argument("--json", type=Path, default=None, help="also write the points here")
+    parser.add_argument(
+        "--png",
+        type=Path,
+        default=None,
+        help=f"plot file (default: docs/{default_png} for a full run, none with --quick)",
+    )
+    parser.add_argument("--max", type=float, default=None, help="largest x to run")
+    parser.add_argument("--tmp", default=None, help="folder for temporary files")
+    args = parser.parse_args(argv)
+    if args.png is None and not args.quick:
+        args.png = script_dir().parent / "docs" / default_png
+    return args
+
+
+def print_point(series: str, x: float, row: dict[str, Any], extra: str = "") -> None:
+    print(
+        f"| {series} | {x:,.0f} | {row['seconds']:.4g} | {row['repeats']} "
+        f"| {row['peak_added_bytes'] / MiB:,.1f} | {extra} |",
+        flush=True,
+    )
+
+
+def curve_report(
+    title: str,
+    xlabel: str,
+    rows: list[dict[str, Any]],
+    png: Path | None,
+    json_path: Path | None,
+    note: str = "",
+) -> dict[str, Any]:
+    """Slopes per series (all points, and the larger half), the plot and the JSON.
+
+    ``rows`` hold ``series``, ``x``, ``seconds`` and ``peak_added_bytes``.
+    """
+    series: dict[str, tuple[list[float], list[float], list[float]]] = {}
+    for row in rows:
+        xs, secs, mibs = series.setdefault(row["series"], ([], [], []))
+        xs.append(row["x"])
+        secs.append(row["seconds"])
+        mibs.append(max(row["peak_added_bytes"] / MiB, 1e-3))
+    slopes = {}
+    print(
+        "\n| series | points | time slope (all) | time slope (larger half) "
+        "| memory slope (larger half) |"
+    )
+    print("|---|---|---|---|---|")
+    for name, (xs, secs, mibs) in series.items():
+        half = len(xs) // 2
+        slopes[name] = {
+            "time_all": loglog_slope(xs, secs),
+            "time_upper": loglog_slope(xs[half:], secs[half:]) if len(xs) > 3 else float("nan"),
+            "memory_upper": loglog_slope(xs[half:], mibs[half:]) if len(xs) > 3 else float("nan"),
+        }
+        s = slopes[name]
+        print(
+            f"| {name} | {len(xs)} | {s['time_all']:.2f} | {s['time_upper']:.2f} "
+            f"| {s['memory_upper']:.2f} |"
+        )
+    if png is not None:
+        plot_curves(png, title, xlabel, series, note)
+        print(f"plot: {png}")
+    if json_path is not None:
+        import json
+
+        json_path.write_text(json.dumps({"rows": rows, "slopes": slopes}, indent=2))
+    return slopes
