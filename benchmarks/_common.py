@@ -64,7 +64,8 @@ def interleaved(
         for name, fn in fns.items():
             if setup and name in setup:
                 setup[name]()
-            gc.collect()
+            if ISOLATE:  # a full run: no garbage of the previous call left to collect
+                gc.collect()
             start = time.perf_counter()
             result = fn()
             times[name].append(time.perf_counter() - start)
@@ -83,13 +84,17 @@ def ratio_summary(times: dict[str, list[float]], op: str, peer: str) -> dict[str
     }
 
 
+def _whole(fn: Callable[..., dict[str, Any]], args: tuple[Any, ...]) -> dict[str, Any]:
+    _reset_peak()
+    start_rss = _rss_bytes()
+    result = fn(*args)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return {**result, "peak_added_bytes": max(0, peak - start_rss)}
+
+
 def _child(conn: Any, fn: Callable[..., dict[str, Any]], args: tuple[Any, ...]) -> None:
     try:
-        start_rss = _rss_bytes()
-        result = fn(*args)
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        result["peak_added_bytes"] = max(0, peak - start_rss)
-        conn.send(result)
+        conn.send(_whole(fn, args))
     except BaseException as exc:
         conn.send({"error": f"{type(exc).__name__}: {exc}"})
     finally:
@@ -123,6 +128,8 @@ def in_subprocess(
     Raises:
         RuntimeError: the child failed or did not answer within ``timeout`` seconds.
     """
+    if not ISOLATE:
+        return _whole(fn, args)
     return _run_child(_child, (fn, args), preload, timeout, fn)
 
 
@@ -136,41 +143,47 @@ def _reset_peak() -> bool:
         return False
 
 
-def _point_child(
-    conn: Any,
+def _measure(
     setup: Callable[..., Any],
     op: Callable[[Any], dict[str, Any] | None],
     args: tuple[Any, ...],
     min_seconds: float,
     max_repeats: int,
-) -> None:
+) -> dict[str, Any]:
+    state = setup(*args)
+    gc.collect()
+    isolated = _reset_peak()
+    start_rss = _rss_bytes()
+    times: list[float] = []
+    extra: dict[str, Any] = {}
+    while True:
+        start = time.perf_counter()
+        extra = op(state) or {}
+        times.append(time.perf_counter() - start)
+        if sum(times) >= min_seconds or len(times) >= max_repeats:
+            break
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return {
+        "seconds": min(times),
+        "repeats": len(times),
+        "peak_added_bytes": max(0, peak - start_rss),
+        "peak_isolated": isolated,
+        **extra,
+    }
+
+
+def _point_child(conn: Any, *args: Any) -> None:
     try:
-        state = setup(*args)
-        gc.collect()
-        isolated = _reset_peak()
-        start_rss = _rss_bytes()
-        times: list[float] = []
-        extra: dict[str, Any] = {}
-        while True:
-            start = time.perf_counter()
-            extra = op(state) or {}
-            times.append(time.perf_counter() - start)
-            if sum(times) >= min_seconds or len(times) >= max_repeats:
-                break
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        conn.send(
-            {
-                "seconds": min(times),
-                "repeats": len(times),
-                "peak_added_bytes": max(0, peak - start_rss),
-                "peak_isolated": isolated,
-                **extra,
-            }
-        )
+        conn.send(_measure(*args))
     except BaseException as exc:
         conn.send({"error": f"{type(exc).__name__}: {exc}"})
     finally:
         conn.close()
+
+
+#: Run points in child processes; ``--quick`` turns it off (a smoke run of the same code in one
+#: process, fast enough for the test suite; its memory figures are not isolated).
+ISOLATE = True
 
 
 def measure_point(
@@ -189,8 +202,11 @@ def measure_point(
     ``max_repeats`` calls were made. Returns the best time (``seconds``), the number of calls,
     ``peak_added_bytes`` (peak resident size during the calls minus the size before them:
     what the operation needs beyond its inputs, mapped file pages it touches included) and
-    whatever ``op`` returned last.
+    whatever ``op`` returned last. With :data:`ISOLATE` off, the same runs in this process
+    (one call).
     """
+    if not ISOLATE:
+        return _measure(setup, op, args, 0.0, 1)
     return _run_child(
         _point_child, (setup, op, args, min_seconds, max_repeats), preload, timeout, op
     )
@@ -303,6 +319,8 @@ def curve_args(description: str, default_png: str, argv: list[str] | None = None
     parser.add_argument("--max", type=float, default=None, help="largest x to run")
     parser.add_argument("--tmp", default=None, help="folder for temporary files")
     args = parser.parse_args(argv)
+    global ISOLATE
+    ISOLATE = not args.quick
     if args.png is None and not args.quick:
         args.png = script_dir().parent / "docs" / default_png
     return args

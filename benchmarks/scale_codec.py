@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
                 ("encode", setup_packet, op_encode, (path,)),
             ]
             for name, setup, op, point_args in points:
-                row = measure_point(setup, op, *point_args)
+                row = measure_point(setup, op, *point_args, preload=["m2kt_ref", "numpy"])
                 row.update(series=name, x=mib)
                 rows.append(row)
                 print_point(name, mib, row, f"{mib * MiB / row['seconds'] / 1e9:.2f}")

@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for n in counts:
             path = str(tmp / f"v{n}.m2kt")
-            info = in_subprocess(write_packet_file, n, path)
+            info = in_subprocess(write_packet_file, n, path, preload=["m2kt_ref", "numpy"])
             points = [
                 ("assemble", build, op_assemble, (n,)),
                 ("decode", setup_bytes, op_decode, (path,)),
@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
                 ("read + verify", setup_path, op_verify, (path,)),
             ]
             for name, setup, op, point_args in points:
-                row = measure_point(setup, op, *point_args)
+                row = measure_point(setup, op, *point_args, preload=["m2kt_ref", "numpy"])
                 row.update(series=name, x=n, body_bytes=info["body_bytes"])
                 rows.append(row)
                 print_point(name, n, row, f"{row['seconds'] / n * 1e6:.2f}")

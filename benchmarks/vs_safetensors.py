@@ -50,6 +50,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import _common
 from _common import in_subprocess, interleaved, machine_line, ratio_summary
 
 import m2kt_ref
@@ -365,8 +366,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-torch", action="store_true", help="skip the state_dict part")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
-    if args.quick:
+    if args.quick:  # a smoke run: tiny sizes, the peak-memory points in this process
         args.tensors, args.mib, args.sd_mib, args.rounds = 8, 4, 4, 2
+        _common.ISOLATE = False
     print(machine_line())
     out: dict[str, Any] = {"args": {k: str(v) for k, v in vars(args).items()}}
     tmp = Path(tempfile.mkdtemp(prefix="m2kt-vs-st-", dir=args.tmp))
