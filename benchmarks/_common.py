@@ -257,6 +257,15 @@ def loglog_slope(xs: Sequence[float], ys: Sequence[float]) -> float:
     return sxy / sxx if sxx else float("nan")
 
 
+#: Below this, a memory figure is noise (page and allocator granularity): left out of fits/plots.
+MEMORY_FLOOR_MIB = 1.0
+
+
+def _above_floor(xs: Sequence[float], mibs: Sequence[float]) -> tuple[list[float], list[float]]:
+    kept = [(x, m) for x, m in zip(xs, mibs, strict=True) if m >= MEMORY_FLOOR_MIB]
+    return [x for x, _ in kept], [m for _, m in kept]
+
+
 def plot_curves(
     path: Path,
     title: str,
@@ -266,25 +275,59 @@ def plot_curves(
 ) -> None:
     """Two log-log panels (time, peak memory) with one line per series and its fitted slope.
 
-    ``series`` maps a label to ``(x, seconds, peak MiB)``.
+    ``series`` maps a label to ``(x, seconds, peak MiB)``. Labels ``"kind, group"`` share a
+    colour per group and a line style per kind. Memory below :data:`MEMORY_FLOOR_MIB` is left
+    out of the memory panel.
     """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(12, 4.8))
+    groups = list(dict.fromkeys(label.split(", ")[-1] for label in series))
+    kinds = list(dict.fromkeys(label.split(", ")[0] for label in series))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    styles = ["-", "--", ":", "-."]
+    markers = ["o", "s", "^", "D"]
+    fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(12.5, 5))
     for label, (xs, secs, mibs) in series.items():
-        ax_t.plot(xs, secs, "o-", label=f"{label} (slope {loglog_slope(xs, secs):.2f})")
-        ax_m.plot(xs, mibs, "s--", label=f"{label} (slope {loglog_slope(xs, mibs):.2f})")
+        parts = label.split(", ")
+        if len(parts) > 1:
+            colour = colours[groups.index(parts[-1]) % len(colours)]
+            style = styles[kinds.index(parts[0]) % len(styles)]
+            marker = markers[kinds.index(parts[0]) % len(markers)]
+        else:
+            colour = colours[list(series).index(label) % len(colours)]
+            style, marker = "-", "o"
+        ax_t.plot(
+            xs,
+            secs,
+            linestyle=style,
+            marker=marker,
+            color=colour,
+            label=f"{label} (slope {loglog_slope(xs, secs):.2f})",
+        )
+        mx, mm = _above_floor(xs, mibs)
+        if mx:
+            ax_m.plot(
+                mx,
+                mm,
+                linestyle=style,
+                marker=marker,
+                color=colour,
+                label=f"{label} (slope {loglog_slope(mx, mm):.2f})",
+            )
     for ax, ylabel in ((ax_t, "time (s)"), (ax_m, "peak memory added (MiB)")):
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel(xlabel, fontsize=11)
         ax.set_ylabel(ylabel, fontsize=11)
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=9)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8.5)
         ax.tick_params(labelsize=10)
+    ax_t.set_title("time (best call)", fontsize=11)
+    ax_m.set_title(f"memory added by the call (points >= {MEMORY_FLOOR_MIB:g} MiB)", fontsize=11)
     fig.suptitle(title, fontsize=13)
     if note:
         fig.text(0.5, 0.005, note, ha="center", fontsize=8)
@@ -351,24 +394,26 @@ def curve_report(
         xs, secs, mibs = series.setdefault(row["series"], ([], [], []))
         xs.append(row["x"])
         secs.append(row["seconds"])
-        mibs.append(max(row["peak_added_bytes"] / MiB, 1e-3))
+        mibs.append(row["peak_added_bytes"] / MiB)
     slopes = {}
     print(
         "\n| series | points | time slope (all) | time slope (larger half) "
-        "| memory slope (larger half) |"
+        f"| memory slope (points >= {MEMORY_FLOOR_MIB:g} MiB) |"
     )
     print("|---|---|---|---|---|")
     for name, (xs, secs, mibs) in series.items():
         half = len(xs) // 2
+        mx, mm = _above_floor(xs, mibs)
         slopes[name] = {
             "time_all": loglog_slope(xs, secs),
             "time_upper": loglog_slope(xs[half:], secs[half:]) if len(xs) > 3 else float("nan"),
-            "memory_upper": loglog_slope(xs[half:], mibs[half:]) if len(xs) > 3 else float("nan"),
+            "memory": loglog_slope(mx, mm),
+            "memory_points": len(mx),
         }
         s = slopes[name]
         print(
             f"| {name} | {len(xs)} | {s['time_all']:.2f} | {s['time_upper']:.2f} "
-            f"| {s['memory_upper']:.2f} |"
+            f"| {s['memory']:.2f} ({len(mx)} points) |"
         )
     if png is not None:
         plot_curves(png, title, xlabel, series, note)

@@ -27,7 +27,14 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import curve_args, curve_report, machine_line, measure_point, print_point
+from _common import (
+    curve_args,
+    curve_report,
+    loglog_slope,
+    machine_line,
+    measure_point,
+    print_point,
+)
 
 WIDTHS = [64, 256, 1024, 4096]
 COUNTS = [1_000, 10_000, 100_000, 1_000_000]
@@ -97,6 +104,14 @@ def main(argv: list[str] | None = None) -> int:
                 print_point(row["series"], n, row, f"{row['seconds'] / n * 1e6:.2f}")
     if skipped:
         print(f"skipped (inputs over {known.max_gib} GiB): {'; '.join(skipped)}")
+    print("\n| fit | anchors | time slope against the width d (all widths run) |")
+    print("|---|---|---|")
+    for method in METHODS:
+        for n in counts:
+            pts = [(r["d"], r["seconds"]) for r in rows if r["method"] == method and r["x"] == n]
+            if len(pts) > 1:
+                slope = loglog_slope([p[0] for p in pts], [p[1] for p in pts])
+                print(f"| {method} | {n:,} | {slope:.2f} ({len(pts)} widths) |")
     curve_report(
         "alignment: fit time against anchors (d_T = d_S = d, torch CPU, 1 thread)",
         "anchors n",

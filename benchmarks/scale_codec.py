@@ -11,7 +11,10 @@ what the child held before it (its inputs are built first and not counted):
   tensor;
 * ``read + verify``: :func:`m2kt_ref.read_packet` with the tensor checks (digests, finiteness,
   padding) on the default pool;
-* ``encode``: :func:`m2kt_ref.encode` of the mapped packet into a new ``bytes`` object.
+* ``encode``: :func:`m2kt_ref.encode` of the mapped packet into a new ``bytes`` object (the
+  mapping's pages are touched first: faulting in a fresh mapping is the cost of reading);
+* ``peer: plain write + fsync``: the same arrays written to a new file with ``os.write`` and
+  synced, nothing else: the disk's own rate at that size, for the write curve.
 
 The memory of the read operations includes the file pages they touch through the mapping
 (resident, shared with the page cache, reclaimable). Threads: hashing and verification use the
@@ -26,6 +29,7 @@ Usage (the figures and docs/scale_codec.png in docs/performance.md, ## Scale cur
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import tempfile
@@ -111,7 +115,30 @@ def op_verify(path: str) -> None:
 
 
 def setup_packet(path: str) -> m2kt_ref.Packet:
-    return m2kt_ref.read_packet(path, verify_tensors=False)
+    packet = m2kt_ref.read_packet(path, verify_tensors=False)
+    # touch every mapped page first: a first pass over a fresh mapping pays a page fault per
+    # 4 KiB of the file, which is the cost of reading the file, not of encoding
+    np.frombuffer(packet.data, np.uint8)[::4096].sum()
+    return packet
+
+
+def setup_plain(mib: int, path: str) -> tuple[dict[str, np.ndarray], str]:
+    return make_arrays(mib), path + ".plain"
+
+
+def op_plain_write(state: tuple[dict[str, np.ndarray], str]) -> None:
+    """The peer: the same arrays written to a new file and synced, nothing else."""
+    arrays, path = state
+    Path(path).unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        for a in arrays.values():
+            view = memoryview(a).cast("B")
+            while view:
+                view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def op_encode(packet: m2kt_ref.Packet) -> None:
@@ -130,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         for mib in sizes:
             path = str(tmp / f"p{mib}.m2kt")
             points = [
+                ("peer: plain write + fsync", setup_plain, op_plain_write, (mib, path)),
                 ("write", setup_write, op_write, (mib, path)),
                 ("read, zero-copy", setup_path, op_read, (path,)),
                 ("read + verify", setup_path, op_verify, (path,)),
@@ -141,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append(row)
                 print_point(name, mib, row, f"{mib * MiB / row['seconds'] / 1e9:.2f}")
             Path(path).unlink()
+            Path(path + ".plain").unlink(missing_ok=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     curve_report(
