@@ -31,6 +31,7 @@ __all__ = [
     "measure_point",
     "plot_curves",
     "ratio_summary",
+    "saved_run",
 ]
 
 MiB = 1 << 20
@@ -266,6 +267,13 @@ def _above_floor(xs: Sequence[float], mibs: Sequence[float]) -> tuple[list[float
     return [x for x, _ in kept], [m for _, m in kept]
 
 
+def _tail_slope(xs: Sequence[float], ys: Sequence[float]) -> float:
+    """Slope over the larger half of the points (all of them below four): the growth rate
+    once fixed costs stop dominating."""
+    half = len(xs) // 2 if len(xs) > 3 else 0
+    return loglog_slope(xs[half:], ys[half:])
+
+
 def plot_curves(
     path: Path,
     title: str,
@@ -305,7 +313,7 @@ def plot_curves(
             linestyle=style,
             marker=marker,
             color=colour,
-            label=f"{label} (slope {loglog_slope(xs, secs):.2f})",
+            label=f"{label} (slope {_tail_slope(xs, secs):.2f})",
         )
         mx, mm = _above_floor(xs, mibs)
         if mx:
@@ -315,7 +323,7 @@ def plot_curves(
                 linestyle=style,
                 marker=marker,
                 color=colour,
-                label=f"{label} (slope {loglog_slope(mx, mm):.2f})",
+                label=f"{label} (slope {_tail_slope(mx, mm):.2f})",
             )
     for ax, ylabel in ((ax_t, "time (s)"), (ax_m, "peak memory added (MiB)")):
         ax.set_xscale("log")
@@ -326,7 +334,7 @@ def plot_curves(
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8.5)
         ax.tick_params(labelsize=10)
-    ax_t.set_title("time (best call)", fontsize=11)
+    ax_t.set_title("time (best call); slope over the larger half", fontsize=11)
     ax_m.set_title(f"memory added by the call (points >= {MEMORY_FLOOR_MIB:g} MiB)", fontsize=11)
     fig.suptitle(title, fontsize=13)
     if note:
@@ -361,12 +369,29 @@ def curve_args(description: str, default_png: str, argv: list[str] | None = None
     )
     parser.add_argument("--max", type=float, default=None, help="largest x to run")
     parser.add_argument("--tmp", default=None, help="folder for temporary files")
+    parser.add_argument(
+        "--from-json",
+        type=Path,
+        default=None,
+        help="measure nothing: redo the tables, slopes and plot from a run's --json file",
+    )
     args = parser.parse_args(argv)
     global ISOLATE
     ISOLATE = not args.quick
     if args.png is None and not args.quick:
         args.png = script_dir().parent / "docs" / default_png
     return args
+
+
+def saved_run(args: Any) -> tuple[list[dict[str, Any]], str] | None:
+    """The points and machine line of an earlier run (``--from-json``), or None to measure."""
+    if args.from_json is None:
+        return None
+    import json
+
+    doc = json.loads(args.from_json.read_text())
+    print(f"points from {args.from_json} (not measured again); that run: {doc['note']}")
+    return doc["rows"], doc["note"]
 
 
 def print_point(series: str, x: float, row: dict[str, Any], extra: str = "") -> None:
@@ -398,22 +423,23 @@ def curve_report(
     slopes = {}
     print(
         "\n| series | points | time slope (all) | time slope (larger half) "
-        f"| memory slope (points >= {MEMORY_FLOOR_MIB:g} MiB) |"
+        f"| memory slope (larger half of the points >= {MEMORY_FLOOR_MIB:g} MiB) |"
     )
     print("|---|---|---|---|---|")
     for name, (xs, secs, mibs) in series.items():
         half = len(xs) // 2
         mx, mm = _above_floor(xs, mibs)
+        mx, mm = (mx[len(mx) // 2 :], mm[len(mm) // 2 :]) if len(mx) > 3 else (mx, mm)
         slopes[name] = {
             "time_all": loglog_slope(xs, secs),
             "time_upper": loglog_slope(xs[half:], secs[half:]) if len(xs) > 3 else float("nan"),
-            "memory": loglog_slope(mx, mm),
+            "memory_upper": loglog_slope(mx, mm),
             "memory_points": len(mx),
         }
         s = slopes[name]
         print(
             f"| {name} | {len(xs)} | {s['time_all']:.2f} | {s['time_upper']:.2f} "
-            f"| {s['memory']:.2f} ({len(mx)} points) |"
+            f"| {s['memory_upper']:.2f} ({len(mx)} points) |"
         )
     if png is not None:
         plot_curves(png, title, xlabel, series, note)
@@ -421,5 +447,5 @@ def curve_report(
     if json_path is not None:
         import json
 
-        json_path.write_text(json.dumps({"rows": rows, "slopes": slopes}, indent=2))
+        json_path.write_text(json.dumps({"note": note, "rows": rows, "slopes": slopes}, indent=2))
     return slopes

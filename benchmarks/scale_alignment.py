@@ -34,6 +34,7 @@ from _common import (
     machine_line,
     measure_point,
     print_point,
+    saved_run,
 )
 
 WIDTHS = [64, 256, 1024, 4096]
@@ -78,6 +79,30 @@ def op_procrustes(state: tuple[Any, Any]) -> dict[str, Any]:
 OPS = {"ridge": op_ridge, "procrustes": op_procrustes}
 
 
+def measure(
+    args: Any, widths: list[int], counts: list[int], max_gib: float
+) -> list[dict[str, Any]]:
+    """Run every point (each in its own child process) and print its row."""
+    print("| fit | anchors | best s | calls | peak added MiB | µs per anchor |")
+    print("|---|---|---|---|---|---|")
+    rows, skipped = [], []
+    for d in widths:
+        for n in counts:
+            if args.max and n > args.max:
+                continue
+            if 2 * n * d * 4 > max_gib * 2**30:
+                skipped.append(f"d={d}, n={n:,}")
+                continue
+            for method in METHODS:
+                row = measure_point(setup, OPS[method], n, d, preload=["torch"])
+                row.update(series=f"{method}, d={d}", x=n, d=d, method=method)
+                rows.append(row)
+                print_point(row["series"], n, row, f"{row['seconds'] / n * 1e6:.2f}")
+    if skipped:
+        print(f"skipped (inputs over {max_gib} GiB): {'; '.join(skipped)}")
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
@@ -87,23 +112,10 @@ def main(argv: list[str] | None = None) -> int:
     args = curve_args(__doc__.split("\n\n")[0], "scale_alignment.png", rest)
     widths, counts = ([32], [200, 1_000]) if args.quick else (WIDTHS, COUNTS)
     print(machine_line(threads=1) + f"; inputs capped at {known.max_gib} GiB")
-    print("| fit | anchors | best s | calls | peak added MiB | µs per anchor |")
-    print("|---|---|---|---|---|---|")
-    rows, skipped = [], []
-    for d in widths:
-        for n in counts:
-            if args.max and n > args.max:
-                continue
-            if 2 * n * d * 4 > known.max_gib * 2**30:
-                skipped.append(f"d={d}, n={n:,}")
-                continue
-            for method in METHODS:
-                row = measure_point(setup, OPS[method], n, d, preload=["torch"])
-                row.update(series=f"{method}, d={d}", x=n, d=d, method=method)
-                rows.append(row)
-                print_point(row["series"], n, row, f"{row['seconds'] / n * 1e6:.2f}")
-    if skipped:
-        print(f"skipped (inputs over {known.max_gib} GiB): {'; '.join(skipped)}")
+    saved = saved_run(args)
+    rows, note = (
+        saved if saved else (measure(args, widths, counts, known.max_gib), machine_line(threads=1))
+    )
     print("\n| fit | anchors | time slope against the width d (all widths run) |")
     print("|---|---|---|")
     for method in METHODS:
@@ -118,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         rows,
         args.png,
         args.json,
-        note=machine_line(threads=1),
+        note=note,
     )
     return 0
 

@@ -41,7 +41,15 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import MiB, curve_args, curve_report, machine_line, measure_point, print_point
+from _common import (
+    MiB,
+    curve_args,
+    curve_report,
+    machine_line,
+    measure_point,
+    print_point,
+    saved_run,
+)
 
 import m2kt_ref
 
@@ -145,10 +153,8 @@ def op_encode(packet: m2kt_ref.Packet) -> None:
     m2kt_ref.encode(packet)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = curve_args(__doc__.split("\n\n")[0], "scale_codec.png", argv)
-    sizes = QUICK_MIB if args.quick else [s for s in SIZES_MIB if s <= (args.max or 1e12)]
-    print(machine_line(threads=1) + " (hashing and verification: the default pool)")
+def measure(args: Any, sizes: list[int]) -> list[dict[str, Any]]:
+    """Run every point (each in its own child process) and print its row."""
     print("| operation | packet MiB | best s | calls | peak added MiB | GB/s |")
     print("|---|---|---|---|---|---|")
     tmp = Path(tempfile.mkdtemp(prefix="m2kt-scale-codec-", dir=args.tmp))
@@ -172,13 +178,22 @@ def main(argv: list[str] | None = None) -> int:
             Path(path + ".plain").unlink(missing_ok=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = curve_args(__doc__.split("\n\n")[0], "scale_codec.png", argv)
+    sizes = QUICK_MIB if args.quick else [s for s in SIZES_MIB if s <= (args.max or 1e12)]
+    print(machine_line(threads=1) + " (hashing and verification: the default pool)")
+    saved = saved_run(args)
+    rows, note = saved if saved else (measure(args, sizes), machine_line(threads=1))
     curve_report(
         "codec: cost against packet size (f32 tensors of 16 MiB)",
         "packet size (MiB of tensor data)",
         rows,
         args.png,
         args.json,
-        note=machine_line(),
+        note=note,
     )
     return 0
 

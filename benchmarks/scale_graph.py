@@ -37,7 +37,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import curve_args, curve_report, machine_line, measure_point, print_point
+from _common import curve_args, curve_report, machine_line, measure_point, print_point, saved_run
 
 COUNTS = [10, 32, 100, 316, 1_000, 3_162, 10_000, 31_623, 100_000]
 DENSE_MAX = 10_000
@@ -99,21 +99,14 @@ def op_linked(state: tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray])
     linked_matrix(n, np.concatenate([child, src]), np.concatenate([parent, dst]))
 
 
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    extra = argparse.ArgumentParser(add_help=False)
-    extra.add_argument("--dense-max", type=int, default=DENSE_MAX)
-    known, rest = extra.parse_known_args(argv)
-    args = curve_args(__doc__.split("\n\n")[0], "scale_graph.png", rest)
-    counts = [10, 100] if args.quick else [n for n in COUNTS if n <= (args.max or 1e12)]
-    print(machine_line(threads=1) + f"; dense closure up to n = {known.dense_max:,}")
+def measure(args: Any, counts: list[int], dense_max: int) -> list[dict[str, Any]]:
+    """Run every point (each in its own child process) and print its row."""
     print("| operation | concepts | best s | calls | peak added MiB | µs per concept |")
     print("|---|---|---|---|---|---|")
     rows = []
     for n in counts:
         points = [("is_a cycle check (validation, sparse)", setup_cycle, op_cycle)]
-        if n <= known.dense_max:
+        if n <= dense_max:
             points += [
                 ("ancestor closure (ingestion, dense)", setup_dense, op_ancestors),
                 ("linked matrix (ingestion, dense)", setup_dense, op_linked),
@@ -123,13 +116,29 @@ def main(argv: list[str] | None = None) -> int:
             row.update(series=name, x=n)
             rows.append(row)
             print_point(name, n, row, f"{row['seconds'] / n * 1e6:.2f}")
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    extra = argparse.ArgumentParser(add_help=False)
+    extra.add_argument("--dense-max", type=int, default=DENSE_MAX)
+    known, rest = extra.parse_known_args(argv)
+    args = curve_args(__doc__.split("\n\n")[0], "scale_graph.png", rest)
+    counts = [10, 100] if args.quick else [n for n in COUNTS if n <= (args.max or 1e12)]
+    print(machine_line(threads=1) + f"; dense closure up to n = {known.dense_max:,}")
+    saved = saved_run(args)
+    rows, note = (
+        saved if saved else (measure(args, counts, known.dense_max), machine_line(threads=1))
+    )
     curve_report(
         "graph work: cost against concepts (4-ary is_a tree + n similar_to edges)",
         "concepts n",
         rows,
         args.png,
         args.json,
-        note=machine_line(threads=1),
+        note=note,
     )
     return 0
 

@@ -31,7 +31,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import curve_args, curve_report, machine_line, measure_point, print_point
+from _common import curve_args, curve_report, machine_line, measure_point, print_point, saved_run
 
 #: (width, depth) of the transformer students; parameter counts for the modular task
 STUDENTS = [(16, 1), (32, 2), (64, 2), (128, 4), (256, 4), (512, 6), (1024, 8)]
@@ -81,16 +81,8 @@ def op_ingest(state: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    extra = argparse.ArgumentParser(add_help=False)
-    extra.add_argument("--steps", type=int, default=STEPS)
-    known, rest = extra.parse_known_args(argv)
-    args = curve_args(__doc__.split("\n\n")[0], "scale_ingestion.png", rest)
-    students = QUICK if args.quick else STUDENTS
-    steps = 2 if args.quick else known.steps
-    print(machine_line(threads=1) + f"; {steps} training steps per call")
+def measure(args: Any, students: list[tuple[int, int]], steps: int) -> list[dict[str, Any]]:
+    """Run every point (each in its own child process) and print its row."""
     print("| measure | parameters | best s | calls | peak added MiB | student |")
     print("|---|---|---|---|---|---|")
     rows = []
@@ -107,17 +99,33 @@ def main(argv: list[str] | None = None) -> int:
             "series": "per training step",
             "x": row["parameters"],
             "seconds": row["seconds_per_step"],
+            "peak_added_bytes": 0,  # the same call: its memory is in the whole-call row
         }
         for r in (whole, step):
             rows.append(r)
             print_point(r["series"], r["x"], r, shape)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    extra = argparse.ArgumentParser(add_help=False)
+    extra.add_argument("--steps", type=int, default=STEPS)
+    known, rest = extra.parse_known_args(argv)
+    args = curve_args(__doc__.split("\n\n")[0], "scale_ingestion.png", rest)
+    students = QUICK if args.quick else STUDENTS
+    steps = 2 if args.quick else known.steps
+    print(machine_line(threads=1) + f"; {steps} training steps per call")
+    saved = saved_run(args)
+    rows, note = saved if saved else (measure(args, students, steps), machine_line(threads=1))
     curve_report(
         "ingestion: cost against student size (modular task, transformer students, CPU)",
         "student parameters",
         rows,
         args.png,
         args.json,
-        note=machine_line(threads=1),
+        note=note,
     )
     return 0
 

@@ -43,6 +43,7 @@ from _common import (
     machine_line,
     measure_point,
     print_point,
+    saved_run,
 )
 
 import m2kt_ref
@@ -143,10 +144,8 @@ def op_verify(path: str) -> None:
     codec.decode(read_bytes(path), LIMITS, workers=1)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = curve_args(__doc__.split("\n\n")[0], "scale_validation.png", argv)
-    counts = QUICK if args.quick else [n for n in COUNTS if n <= (args.max or 1e12)]
-    print(machine_line(threads=1) + f"; limits: max_body_bytes {LIMITS.max_body_bytes}")
+def measure(args: Any, counts: list[int]) -> list[dict[str, Any]]:
+    """Run every point (each in its own child process) and print its row."""
     print("| operation | concepts = edges | best s | calls | peak added MiB | µs per concept |")
     print("|---|---|---|---|---|---|")
     tmp = Path(tempfile.mkdtemp(prefix="m2kt-scale-validation-", dir=args.tmp))
@@ -169,13 +168,22 @@ def main(argv: list[str] | None = None) -> int:
             Path(path).unlink()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = curve_args(__doc__.split("\n\n")[0], "scale_validation.png", argv)
+    counts = QUICK if args.quick else [n for n in COUNTS if n <= (args.max or 1e12)]
+    print(machine_line(threads=1) + f"; limits: max_body_bytes {LIMITS.max_body_bytes}")
+    saved = saved_run(args)
+    rows, note = saved if saved else (measure(args, counts), machine_line(threads=1))
     curve_report(
         "validation: cost against concepts (= edges = tensor descriptors)",
         "concepts (and edges)",
         rows,
         args.png,
         args.json,
-        note=machine_line(threads=1),
+        note=note,
     )
     return 0
 

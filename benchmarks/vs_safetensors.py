@@ -8,7 +8,9 @@ per-round ratios reported), it measures:
   followed by ``fsync`` (the durability an m2kt write has), against
   ``encode_tensor`` per array + :func:`m2kt_ref.assemble_to_file` (SHA-256 of every tensor on
   the hashing pool while the data streams to a temporary file, fsync, rename) with the default
-  pool and with one hashing thread, and the in-memory path ``assemble`` + ``write_packet``;
+  pool, with one hashing thread and without the early writeback (all syncing left to the
+  final fsync), the in-memory path ``assemble`` + ``write_packet``, and, as the floor an m2kt
+  write cannot go under, SHA-256 of the same tensors alone on one and on two threads;
 * **read**: ``safetensors.numpy.load_file`` (arrays in memory) against
   :func:`m2kt_ref.read_packet` with zero-copy views of every tensor, without and with the
   tensor checks (digests, finiteness, padding) on the default pool and on one thread;
@@ -54,7 +56,8 @@ import _common
 from _common import in_subprocess, interleaved, machine_line, ratio_summary
 
 import m2kt_ref
-from m2kt_ref.packet import codec
+from m2kt_ref.packet import codec, files
+from m2kt_ref.packet import tensors as tz
 from m2kt_ref.packet.files import read_bytes
 
 MiB = 1 << 20
@@ -122,6 +125,22 @@ def m2kt_write_in_memory(arrays: dict[str, np.ndarray], path: Path) -> None:
     tensors = {name: m2kt_ref.encode_tensor(a) for name, a in arrays.items()}
     width = next(iter(arrays.values())).shape[-1] if arrays else 1
     m2kt_ref.write_packet(m2kt_ref.assemble(body_fields(width), tensors), path)
+
+
+def m2kt_write_late_sync(arrays: dict[str, np.ndarray], path: Path) -> m2kt_ref.Packet:
+    """``assemble_to_file`` with the early writeback off: all syncing left to the final fsync."""
+    saved = files.WRITEBACK_BYTES
+    files.WRITEBACK_BYTES = 1 << 62
+    try:
+        return m2kt_write(arrays, path)
+    finally:
+        files.WRITEBACK_BYTES = saved
+
+
+def sha256_all(arrays: dict[str, np.ndarray], threads: int) -> list[str]:
+    """The hashing an m2kt write cannot avoid, alone: SHA-256 of every tensor."""
+    views = [memoryview(a).cast("B") for a in arrays.values()]
+    return tz.map_by_size(tz.sha256_hex, views, [v.nbytes for v in views], threads)
 
 
 def st_load(path: Path) -> dict[str, np.ndarray]:
@@ -255,7 +274,9 @@ def bench_numpy(args: argparse.Namespace, tmp: Path, out: dict[str, Any]) -> Non
     nbytes = sum(a.nbytes for a in arrays.values())
     shape = next(iter(arrays.values())).shape
     print(f"\n# {len(arrays)} f32 tensors of shape {list(shape)}, {nbytes / MiB:.1f} MiB")
-    st_path, ours, ours1, mem = (tmp / n for n in ("a.safetensors", "b.m2kt", "c.m2kt", "d.m2kt"))
+    st_path, ours, ours1, mem, late = (
+        tmp / n for n in ("a.safetensors", "b.m2kt", "c.m2kt", "d.m2kt", "e.m2kt")
+    )
     packet = m2kt_write(arrays, ours)
     assert m2kt_write_in_memory(arrays, mem) is None and mem.read_bytes() == ours.read_bytes()
     writes: dict[str, Callable[[], Any]] = {
@@ -263,13 +284,14 @@ def bench_numpy(args: argparse.Namespace, tmp: Path, out: dict[str, Any]) -> Non
         "safetensors save_file + fsync": lambda: st_save(arrays, st_path, sync=True),
         "m2kt assemble_to_file (hash pool + fsync)": lambda: m2kt_write(arrays, ours),
         "m2kt assemble_to_file, 1 hashing thread": lambda: m2kt_write(arrays, ours1, 1),
+        "m2kt assemble_to_file, no early writeback": lambda: m2kt_write_late_sync(arrays, late),
         "m2kt assemble + write_packet (in memory)": lambda: m2kt_write_in_memory(arrays, mem),
+        "(floor) SHA-256 of the tensors, 1 thread": lambda: sha256_all(arrays, 1),
+        "(floor) SHA-256 of the tensors, 2 threads": lambda: sha256_all(arrays, 2),
     }
     # every write makes a new file, as a user's would: the previous one is removed untimed
-    unlink = {
-        name: _remover(path)
-        for name, path in zip(writes, (st_path, st_path, ours, ours1, mem), strict=True)
-    }
+    paths = (st_path, st_path, ours, ours1, late, mem)
+    unlink = {name: _remover(path) for name, path in zip(writes, paths, strict=False)}
     w = interleaved(writes, args.rounds, unlink)
     out["write"] = report(
         "write + hash", w, "safetensors save_file", nbytes, ("safetensors save_file + fsync",)

@@ -2,9 +2,10 @@
 
 Decoding or assembling a body of 10^5 concepts and edges creates millions of dicts, strings and
 pydantic models in one call. CPython's cyclic collector runs every few hundred allocations and
-its older generations walk every live object, so the cost of a call grew faster than its input
-(``validate_body`` of 10^5 concepts and 10^5 edges: 2.6 s with the collector running, 0.7 s
-with it paused, on the project's machine). None of these objects form reference cycles that
+its older generations walk every live object, so the collections cost more the bigger the body
+(``validate_body`` of 10^5 concepts, edges and descriptors: 1.88 s with the collector running,
+1.25 s with it paused; ``benchmarks/codec.py``, docs/performance.md). None of these objects
+form reference cycles that
 need collecting during the call, so the collector is paused for its duration and any cyclic
 garbage is collected afterwards as usual. The state is restored on exit: a collector the caller
 had disabled stays disabled.
