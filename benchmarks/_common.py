@@ -152,7 +152,8 @@ def _measure(
     max_repeats: int,
 ) -> dict[str, Any]:
     state = setup(*args)
-    gc.collect()
+    if ISOLATE:  # a child: little to collect, and nothing of the caller's
+        gc.collect()
     isolated = _reset_peak()
     start_rss = _rss_bytes()
     times: list[float] = []
