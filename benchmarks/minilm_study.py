@@ -50,19 +50,17 @@ def main(argv: list[str] | None = None) -> int:
             fh.write("\n")
     s = result["summary"]
     t = result["teacher"]
-    print(
-        f"{result['words']} words, {result['categories']} categories; chance {result['chance']:.3f}"
-    )
-    print(f"{'arm':<10} {'category acc':>14} {'CKA':>14} {'CSLS top-1':>14}")
-    print(
-        f"{'teacher':<10} {t['category_accuracy']:>14.3f} {t['cka']:>14.3f} {t['top1_csls']:>14.3f}"
-    )
+    keys = ("category_accuracy", "heldout_category_accuracy", "cka", "top1_csls")
+    print(f"{result['words']} words, {result['categories']} categories")
+    print(f"chance {result['chance']:.3f}")
+    print(f"{'arm':<12}" + "".join(f"{k:>28}" for k in keys))
+    print(f"{'teacher':<12}" + "".join(f"{t[k]:>28.3f}" for k in keys))
     for name, m in s.items():
         cells = []
-        for k in ("category_accuracy", "cka", "top1_csls"):
+        for k in keys:
             sd = m[k]["sd"]
             cells.append(f"{m[k]['mean']:.3f}" + (f" ± {sd:.3f}" if sd is not None else ""))
-        print(f"{name:<10} " + " ".join(f"{c:>14}" for c in cells))
+        print(f"{name:<12}" + "".join(f"{c:>28}" for c in cells))
     print(f"time: {result['timing_s']}")
     return 0
 

@@ -15,13 +15,16 @@ its tokenizer):
 - ``labelled``: the student trained with a linear head on the category of every word (as many
   labelled words as the packet has concepts), on the same probe rows, for the same number of
   steps, then read like the others (the head discarded);
+- ``packet_half``: the student after ingesting a packet of half the words of each category
+  (fold A), to see what reaches the words the packet does not carry (fold B);
 - ``teacher`` (ceiling) and ``chance`` (1 / categories) as references.
 
 Metrics on the word states ``z_w`` (mean of the student's states on the word's probes, at the
 layer ingestion reads): **category accuracy** of a nearest-centroid probe (leave-one-out, cosine
 on centred states); **CKA** (linear) with the teacher's word embeddings; **CSLS retrieval**
 (top-1, k = 10) of each word after a Procrustes map fitted on the other half of the words
-(two folds, stratified by category).
+(two folds, stratified by category); **held-out category accuracy**: fold B's words classified by
+the centroids of fold A's words (for ``packet_half``, words the packet never carried).
 
 ``python benchmarks/minilm_study.py`` runs it (figures in docs/huggingface.md); ``--quick`` is
 the form the tests run.
@@ -49,6 +52,7 @@ __all__ = [
     "csls_two_fold",
     "load_taxonomy",
     "run_study",
+    "split_accuracy",
 ]
 
 #: Probe phrases of a word (``{w}`` is the word).
@@ -163,12 +167,27 @@ def csls_two_fold(
     return {k: float(np.mean([o[k] for o in out])) for k in ("top1_csls", "cosine_centred")}
 
 
+def split_accuracy(
+    states: np.ndarray, labels: np.ndarray, support: np.ndarray, query: np.ndarray
+) -> float:
+    """Nearest-centroid accuracy of the ``query`` words, centroids from the ``support`` words
+    (cosine on states centred over all words)."""
+    z = states - states.mean(axis=0, keepdims=True)
+    z = z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
+    n_cat = int(labels.max()) + 1
+    cents = np.stack([z[support][labels[support] == c].mean(axis=0) for c in range(n_cat)])
+    cents /= np.maximum(np.linalg.norm(cents, axis=1, keepdims=True), 1e-12)
+    return float(((z[query] @ cents.T).argmax(axis=1) == labels[query]).mean())
+
+
 def _measure(teacher: np.ndarray, states: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     from m2kt_ref.transfer.student.align_metrics import linear_cka
 
     cka = float(linear_cka(torch.from_numpy(teacher).double(), torch.from_numpy(states).double()))
+    support, query = _folds(labels, 0)
     return {
         "category_accuracy": category_accuracy(states, labels),
+        "heldout_category_accuracy": split_accuracy(states, labels, support, query),
         "cka": cka,
         **csls_two_fold(teacher, states, labels),
     }
@@ -282,20 +301,24 @@ def run_study(
     categories = list(taxonomy)
     words = [w for c in categories for w in taxonomy[c]]
     labels = np.array([i for i, c in enumerate(categories) for _ in taxonomy[c]], dtype=np.int64)
-    concept_file = parse_concepts(
-        {
-            "task": "word-taxonomy",
-            "concepts": [
-                {
-                    "id": f"w:{w}",
-                    "label": w,
-                    "kind": "word",
-                    "probes": [t.format(w=w) for t in cfg.templates],
-                }
-                for w in words
-            ],
-        }
-    )
+
+    def concepts_of(chosen: Sequence[str]) -> Any:
+        return parse_concepts(
+            {
+                "task": "word-taxonomy",
+                "concepts": [
+                    {
+                        "id": f"w:{w}",
+                        "label": w,
+                        "kind": "word",
+                        "probes": [t.format(w=w) for t in cfg.templates],
+                    }
+                    for w in chosen
+                ],
+            }
+        )
+
+    concept_file = concepts_of(words)
     t = time.perf_counter()
     teacher = load_hf_model(teacher_dir)
     # unsigned: a packet without prompts records no task input, and signing requires one
@@ -303,10 +326,9 @@ def run_study(
     generated = generate_hf_packet(teacher, concept_file, None, created=0)
     packet = generated.packet
     timing["generate"] = round(time.perf_counter() - t, 2)
+    fold_a, _ = _folds(labels, 0)
+    half = generate_hf_packet(teacher, concepts_of([words[i] for i in fold_a]), None, created=0)
     body = packet.body
-    index = {a.concept: [] for a in body.anchors}
-    for i, a in enumerate(body.anchors):
-        index[a.concept].append(i)
     word_of = {f"w:{w}": i for i, w in enumerate(words)}
     data = _Words(
         words=words,
@@ -324,7 +346,12 @@ def run_study(
         f"packet: {len(words)} words in {len(categories)} categories, {len(body.anchors)} anchors,"
         f" {len(body.graph.edges)} edges {derivations}, {generated.stats['packet_bytes']} bytes"
     )
-    arms: dict[str, list[dict[str, Any]]] = {"untrained": [], "packet": [], "labelled": []}
+    arms: dict[str, list[dict[str, Any]]] = {
+        "untrained": [],
+        "packet": [],
+        "labelled": [],
+        "packet_half": [],
+    }
     root_ctx = tempfile.TemporaryDirectory() if workdir is None else None
     root = Path(root_ctx.name if root_ctx else workdir)  # type: ignore[arg-type]
     try:
@@ -371,6 +398,23 @@ def run_study(
                     "wall_s": round(time.perf_counter() - t, 2),
                 }
             )
+            half_student = load_hf_model(sdir)
+            t = time.perf_counter()
+            result, half_student = ingest_hf(
+                half.packet,
+                half_student,
+                IngestConfig(steps=cfg.steps, seed=seed),
+                allow_unverified=True,
+            )
+            arms["packet_half"].append(
+                {
+                    "seed": seed,
+                    **_measure(data.teacher, _word_states(half_student.rows, layer, data), labels),
+                    "decision": result.report["decision"],
+                    "packet_words": len(fold_a),
+                    "wall_s": round(time.perf_counter() - t, 2),
+                }
+            )
             log(
                 f"seed {seed}: "
                 + ", ".join(f"{k} {arms[k][-1]['category_accuracy']:.3f}" for k in arms)
@@ -382,7 +426,13 @@ def run_study(
     summary = {
         name: {
             k: _mean_sd([r[k] for r in runs])
-            for k in ("category_accuracy", "cka", "top1_csls", "cosine_centred")
+            for k in (
+                "category_accuracy",
+                "heldout_category_accuracy",
+                "cka",
+                "top1_csls",
+                "cosine_centred",
+            )
         }
         for name, runs in arms.items()
     }
