@@ -288,8 +288,9 @@ def test_cuda_teacher_and_student_in_reduced_precision(dirs, packet, dtype, tmp_
     gpu = generate_hf_packet(
         dirs["gpt2"], CONCEPTS, PROMPTS, created=0, device="cuda", model_dtype=dtype
     )
-    a = np.stack([cpu.packet.tensor_f32(c.embedding) for c in cpu.packet.body.concepts])
-    b = np.stack([gpu.packet.tensor_f32(c.embedding) for c in gpu.packet.body.concepts])
+    # the task's concepts (the clusters may fall differently once the states are rounded)
+    a = np.stack([cpu.packet.tensor_f32(c.embedding) for c in cpu.packet.body.concepts[:12]])
+    b = np.stack([gpu.packet.tensor_f32(c.embedding) for c in gpu.packet.body.concepts[:12]])
     np.testing.assert_allclose(a, b, rtol=0.1, atol=0.05)  # bf16/fp16 rounding of the states
     config = mt.IngestConfig(steps=20, device="cuda")
     result, hf = ingest_hf(packet, dirs["llama"], config, trust=TRUST, now=0, model_dtype=dtype)
