@@ -29,8 +29,9 @@ __all__ = [
     "transition_units",
 ]
 
-#: Trace selection methods.
-SELECTIONS = ("cover", "random")
+#: Trace selection methods. ``declared``: the packet's author chose the problems (every
+#: candidate, in the order given; for teachers whose problems are a prompt file).
+SELECTIONS = ("cover", "random", "declared")
 
 Unit = Hashable
 
@@ -147,9 +148,11 @@ def select_traces(
     """Choose trace problems among candidates.
 
     Args:
-        method: ``cover`` (a minimum set cover, then seeded fill up to ``k``) or ``random``.
+        method: ``cover`` (a minimum set cover, then seeded fill up to ``k``), ``random``, or
+            ``declared`` (the candidates as given, in their order: the author chose them).
         unit_sets: the units each candidate exercises.
-        k: how many traces; None with ``cover`` means exactly the cover (the fewest found).
+        k: how many traces; None with ``cover`` means exactly the cover (the fewest found),
+            with ``declared`` every candidate.
         seed: seeds the order that breaks ties and the random choice.
 
     Returns:
@@ -166,6 +169,8 @@ def select_traces(
         if k is None:
             raise UsageError("random trace selection needs a number of traces")
         chosen = order[:k].tolist()
+    elif method == "declared":
+        chosen = list(range(len(unit_sets)))[:k]
     else:
         chosen = minimum_cover(unit_sets, order)
         if k is not None:
