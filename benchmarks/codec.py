@@ -5,6 +5,8 @@ Usage::
     python benchmarks/codec.py [--mib 256] [--dim 16384] [--layouts many,manifold]
                                [--repeats 5] [--concepts 10000] [--edges 100000]
                                [--jsonschema] [--tmp DIR] [--json OUT]
+    python benchmarks/codec.py --layouts many --profile    # where decode's time goes
+    python benchmarks/codec.py --layouts ""                # the validation part only
 
 Part 1 builds a packet holding ``--mib`` MiB of f32 embeddings of width ``--dim`` in two layouts:
 ``many`` (one concept per row, 4096 tensors of 64 KiB by default) and ``manifold`` (64 concepts,
@@ -27,7 +29,9 @@ not an allocation) as a multiple of the payload; the input buffer itself is not 
 Part 2 times validation of a body with ``--concepts`` concepts and ``--edges`` edges against
 pydantic's ``PacketBody.model_validate`` of the same metadata: ``validate_body`` (limits,
 version, structure, semantics) and the whole body decode (strict CBOR, canonical form,
-validation), and with ``--jsonschema`` the JSON Schema check for reference.
+validation), ``validate_body`` again with the codec's pauses of the garbage collector undone
+(what the pauses save), and with ``--jsonschema`` the JSON Schema check for reference.
+``--profile`` prints instead a cProfile of a zero-copy decode for each layout.
 
 Everything runs on one thread except the line marked with the CPU count (hashing on a pool).
 """
@@ -291,6 +295,57 @@ def bench_payload(args: argparse.Namespace, layout: str, out: dict[str, Any]) ->
     out[layout] = {"what": what, "payload_bytes": payload, "rows": rows}
 
 
+def profile_decode(layout: str, args: argparse.Namespace) -> None:
+    """Where the time of a zero-copy decode goes: cProfile, the 15 costliest functions."""
+    import cProfile
+    import pstats
+
+    packet, what = build_packet(layout, args.mib, args.dim)
+    buf = codec.encode(packet)
+    codec.decode(buf, verify_tensors=False)  # warm
+    print(f"\n## profile of decode(buf, verify_tensors=False), layout '{layout}': {what}")
+    profiler = cProfile.Profile()
+    profiler.enable()
+    codec.decode(buf, verify_tensors=False)
+    profiler.disable()
+    pstats.Stats(profiler, stream=sys.stdout).sort_stats("tottime").print_stats(15)
+
+
+def _collector_running() -> Any:
+    """A context in which the codec's pauses of the garbage collector do nothing."""
+    import contextlib
+
+    try:
+        from m2kt_ref.packet import bulk
+    except ImportError:  # code from before the pauses: nothing to undo
+        return contextlib.nullcontext()
+    stack = contextlib.ExitStack()
+    for module in (codec, bulk):
+        if hasattr(module, "gc_paused"):
+            stack.enter_context(_patched(module, "gc_paused", contextlib.nullcontext))
+    return stack
+
+
+def _patched(module: Any, name: str, value: Any) -> Any:
+    import contextlib
+
+    @contextlib.contextmanager
+    def patch() -> Any:
+        saved = getattr(module, name)
+        setattr(module, name, value)
+        try:
+            yield
+        finally:
+            setattr(module, name, saved)
+
+    return patch()
+
+
+def validate_with_collector(raw: Any) -> Any:
+    with _collector_running():
+        return codec.validate_body(raw)
+
+
 def bench_validation(args: argparse.Namespace, out: dict[str, Any]) -> None:
     from m2kt_ref.packet.rules import iter_semantic_errors
 
@@ -307,6 +362,7 @@ def bench_validation(args: argparse.Namespace, out: dict[str, Any]) -> None:
     peer = lambda: PacketBody.model_validate(raw)  # noqa: E731
     ops: dict[str, Callable[[], Any]] = {
         "validate_body: limits, version, structure, semantics": lambda: codec.validate_body(raw),
+        "  the same with the garbage collector running": lambda: validate_with_collector(raw),
         "  of which semantics alone": lambda: list(iter_semantic_errors(body)),
         "decode: CBOR, canonical checks, validate_body": lambda: codec.decode(
             buf, verify_tensors=False
@@ -365,13 +421,21 @@ def main() -> None:
     )
     parser.add_argument("--tmp", default=None, help="directory for the file benchmarks")
     parser.add_argument("--json", default=None, help="also write the figures here")
+    parser.add_argument(
+        "--profile", action="store_true", help="only print a profile of decode per layout"
+    )
     args = parser.parse_args()
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} CPUs, {platform.platform()}; "
         f"Python {platform.python_version()}, numpy {np.__version__}"
     )
     out: dict[str, Any] = {"args": vars(args)}
-    for layout in args.layouts.split(","):
+    layouts = [layout for layout in args.layouts.split(",") if layout]
+    if args.profile:
+        for layout in layouts:
+            profile_decode(layout, args)
+        return
+    for layout in layouts:
         bench_payload(args, layout, out)
     bench_validation(args, out)
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

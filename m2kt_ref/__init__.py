@@ -69,6 +69,7 @@ from m2kt_ref.packet.signing import (
 from m2kt_ref.packet.tensors import EncodedTensor
 from m2kt_ref.packet.tensors import encode as encode_tensor
 from m2kt_ref.packet.trust import TrustedKey, TrustStore
+from m2kt_ref.packet.writer import assemble_to_file
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -97,6 +98,7 @@ __all__ = [
     "VersionError",
     "__version__",
     "assemble",
+    "assemble_to_file",
     "check_trust",
     "decode",
     "decode_json",

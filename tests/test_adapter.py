@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 import pytest
 
@@ -11,6 +13,18 @@ from torch import nn  # noqa: E402
 from m2kt_ref.errors import UnknownLayerError  # noqa: E402
 from m2kt_ref.transfer.hooks import HiddenStateReader  # noqa: E402
 from m2kt_ref.transfer.nets import FAMILIES, NetConfig, build_model, layer_names  # noqa: E402
+
+#: Every family; ``gpt2``, ``llama`` and ``bert`` are skipped without the hf extra.
+FAMILY_PARAMS = [
+    pytest.param(
+        f,
+        marks=pytest.mark.skipif(
+            f in ("gpt2", "llama", "bert") and importlib.util.find_spec("transformers") is None,
+            reason="the hf extra (transformers) is not installed",
+        ),
+    )
+    for f in FAMILIES
+]
 
 
 @pytest.fixture(autouse=True)
@@ -23,7 +37,7 @@ def _model(family: str):
     return cfg, build_model(cfg)
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", FAMILY_PARAMS)
 def test_shapes_per_layer(family):
     cfg, model = _model(family)
     x = np.random.default_rng(0).integers(0, 12, (10, 4))

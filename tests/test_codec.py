@@ -293,7 +293,53 @@ def _forge(demo: codec.Packet) -> dict[str, tuple[bytes, bytes]]:
 
     assert b"jlatent_dim\x08" in body and b"fweight\xf9\x3c\x00" in body
     assert b"dkindfsymbol" in body
+
+    def reordered(record: dict) -> bytes:
+        """The record with its entries in reverse order (the same length as canonical)."""
+        entries = [
+            cbor2.dumps(k, canonical=True) + cbor2.dumps(v, canonical=True)
+            for k, v in record.items()
+        ]
+        return bytes([0xA0 + len(record)]) + b"".join(sorted(entries, reverse=True))
+
+    def swap_first(record: dict) -> bytes:
+        canonical = cbor2.dumps(record, canonical=True)
+        assert canonical in body
+        return body.replace(canonical, reordered(record), 1)
+
+    for literal in (
+        b"foffset\x00",
+        b"eshape\x81",
+        b"fsha256\x78\x40",
+        b"gsupport\x04",
+        b"einput\x81\x00",
+    ):
+        assert literal in body, literal
     forged = {
+        # the arrays of records (tensor descriptors, concepts, anchors, edges) are checked by
+        # column (m2kt_ref.packet.columns): each way to leave their canonical form
+        "descriptor: non-minimal int": (body.replace(b"foffset\x00", b"foffset\x18\x00", 1), data),
+        "descriptor: non-minimal array length": (
+            body.replace(b"eshape\x81", b"eshape\x98\x01", 1),
+            data,
+        ),
+        "descriptor: non-minimal text length": (
+            body.replace(b"fsha256\x78\x40", b"fsha256\x79\x00\x40", 1),
+            data,
+        ),
+        "descriptor: keys out of order": (swap_first(raw["tensors"][0]), data),
+        "descriptor: int scale": (
+            with_raw(lambda r: next(t for t in r["tensors"] if "scale" in t).update(scale=1)),
+            data,
+        ),
+        "concept: keys out of order": (swap_first(raw["concepts"][0]), data),
+        "manifold: non-minimal int": (body.replace(b"gsupport\x04", b"gsupport\x18\x04", 1), data),
+        "anchor: non-minimal token": (
+            body.replace(b"einput\x81\x00", b"einput\x81\x18\x00", 1),
+            data,
+        ),
+        "anchor: keys out of order": (swap_first(raw["anchors"][0]), data),
+        "edge: keys out of order": (swap_first(raw["graph"]["edges"][0]), data),
         "unsorted keys": (cbor2.dumps(dict(reversed(raw.items()))), data),
         "non-minimal int": (body.replace(b"jlatent_dim\x08", b"jlatent_dim\x18\x08"), data),
         "non-minimal length": (
@@ -348,6 +394,16 @@ def _nested(depth: int) -> Any:
 
 FORGED_CODES = {
     "unsorted keys": "NON_CANONICAL",
+    "descriptor: non-minimal int": "NON_CANONICAL",
+    "descriptor: non-minimal array length": "NON_CANONICAL",
+    "descriptor: non-minimal text length": "NON_CANONICAL",
+    "descriptor: keys out of order": "NON_CANONICAL",
+    "descriptor: int scale": "NON_CANONICAL",
+    "concept: keys out of order": "NON_CANONICAL",
+    "manifold: non-minimal int": "NON_CANONICAL",
+    "anchor: non-minimal token": "NON_CANONICAL",
+    "anchor: keys out of order": "NON_CANONICAL",
+    "edge: keys out of order": "NON_CANONICAL",
     "non-minimal int": "NON_CANONICAL",
     "non-minimal length": "NON_CANONICAL",
     "non-shortest float": "NON_CANONICAL",
@@ -564,3 +620,15 @@ def _big_fields(fields: dict[str, Any], d: int) -> dict[str, Any]:
     fields["safety"] = {"require_signature": False, "min_signers": 1}
     fields.pop("extensions", None)
     return fields
+
+
+def test_encode_into_a_callers_buffer(demo, demo_cbor):
+    size = codec.encoded_size(demo)
+    assert size == len(demo_cbor)
+    buf = np.full(size + 5, 7, np.uint8)
+    assert codec.encode_into(demo, buf) == size
+    assert bytes(buf[:size]) == demo_cbor and (buf[size:] == 7).all()
+    with pytest.raises(UsageError):
+        codec.encode_into(demo, bytearray(size - 1))
+    with pytest.raises(UsageError):
+        codec.encode_into(demo, bytes(size))

@@ -24,6 +24,7 @@ from m2kt_ref.transfer.student.concept_state import (  # noqa: E402
 from m2kt_ref.transfer.teacher.readout import step_positions  # noqa: E402
 from m2kt_ref.transfer.teacher.selection import (  # noqa: E402
     greedy_cover,
+    minimum_cover,
     select_traces,
     transition_units,
 )
@@ -59,6 +60,17 @@ def test_greedy_cover_covers_everything_within_its_bound():
         assert len(set(chosen)) == len(chosen)
         best = _smallest_cover(sets)
         assert best <= len(chosen) <= best * (1 + np.log(4))  # H(max set size) bound
+
+
+def test_minimum_cover_is_the_smallest_cover():
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        sizes = rng.integers(1, 5, size=9)
+        sets = [frozenset(rng.choice(12, size=s, replace=False).tolist()) for s in sizes]
+        chosen = minimum_cover(sets, rng.permutation(len(sets)))
+        assert set().union(*(sets[i] for i in chosen)) == set().union(*sets)
+        assert len(chosen) == _smallest_cover(sets)
+    assert minimum_cover([frozenset(), frozenset()], np.arange(2)) == []
 
 
 def test_select_traces_random_and_fill():

@@ -277,6 +277,8 @@ def test_a_verifier_that_skips_signature_checks_is_caught(
         "v-second-signature-invalid",
         "v-signature-noncanonical-s",
         "v-signature-small-order-r",
+        "v-signature-mixed-torsion-r",
+        "v-untrusted-cosigner-invalid",
     }
     assert ids(report, "fail") == want
     assert ids(report, "errored") == set()

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = {"docs/library.md": ("torch",)}
+PAGES = {"docs/library.md": ("torch",), "docs/huggingface.md": ("torch", "transformers")}
 BLOCK = re.compile(r"^```python\n(?P<code>.*?)^```", re.S | re.M)
 
 

@@ -272,3 +272,34 @@ def test_demo_packet_refuses_sizes_it_cannot_fill() -> None:
     for bad in ({"n": 4}, {"n": 0}, {"dim": 0}):
         with pytest.raises(UsageError):
             demo_packet(**bad)
+
+
+def test_inspect_says_where_the_facts_came_from(tmp_path, capsys) -> None:
+    import m2kt_ref
+    from m2kt_ref.cli import main
+
+    demo = m2kt_ref.demo_packet()
+    body = demo.body.to_data()
+    n_edges = len(body["graph"]["edges"])
+    body["extensions"] = {
+        **body.get("extensions", {}),
+        "derivation": m2kt_ref.derivation_block(["teacher-geometry"] * n_edges),
+    }
+    body["header"]["version"] = "1.1"
+    packet = m2kt_ref.assemble(
+        {k: v for k, v in body.items() if k != "tensors"},
+        {
+            t.name: m2kt_ref.EncodedTensor(
+                t.dtype, tuple(t.shape), demo.data[t.offset : t.offset + t.length], t.scale
+            )
+            for t in demo.body.tensors
+        },
+    )
+    path = tmp_path / "d.m2kt"
+    m2kt_ref.write_packet(packet, path)
+    assert main(["inspect", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert f"derived    edges teacher-geometry {n_edges}" in out
+    assert main(["inspect", "--json", str(path)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["derivation"]["edges"] == {"teacher-geometry": n_edges}

@@ -21,7 +21,18 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "m2kt_ref"
 
 #: Third-party packages only the algorithms may use.
-ALGORITHM_ONLY = ("torch", "safetensors", "scipy", "matplotlib", "tqdm")
+ALGORITHM_ONLY = (
+    "torch",
+    "safetensors",
+    "scipy",
+    "matplotlib",
+    "tqdm",
+    "transformers",
+    "tokenizers",
+)
+#: Optional packages (the ``hf`` extra) that only ``m2kt_ref.transfer.hf`` may import at module
+#: level; elsewhere they are imported inside functions, so the rest runs without them.
+HF_ONLY = ("transformers", "tokenizers")
 #: Layer -> m2kt_ref subpackages it must not import (dependencies point one way:
 #: packet <- conformance; packet <- transfer <- experiments <- cli).
 FORBIDDEN_INTERNAL = {
@@ -68,6 +79,36 @@ def test_imports_respect_the_layers(layer: str, path: Path) -> None:
         forbidden += ALGORITHM_ONLY
     bad = sorted(m for m in modules for f in forbidden if _is_under(m, f))
     assert not bad, f"{path.relative_to(ROOT)} ({layer}) imports {bad}"
+
+
+def _top_level_imports(path: Path) -> set[str]:
+    """Modules imported at module level (not inside a function or class)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    found: set[str] = set()
+    for node in tree.body:
+        for sub in ast.walk(node) if isinstance(node, ast.Try) else [node]:
+            if isinstance(sub, ast.Import):
+                found.update(alias.name for alias in sub.names)
+            elif isinstance(sub, ast.ImportFrom) and sub.module and sub.level == 0:
+                found.add(sub.module)
+    return found
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted(p for p in PACKAGE.rglob("*.py") if "hf" not in p.relative_to(PACKAGE).parts),
+    ids=lambda p: str(p.relative_to(ROOT)),
+)
+def test_only_the_hf_package_needs_transformers_to_import(path: Path) -> None:
+    """``m2kt_ref.transfer.hf`` alone imports the optional ``hf`` extra at module level, so every
+    other module (the CLI included) imports without it."""
+    bad = sorted(
+        m
+        for m in _top_level_imports(path)
+        for f in (*HF_ONLY, "m2kt_ref.transfer.hf")
+        if _is_under(m, f)
+    )
+    assert not bad, f"{path.relative_to(ROOT)} imports {bad} at module level"
 
 
 def test_every_module_is_in_a_layer() -> None:

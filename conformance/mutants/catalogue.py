@@ -678,8 +678,8 @@ JSON_FORM = [
         "packet-1.1.md §4.5: readers accept any member order and white space",
         INDEP,
         "    for v in _walk(doc):  # json.loads lets",
-        '    if json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode() '
-        "!= text:\n"
+        '    if json.dumps(doc, sort_keys=True, separators=(",", ":"), '
+        "ensure_ascii=False).encode() != text:\n"
         '        raise Refused("JSON_MALFORMED", "members not sorted, or white space")\n'
         "    for v in _walk(doc):  # json.loads lets",
     ),

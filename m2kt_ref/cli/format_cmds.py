@@ -7,6 +7,7 @@ its bytes, into coded problems: it must never end in a traceback.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections import Counter
@@ -16,6 +17,7 @@ from typing import Any
 from m2kt_ref.cli.common import print_json
 from m2kt_ref.errors import DecodeError, LimitError, M2ktError
 from m2kt_ref.packet import codec
+from m2kt_ref.packet.extensions import read_derivation, read_operators
 from m2kt_ref.packet.files import read_bytes
 from m2kt_ref.packet.limits import DEFAULT_LIMITS, Limits
 
@@ -242,8 +244,24 @@ def summarize(packet: codec.Packet) -> dict[str, Any]:
         "extensions": {
             name: {"critical": ext.critical} for name, ext in (body.extensions or {}).items()
         },
+        "derivation": _derivation_summary(body),
         "signatures": _signers(packet),
     }
+
+
+def _derivation_summary(body: Any) -> dict[str, Any] | None:
+    """Where the facts came from (format 1.1's registered extensions), or None for 1.0."""
+    derivation = read_derivation(body)
+    operators = read_operators(body)
+    if derivation is None and not operators:
+        return None
+    out: dict[str, Any] = {"operator_entries": len(operators)}
+    if derivation is not None:
+        out["edges"] = dict(Counter(derivation.edges))
+        out["trace_steps"] = derivation.trace_steps
+        sel = derivation.trace_selection
+        out["trace_selection"] = None if sel is None else dataclasses.asdict(sel)
+    return out
 
 
 def _signers(packet: codec.Packet) -> list[dict[str, Any]] | dict[str, Any] | None:
@@ -291,6 +309,21 @@ def _render(summary: dict[str, Any], path: str) -> str:
         for x in tr["examples"]
     ]
     lines += _more(tr["count"], len(tr["examples"]))
+    d = s["derivation"]
+    if d is not None:
+        sel = d.get("trace_selection")
+        lines.append(
+            "  derived    edges "
+            + (_counts(d["edges"]) if d.get("edges") else "—")
+            + f"; trace steps named by {d.get('trace_steps') or 'unstated'}"
+            + (
+                f"; traces by {sel['method']}: {sel['covered']} of {sel['exercised']} "
+                f"{sel['unit']}s covered among {sel['candidates']} candidates"
+                if sel
+                else ""
+            )
+            + f"; {d['operator_entries']} operator entries"
+        )
     a = s["anchors"]
     lines.append(
         f"  anchors    {a['count']}, {a['with_concept']} tied to a concept"

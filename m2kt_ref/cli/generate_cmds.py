@@ -1,8 +1,10 @@
-"""``m2kt generate``: teacher-side packet generation (spec/algorithms.md §1).
+"""``m2kt generate``: teacher-side packet generation (spec/algorithms.md §1, §6).
 
-Torch is imported inside the handler only. User mistakes (a missing teacher directory, an unknown
-layer or dtype, a bad key file) raise coded errors that ``m2kt`` prints as ``CODE: message`` with
-exit status 1.
+The teacher is an m2kt model directory, or ``hf:DIR``, a Hugging Face ``save_pretrained``
+directory read with a concept file and a prompt file (docs/huggingface.md). Torch (and
+``transformers``) are imported inside the handler only. User mistakes (a missing teacher
+directory, an unknown layer or dtype, a bad key file, a malformed concept file) raise coded errors
+that ``m2kt`` prints as ``CODE: message`` with exit status 1.
 """
 
 from __future__ import annotations
@@ -13,7 +15,10 @@ from pathlib import Path
 
 from m2kt_ref.errors import UsageError
 
-__all__ = ["generate_command", "register"]
+__all__ = ["HF_PREFIX", "generate_command", "register"]
+
+#: A teacher or student named ``hf:DIR`` is a Hugging Face model directory.
+HF_PREFIX = "hf:"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -28,21 +33,49 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "provenance and safety policy (spec/algorithms.md §1). Task ground truth enters only "
         "with --declare, marked declared.",
     )
-    p.add_argument("--teacher", required=True, metavar="DIR", help="teacher model directory")
+    p.add_argument(
+        "--teacher",
+        required=True,
+        metavar="DIR",
+        help="teacher model directory, or hf:DIR for a Hugging Face save_pretrained directory",
+    )
     p.add_argument("-o", "--output", required=True, metavar="PACKET", help="packet file to write")
     p.add_argument(
         "--traces",
-        type=int,
-        metavar="K",
+        metavar="K|FILE",
         help="number of traces (default: exactly the cover with --trace-selection cover, 16 "
-        "with random)",
+        "with random, every prompt with declared); with an hf: teacher, a prompt file "
+        "(JSON lines) is accepted here too",
     )
     p.add_argument(
         "--trace-selection",
-        choices=("cover", "random"),
-        default="cover",
+        choices=("cover", "random", "declared"),
         help="cover: the fewest problems whose decoded steps exercise every transition the "
-        "teacher makes (default); random",
+        "teacher makes (default for m2kt teachers); random; declared: every prompt in file "
+        "order (default for hf: teachers)",
+    )
+    p.add_argument(
+        "--concepts",
+        metavar="FILE",
+        help="hf: teachers: the concept file (JSON: concepts with probe texts)",
+    )
+    p.add_argument(
+        "--prompts",
+        metavar="FILE",
+        help="hf: teachers: the prompt file (JSON lines: prompt, optional answer), the traces",
+    )
+    p.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=8,
+        metavar="N",
+        help="hf: teachers with a language-model head continue a prompt without answer by up "
+        "to N tokens (8; 0 leaves it as it is)",
+    )
+    p.add_argument(
+        "--model-dtype",
+        choices=("fp32", "bf16", "fp16"),
+        help="hf: teachers: precision of the weights (fp32; bf16/fp16 need --device cuda)",
     )
     p.add_argument(
         "--step-decoding",
@@ -65,7 +98,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--key", metavar="KEY", help="sign with this secret key file (NAME.key)")
     p.add_argument(
-        "--layer", metavar="L", help="layer to read (default: the last block / hidden layer)"
+        "--layer",
+        metavar="L",
+        help="layer to read (default: the last block / hidden layer; hf: hidden.N with a "
+        "language-model head, else mean.N)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the trace choice's order (0)")
     p.add_argument("--knn", type=int, default=3, metavar="K", help="similarity neighbours (3)")
@@ -92,9 +128,38 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=generate_command)
 
 
+def _trace_count(value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise UsageError(f"--traces {value!r} is neither a number nor, with hf:, a file") from None
+
+
 def generate_command(args: argparse.Namespace) -> int:
     if args.threads < 1:
         raise UsageError("--threads must be >= 1")
+    hf = args.teacher.startswith(HF_PREFIX)
+    prompts = args.prompts
+    traces_value = args.traces
+    if hf and traces_value is not None and not traces_value.strip().lstrip("-").isdigit():
+        if prompts is not None:
+            raise UsageError("give the prompt file once: --prompts or --traces FILE")
+        prompts, traces_value = traces_value, None
+    traces = _trace_count(traces_value)
+    if not hf:
+        for flag, value in (
+            ("--concepts", args.concepts),
+            ("--prompts", prompts),
+            ("--model-dtype", args.model_dtype),
+        ):
+            if value is not None:
+                raise UsageError(f"{flag} is for hf: teachers; {args.teacher} is an m2kt teacher")
+    elif args.concepts is None:
+        raise UsageError("an hf: teacher needs --concepts FILE (docs/huggingface.md)")
+    elif args.operators:
+        raise UsageError("--operators: a text teacher's task defines no operator probes")
     key = None
     if args.key:
         from m2kt_ref.packet.keys import load_signing_key
@@ -103,28 +168,45 @@ def generate_command(args: argparse.Namespace) -> int:
     import torch
 
     from m2kt_ref.packet import codec
-    from m2kt_ref.transfer.teacher.generate import generate_packet
 
     torch.set_num_threads(args.threads)
-    result = generate_packet(
-        args.teacher,
-        traces=args.traces,
-        trace_selection=args.trace_selection,
-        step_decoding=args.step_decoding,
-        operators=args.operators,
-        declare=args.declare,
-        dtype=args.dtype,
-        layer=args.layer,
-        knn=args.knn,
-        components=args.components,
-        cluster_levels=args.cluster_levels,
-        seed=args.seed,
-        created=args.created,
-        protected=args.protected,
-        key=key,
-        name=args.name,
-        device=args.device,
-    )
+    common = {
+        "traces": traces,
+        "step_decoding": args.step_decoding,
+        "declare": args.declare,
+        "dtype": args.dtype,
+        "layer": args.layer,
+        "knn": args.knn,
+        "components": args.components,
+        "cluster_levels": args.cluster_levels,
+        "seed": args.seed,
+        "created": args.created,
+        "protected": args.protected,
+        "key": key,
+        "name": args.name,
+        "device": args.device,
+    }
+    if hf:
+        import m2kt_ref.transfer.hf as mhf  # a coded error when the hf extra is missing
+
+        result = mhf.generate_hf_packet(
+            args.teacher[len(HF_PREFIX) :],
+            args.concepts,
+            prompts,
+            trace_selection=args.trace_selection or "declared",
+            max_new_tokens=args.max_new_tokens,
+            model_dtype=args.model_dtype,
+            **common,
+        )
+    else:
+        from m2kt_ref.transfer.teacher.generate import generate_packet
+
+        result = generate_packet(
+            args.teacher,
+            trace_selection=args.trace_selection or "cover",
+            operators=args.operators,
+            **common,
+        )
     codec.write_packet(result.packet, args.output, encoding="json" if args.json_form else "cbor")
     stats = {"file": args.output, "file_bytes": Path(args.output).stat().st_size, **result.stats}
     if args.json:

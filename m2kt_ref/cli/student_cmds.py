@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from m2kt_ref.cli.common import add_trust_option, print_json
+from m2kt_ref.cli.generate_cmds import HF_PREFIX
 from m2kt_ref.errors import UsageError
 
 __all__ = [
@@ -44,7 +45,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "student is not changed; signatures are not checked (m2kt verify does).",
     )
     p.add_argument("packet", metavar="PACKET")
-    p.add_argument("--student", required=True, metavar="DIR", help="student model directory")
+    p.add_argument(
+        "--student",
+        required=True,
+        metavar="DIR",
+        help="student model directory, or hf:DIR for a Hugging Face save_pretrained directory",
+    )
     p.add_argument(
         "--method",
         choices=(*METHODS, "all"),
@@ -73,7 +79,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "Exit 0 accepted, 1 error or refused (INGEST_REFUSED), 3 rolled back.",
     )
     p.add_argument("packet", metavar="PACKET")
-    p.add_argument("--student", required=True, metavar="DIR", help="student model directory")
+    p.add_argument(
+        "--student",
+        required=True,
+        metavar="DIR",
+        help="student model directory, or hf:DIR for a Hugging Face save_pretrained directory "
+        "(written back with save_pretrained)",
+    )
     p.add_argument("--out", required=True, metavar="DIR", help="directory to write")
     add_trust_option(p)
     p.add_argument("--min-signers", type=int, default=1, metavar="K", help="k of n (default 1)")
@@ -84,6 +96,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast (CUDA only)")
+    p.add_argument(
+        "--model-dtype",
+        choices=("fp32", "bf16", "fp16"),
+        help="hf: students: precision of the weights (fp32; bf16/fp16 need --device cuda)",
+    )
     p.add_argument("--steps", type=int, metavar="N", help="maximum optimiser steps (300)")
     p.add_argument("--seed", type=int, default=0, help="seed of every random draw (0)")
     p.add_argument("--method", choices=METHODS, help="alignment method (procrustes)")
@@ -154,7 +171,6 @@ def align_command(args: argparse.Namespace) -> int:
 
     if not 0.0 <= args.holdout < 1.0:
         raise UsageError("--holdout must be in [0, 1)")
-    student = load_model_dir(args.student, device=args.device)
     methods = list(METHODS) if args.method == "all" else [args.method]
     curve = None
     if args.curve is not None:
@@ -165,7 +181,15 @@ def align_command(args: argparse.Namespace) -> int:
     config = IngestConfig(
         holdout_fraction=args.holdout, seed=args.seed, student_layer=args.layer, device=args.device
     )
-    result = align_packet(packet, student.model, methods=methods, config=config, curve_counts=curve)
+    if args.student.startswith(HF_PREFIX):
+        import m2kt_ref.transfer.hf as mhf  # a coded error when the hf extra is missing
+
+        hf = mhf.load_hf_model(args.student[len(HF_PREFIX) :], device=args.device)
+        config = mhf.hf_ingest_config(packet, hf, config)
+        model = hf.rows
+    else:
+        model = load_model_dir(args.student, device=args.device).model
+    result = align_packet(packet, model, methods=methods, config=config, curve_counts=curve)
     if args.json:
         print_json(result)
         return 0
@@ -195,7 +219,6 @@ def align_command(args: argparse.Namespace) -> int:
 
 
 def ingest_command(args: argparse.Namespace) -> int:
-    from m2kt_ref.errors import M2ktError
     from m2kt_ref.packet import codec
     from m2kt_ref.packet.receipt import sign_report, write_report
     from m2kt_ref.packet.trust import TrustStore
@@ -230,16 +253,6 @@ def ingest_command(args: argparse.Namespace) -> int:
     if args.method is not None:
         updates["align_method"] = args.method
     config = IngestConfig(**updates).with_settings(_settings(args.set))
-    student = load_model_dir(args.student, device=args.device)
-    task = student.task()
-    protected = None
-    if args.protect_problems:
-        if student.split_config:
-            protected = student.split().train.head(args.protect_problems)
-        else:
-            import dataclasses
-
-            config = dataclasses.replace(config, protect_task_problems=args.protect_problems)
     out = Path(args.out)
 
     def write(report: dict[str, Any]) -> dict[str, Any]:
@@ -255,6 +268,20 @@ def ingest_command(args: argparse.Namespace) -> int:
         return report
 
     show = not args.no_progress and sys.stderr.isatty()
+    if args.student.startswith(HF_PREFIX):
+        return _ingest_hf(args, packet, config, trust, key, show, write)
+    if args.model_dtype is not None:
+        raise UsageError("--model-dtype is for hf: students")
+    student = load_model_dir(args.student, device=args.device)
+    task = student.task()
+    protected = None
+    if args.protect_problems:
+        if student.split_config:
+            protected = student.split().train.head(args.protect_problems)
+        else:
+            import dataclasses
+
+            config = dataclasses.replace(config, protect_task_problems=args.protect_problems)
     try:
         result = ingest(
             packet,
@@ -295,6 +322,13 @@ def ingest_command(args: argparse.Namespace) -> int:
         train_config=student.train_config,
     )
     report = write(report)
+    return _finish(args, report, out, result)
+
+
+def _finish(args: argparse.Namespace, report: dict[str, Any], out: Path, result: Any) -> int:
+    """Print the outcome and return the exit status (0 accepted, 3 rolled back or unsafe)."""
+    from m2kt_ref.errors import M2ktError
+
     if args.json:
         print_json(report)
     else:
@@ -312,6 +346,48 @@ def ingest_command(args: argparse.Namespace) -> int:
         )
         return EXIT_ROLLED_BACK
     return 0
+
+
+def _ingest_hf(
+    args: argparse.Namespace,
+    packet: Any,
+    config: Any,
+    trust: Any,
+    key: Any,
+    show: bool,
+    write: Any,
+) -> int:
+    """``m2kt ingest --student hf:DIR``: ingest, then save_pretrained into --out with the
+    report (also the restored student after a rollback)."""
+    from m2kt_ref.errors import IngestRefusedError
+    from m2kt_ref.packet.receipt import sign_report
+
+    if args.protect_problems:
+        raise UsageError("--protect-problems needs an m2kt student (a text model has no task)")
+    import m2kt_ref.transfer.hf as mhf  # a coded error when the hf extra is missing
+
+    try:
+        result, hf = mhf.ingest_hf(
+            packet,
+            args.student[len(HF_PREFIX) :],
+            config,
+            trust=trust,
+            allow_unverified=args.allow_unverified,
+            progress=show,
+            model_dtype=args.model_dtype,
+        )
+    except IngestRefusedError as exc:
+        if exc.report is not None:
+            report = write(exc.report)
+            if args.json:
+                print_json(report)
+        raise
+    report = result.report
+    if key is not None:
+        report = sign_report(report, key)
+    out = Path(args.out)
+    mhf.save_hf_student(hf, out, report=report)
+    return _finish(args, report, out, result)
 
 
 def _print_summary(report: dict[str, Any], out: Path) -> None:

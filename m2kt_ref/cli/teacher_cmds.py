@@ -15,6 +15,10 @@ from typing import Any
 
 from m2kt_ref.errors import FileAccessError, M2ktError
 
+#: m2kt_ref.transfer.nets.FAMILIES, spelled out so the parser needs no torch (gpt2, llama and
+#: bert need the hf extra)
+NET_FAMILIES = ("transformer", "mlp", "gru", "gpt2", "llama", "bert")
+
 __all__ = ["register"]
 
 
@@ -39,9 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="split, init and batch-order seed")
     p.add_argument("--scale", choices=("quick", "default"), default="default")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
-    p.add_argument(
-        "--family", choices=("transformer", "mlp", "gru"), help="override the preset family"
-    )
+    p.add_argument("--family", choices=NET_FAMILIES, help="override the preset family")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     p.add_argument("--no-progress", action="store_true", help="never show a progress bar")
     p.add_argument("--json", action="store_true", help="print the record as JSON")
@@ -54,7 +56,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "marked untrained) for a task.",
     )
     _task_args(p)
-    p.add_argument("--family", choices=("transformer", "mlp", "gru"), required=True)
+    p.add_argument("--family", choices=NET_FAMILIES, required=True)
     p.add_argument("--width", type=int, required=True)
     p.add_argument("--depth", type=int, required=True)
     p.add_argument("--heads", type=int, default=4, help="attention heads (transformer)")

@@ -143,7 +143,9 @@ PRESETS: dict[tuple[str, str], ExperimentPreset] = {
     ("hierarchy", "default"): ExperimentPreset(
         {"depth": 4, "branching": 3},
         {"family": "transformer", "width": 64, "depth": 1, "heads": 4},
-        TrainConfig(steps=2000, lr=3e-3, weight_decay=1.0, eval_every=50, target_accuracy=0.995),
+        # a fixed budget: the reserve (the validation set) is only 64 rows at this size, too few
+        # to stop on (it stopped a first run at step 50 with 0.953 on the test set)
+        TrainConfig(steps=1000, lr=3e-3, weight_decay=1.0, eval_every=50),
         train_fraction=0.6,
         test_fraction=0.33,
         students=(

@@ -100,23 +100,25 @@ def _pct(stat: dict[str, Any] | None) -> str:
     return _pm(scaled, 1) + " %"
 
 
-def _verdict(s: dict[str, Any], seeds: int) -> str:
-    """Which gate explains the result, in words."""
+def _verdict(s: dict[str, Any], seeds: int, target: float) -> str:
+    """Which control explains the result, in words (spec/algorithms.md §5.3)."""
     if "accuracy" not in s:
         return "—"
     above = s.get("above_chance_seeds", 0)
     if above == 0:
         return "at chance"
+    acc = s["accuracy"].get("mean") or 0.0
+    notes = [] if above == seeds else [f"above chance in {above}/{seeds} seeds"]
     carried = s.get("packet_carried_answers", {}).get("values", [])
     if carried and all(bool(v) for v in carried if v is not None):
-        return "packet carried the answers (reader matches)"
-    notes = []
-    if above < seeds:
-        notes.append(f"above chance in {above}/{seeds} seeds")
-    acc = s["accuracy"].get("mean") or 0.0
+        if acc >= target:
+            notes.append("matches the answer-key reader: the packet carried the answers")
+        else:
+            notes.append("below the answer-key reader: it learned less than the packet carried")
+        return "; ".join(notes)
     same = (s.get("same_prior") or {}).get("mean")
     if same is not None and same >= acc - 0.01:
-        notes.append("same-prior control matches")
+        notes.append("the same-prior control matches")
     return "; ".join(notes) or "beats every control"
 
 
@@ -173,7 +175,7 @@ def _headline_rows(doc: dict[str, Any]) -> list[str]:
             f"{_pm(s.get('answer_key'))} | {_pm(s.get('same_prior'))} | "
             f"{_pm(s.get('kd_same_inputs'))} | {_pm(s.get('kd_inputs_to_match'), 0)} | "
             f"{_pct(s.get('data_reduction'))} | {_pm(s.get('kd_inputs_to_target'), 0)} | "
-            f"{_verdict(s, seeds)} |"
+            f"{_verdict(s, seeds, doc['target_accuracy'])} |"
         )
     g = doc.get("generic_kd_to_target") or {}
     if g.get("rows"):
@@ -308,7 +310,8 @@ def headline_table(docs: list[dict[str, Any]]) -> str:
                 f"{_pm(s['accuracy'])} | {_pct(s.get('relative'))} | "
                 f"{_pm(s['label_equivalents'], 0)} | {floor} | {_pm(s.get('floor_multiple'), 2)} "
                 f"| {_pct(s.get('data_reduction'))} | {_pm(s.get('answer_key'))} | "
-                f"{_pm(s.get('same_prior'))} | {_verdict(s, len(doc['seeds']))} |"
+                f"{_pm(s.get('same_prior'))} | "
+                f"{_verdict(s, len(doc['seeds']), doc['target_accuracy'])} |"
             )
     return "\n".join(rows) + "\n\n" + SD_NOTE + "\n"
 

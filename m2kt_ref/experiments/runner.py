@@ -297,7 +297,7 @@ def _generic_student(
             **fit.to_dict(),
             "method": "self-distillation from the concept-state student (final accuracy of one "
             "run, first weight decay: no choice on the test set)",
-            "account": account.with_synthetic(len(syn), 0).to_dict(),
+            "account": account.with_synthetic(len(syn), _in_test(syn, run.test)).to_dict(),
         }
     rows = M.control_rows(packet, task)
     if len(rows):
@@ -323,6 +323,12 @@ def _generic_student(
 
         entry["kd_warm_curve"] = [kd(n, warm) for n in run.grid]
     return entry
+
+
+def _in_test(rows: np.ndarray, test: ProblemSet) -> int:
+    """How many rows are test problems (counted, not assumed: synthetic rows are reported)."""
+    keys = test.row_keys()
+    return sum(r.tobytes() in keys for r in np.ascontiguousarray(rows, dtype=np.int64))
 
 
 def _non_test(task: Task, split: Split) -> ProblemSet:

@@ -64,7 +64,7 @@ def count_items(buf: bytes | memoryview, budget: int) -> int:
             count += 1
             if count > budget:
                 return count
-            major, info, arg, pos = _head(buf, pos)
+            major, _info, arg, pos = _head(buf, pos)
             if arg < 0:  # indefinite lengths are refused by the decoder
                 return count
             if major in (2, 3):

@@ -41,7 +41,10 @@ from m2kt_ref.errors import (
     ValidationError,
     VersionError,
 )
+from m2kt_ref.packet import columns
 from m2kt_ref.packet import tensors as tz
+from m2kt_ref.packet.buffers import copy_into, join_bytes
+from m2kt_ref.packet.bulk import gc_paused
 from m2kt_ref.packet.cbor_scan import has_duplicate_keys
 from m2kt_ref.packet.files import read_bytes, write_atomic
 from m2kt_ref.packet.limits import DEFAULT_LIMITS, Limits
@@ -55,18 +58,23 @@ __all__ = [
     "KEY_PAD",
     "KEY_SIGNATURES",
     "MAGIC",
+    "PENDING_DIGEST",
     "Packet",
     "assemble",
     "bstr_header",
     "canonical_cbor",
+    "data_length",
     "decode",
     "decode_json",
     "decode_json_data",
     "decode_strict_cbor",
+    "describe_tensors",
     "encode",
     "encode_chunks",
+    "encode_into",
     "encode_json",
     "encoded_size",
+    "envelope_parts",
     "iter_body_errors",
     "iter_packet_errors",
     "pad_length",
@@ -210,6 +218,36 @@ class Packet:
 
 # --------------------------------------------------------------------------- building
 
+#: The digest a descriptor holds until its tensor is hashed: the same length as a real one,
+#: so a body's encoded size is known before any tensor is hashed.
+PENDING_DIGEST = "0" * 64
+
+
+def describe_tensors(tensors: Mapping[str, tz.EncodedTensor]) -> list[dict[str, Any]]:
+    """Descriptors for tensors laid out in order (spec §5.3), digests :data:`PENDING_DIGEST`."""
+    infos: list[dict[str, Any]] = []
+    offset = 0
+    for name, t in tensors.items():
+        offset = tz.aligned(offset)
+        info: dict[str, Any] = {
+            "name": name,
+            "dtype": t.dtype,
+            "shape": list(t.shape),
+            "offset": offset,
+            "length": t.nbytes,
+            "sha256": PENDING_DIGEST,
+        }
+        if t.scale is not None:
+            info["scale"] = float(t.scale)
+        infos.append(info)
+        offset += t.nbytes
+    return infos
+
+
+def data_length(infos: list[dict[str, Any]]) -> int:
+    """Bytes of the data section that holds tensors laid out as ``infos`` say."""
+    return tz.aligned(infos[-1]["offset"] + infos[-1]["length"]) if infos else 0
+
 
 def assemble(
     fields: Mapping[str, Any],
@@ -269,23 +307,8 @@ def assemble(
         ...     print(exc.code, exc.path)
         DANGLING_REFERENCE /body/concepts/0/embedding
     """
-    infos: list[dict[str, Any]] = []
-    offset = 0
-    for name, t in tensors.items():
-        offset = tz.aligned(offset)
-        info: dict[str, Any] = {
-            "name": name,
-            "dtype": t.dtype,
-            "shape": list(t.shape),
-            "offset": offset,
-            "length": t.nbytes,
-            "sha256": "",
-        }
-        if t.scale is not None:
-            info["scale"] = float(t.scale)
-        infos.append(info)
-        offset += t.nbytes
-    data = bytearray(tz.aligned(offset))
+    infos = describe_tensors(tensors)
+    data = bytearray(data_length(infos))
     for info, t in zip(infos, tensors.values(), strict=True):
         data[info["offset"] : info["offset"] + t.nbytes] = t.data
     view = memoryview(data)
@@ -295,7 +318,9 @@ def assemble(
     for info, digest in zip(infos, digests, strict=True):
         info["sha256"] = digest
     body = validate_body({**fields, "tensors": infos})
-    return Packet(body, canonical_cbor(body.to_data()), view.toreadonly())
+    with gc_paused():
+        body_bytes = canonical_cbor(body.to_data())
+    return Packet(body, body_bytes, view.toreadonly())
 
 
 # --------------------------------------------------------------------------- validation
@@ -328,6 +353,9 @@ def _check_counts(raw: Any, limits: Limits) -> None:
     for i, trace in enumerate(traces if isinstance(traces, list) else []):
         if isinstance(trace, dict) and isinstance(trace.get("steps"), list):
             limits.check("max_trace_steps", len(trace["steps"]), path=f"/body/traces/{i}/steps")
+    lengths = [t.get("length") for t in tensors if type(t) is dict] if type(tensors) is list else []
+    if max((n for n in lengths if type(n) is int), default=0) <= limits.max_tensor_bytes:
+        return  # the loop below only finds the first one too long
     for i, t in enumerate(tensors if isinstance(tensors, list) else []):
         if isinstance(t, dict) and isinstance(t.get("length"), int):
             limits.check("max_tensor_bytes", t["length"], path=f"/body/tensors/{i}/length")
@@ -371,37 +399,45 @@ def validate_body(raw: Any, limits: Limits = DEFAULT_LIMITS) -> PacketBody:
     """Validate a raw body (JSON data model) and return the model; raises the first problem."""
     _check_counts(raw, limits)
     _check_version(raw)
-    try:
-        body = PacketBody.model_validate(raw)
-    except pydantic.ValidationError as exc:
-        raise next(_schema_errors(exc)) from None
-    for problem in iter_semantic_errors(body):
-        raise problem
+    with gc_paused():
+        try:
+            body = PacketBody.model_validate(raw)
+        except pydantic.ValidationError as exc:
+            raise next(_schema_errors(exc)) from None
+        for problem in iter_semantic_errors(body):
+            raise problem
     return body
 
 
 # --------------------------------------------------------------------------- CBOR
 
 
-def encode_chunks(packet: Packet) -> list[bytes | memoryview]:
-    """The envelope as a list of byte chunks (the data payload is not copied)."""
-    body, data = packet.body_bytes, packet.data
-    pad = pad_length(len(body), len(data))
-    head = b"".join(
+def envelope_parts(body_len: int, data_len: int, *, signed: bool) -> tuple[bytes, bytes]:
+    """The envelope bytes before the body and between the body and the data payload.
+
+    ``before + body + between`` is followed by the data payload, then (when ``signed``) by
+    :data:`KEY_SIGNATURES` and the COSE_Sign item; the payload starts at a multiple of 64.
+    """
+    pad = pad_length(body_len, data_len)
+    before = b"".join(
         (
             MAGIC,
-            bytes([0xA4 if packet.signatures is not None else 0xA3]),
+            bytes([0xA4 if signed else 0xA3]),
             KEY_PAD,
             bstr_header(pad),
             bytes(pad),
             KEY_BODY,
-            bstr_header(len(body)),
-            body,
-            KEY_DATA,
-            bstr_header(len(data)),
+            bstr_header(body_len),
         )
     )
-    chunks: list[bytes | memoryview] = [head, data]
+    return before, KEY_DATA + bstr_header(data_len)
+
+
+def encode_chunks(packet: Packet) -> list[bytes | memoryview]:
+    """The envelope as a list of byte chunks (the data payload is not copied)."""
+    body, data = packet.body_bytes, packet.data
+    before, between = envelope_parts(len(body), len(data), signed=packet.signatures is not None)
+    chunks: list[bytes | memoryview] = [before + body + between, data]
     if packet.signatures is not None:
         chunks += [KEY_SIGNATURES, packet.signatures]
     return chunks
@@ -438,7 +474,42 @@ def encode(packet: Packet) -> bytes:
         >>> m2kt_ref.encode(m2kt_ref.decode(blob)) == blob
         True
     """
-    return b"".join(encode_chunks(packet))
+    # one copy of the payload into a buffer on huge pages: a fresh bytes object on 4 KiB pages
+    # costs more in page faults than in copying (docs/performance.md, ## Codec)
+    return join_bytes(encode_chunks(packet))
+
+
+def encode_into(packet: Packet, out: Any) -> int:
+    """Write the packet's CBOR bytes (as :func:`encode` gives them) to the start of ``out``.
+
+    For callers that already hold memory for the packet (a reused ``bytearray``, a shared or
+    mapped buffer, a numpy array): nothing is allocated and the payload is copied once.
+
+    Args:
+        packet: the packet to encode.
+        out: a writable buffer (anything that supports the buffer protocol) of at least
+            :func:`encoded_size` bytes.
+
+    Returns:
+        The number of bytes written, :func:`encoded_size` of the packet.
+
+    Raises:
+        UsageError: ``USAGE`` when ``out`` is read-only or too small.
+
+    Example:
+        >>> import m2kt_ref
+        >>> from m2kt_ref.packet.codec import encode_into, encoded_size
+        >>> packet = m2kt_ref.demo_packet()
+        >>> buf = bytearray(encoded_size(packet) + 10)
+        >>> n = encode_into(packet, buf)
+        >>> bytes(buf[:n]) == m2kt_ref.encode(packet)
+        True
+    """
+    view = memoryview(out)
+    size = encoded_size(packet)
+    if view.readonly or view.nbytes < size:
+        raise UsageError(f"encode_into needs a writable buffer of {size} bytes")
+    return copy_into(encode_chunks(packet), view.cast("B"))
 
 
 class _Reader:
@@ -666,6 +737,104 @@ def _split_envelope(buf: memoryview, limits: Limits) -> _Envelope:
     return _Envelope(body, data, signatures)
 
 
+def _decode_body_entries(
+    body_bytes: bytes, limits: Limits
+) -> tuple[Any, dict[str, tuple[int, int]] | None]:
+    """The raw body and, for each top-level entry, the bytes ``[start, end)`` it occupies.
+
+    Decodes exactly as :func:`decode_strict_cbor` with ``tags=False``, one map entry at a time,
+    so the bytes of the ``tensors`` array are known without re-encoding it (see
+    :func:`_is_own_encoding`). Anything that is not a small definite map of unique text keys,
+    and any error, goes to the whole-item decode, which raises the coded error; the spans are
+    then None.
+    """
+    head = body_bytes[0] if body_bytes else 0
+    if not 0xA0 <= head <= 0xB7:
+        return decode_strict_cbor(body_bytes, limits, "/body", tags=False), None
+    stream = io.BytesIO(body_bytes)
+    stream.seek(1)
+    decoder = cbor2.CBORDecoder(
+        stream,
+        max_depth=limits.max_depth - 1,  # the map itself is one level
+        allow_indefinite=False,
+        allow_duplicate_keys=False,
+        str_errors="strict",
+        semantic_decoders=_EveryTag(),
+        tag_hook=_refuse_tag,
+    )
+    raw: dict[str, Any] = {}
+    spans: dict[str, tuple[int, int]] = {}
+    try:
+        for _ in range(head - 0xA0):
+            start = stream.tell()
+            key = decoder.decode()
+            if type(key) is not str or key in raw:
+                raise _Mismatch("key")
+            raw[key] = decoder.decode()
+            spans[key] = (start, stream.tell())
+    except Exception:
+        return decode_strict_cbor(body_bytes, limits, "/body", tags=False), None
+    if stream.tell() != len(body_bytes):
+        return decode_strict_cbor(body_bytes, limits, "/body", tags=False), None
+    return raw, spans
+
+
+#: Body entries that are arrays of records, checked by column (:mod:`columns`).
+_RECORD_ARRAYS = {
+    "tensors": columns.DESCRIPTOR,
+    "concepts": columns.CONCEPT,
+    "anchors": columns.ANCHOR,
+}
+
+
+def _canonical_key(key: str) -> bytes:
+    return canonical_cbor(key)
+
+
+def _column_checked_length(key: str, value: Any) -> int | None:
+    """Canonical length of a body entry's value when it is checked by column, else None."""
+    if key in _RECORD_ARRAYS:
+        return columns.canonical_length(value, _RECORD_ARRAYS[key])
+    if key == "graph" and type(value) is dict and tuple(value) == ("edges",):
+        edges = columns.canonical_length(value["edges"], columns.EDGE)
+        return None if edges is None else 1 + len(_canonical_key("edges")) + edges
+    return None
+
+
+def _is_own_encoding(
+    body: PacketBody, raw: Any, body_bytes: bytes, spans: dict[str, tuple[int, int]] | None
+) -> bool:
+    """Whether ``body_bytes`` are exactly the canonical encoding of the validated ``body``.
+
+    The same answer as ``canonical_cbor(body.to_data()) == body_bytes`` when it says True; it
+    may say False where that comparison would succeed, and the caller then makes it. The arrays
+    of records (tensor descriptors, concepts, anchors, edges), which cost most to re-encode, are
+    canonical exactly when their maps list keys in canonical order and they are as long as their
+    canonical encoding (:func:`columns.canonical_length`: any other encoding of the same values
+    is longer); every other entry is re-encoded and compared.
+    """
+    if spans is None:
+        return canonical_cbor(body.to_data()) == body_bytes
+    lengths = {key: _column_checked_length(key, raw[key]) for key in spans}
+    by_column = {key for key, size in lengths.items() if size is not None}
+    data = body.model_dump(mode="python", exclude_unset=True, exclude=by_column)
+    keys = sorted([*data, *by_column], key=_canonical_key)
+    if list(spans) != keys or body_bytes[0] != 0xA0 + len(keys):
+        return False
+    view = memoryview(body_bytes)
+    for key in keys:
+        start, end = spans[key]
+        encoded_key = _canonical_key(key)
+        if view[start : start + len(encoded_key)] != encoded_key:
+            return False
+        if key in by_column:
+            if lengths[key] != end - start - len(encoded_key):
+                return False
+        elif view[start + len(encoded_key) : end] != canonical_cbor(data[key]):
+            return False
+    return True
+
+
 def _decode_body(body_bytes: bytes, limits: Limits) -> Any:
     raw = decode_strict_cbor(body_bytes, limits, "/body", tags=False)
     _check_canonical(raw, body_bytes)
@@ -792,7 +961,8 @@ def decode(
         TRAILING_BYTES
     """
     env = _split_envelope(memoryview(buf), limits)
-    raw = decode_strict_cbor(env.body_bytes, limits, "/body", tags=False)
+    with gc_paused():
+        raw, spans = _decode_body_entries(env.body_bytes, limits)
     # A valid body that re-encodes to its own bytes is canonical, so the canonical check of the
     # raw value (a second full encode) runs only on failure, to report NON_CANONICAL first as
     # iter_packet_errors does.
@@ -805,7 +975,9 @@ def decode(
     if problem is not None:
         _check_canonical(raw, env.body_bytes)
         raise problem
-    if canonical_cbor(body.to_data()) != env.body_bytes:
+    with gc_paused():
+        own = _is_own_encoding(body, raw, env.body_bytes, spans)
+    if not own:
         _check_canonical(raw, env.body_bytes)
         _check_reencodes(body, env.body_bytes)
     if verify_tensors:

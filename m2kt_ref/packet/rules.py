@@ -18,6 +18,7 @@ import pydantic
 
 from m2kt_ref.errors import M2ktError, TensorError, ValidationError, VersionError
 from m2kt_ref.packet import tensors as tz
+from m2kt_ref.packet.columns import layout_is_valid
 from m2kt_ref.packet.model import (
     INT_MAX,
     INT_MIN,
@@ -58,6 +59,8 @@ def _duplicates(ids: list[str]) -> list[str]:
 
 def iter_layout_errors(body: PacketBody) -> Iterator[M2ktError]:
     """Tensor descriptors: dtype/scale pairing, byte length vs shape, and the packed layout."""
+    if layout_is_valid(body.tensors):  # the same rules in bulk; one by one only to report
+        return
     end = 0
     for i, t in enumerate(body.tensors):
         path = f"/body/tensors/{i}"
@@ -91,7 +94,7 @@ def iter_reference_errors(body: PacketBody) -> Iterator[M2ktError]:
         ("anchor", [a.id for a in body.anchors]),
         ("tensor", [t.name for t in body.tensors]),
     ):
-        for dup in _duplicates(ids):
+        for dup in _duplicates(ids) if len(set(ids)) != len(ids) else ():
             yield ValidationError("DUPLICATE_ID", f"{what} id {dup!r} appears more than once")
     d = body.teacher.latent_dim
     shapes = _shape_of(body)
@@ -110,7 +113,11 @@ def iter_reference_errors(body: PacketBody) -> Iterator[M2ktError]:
         if cid not in concepts:
             yield ValidationError("DANGLING_REFERENCE", f"no concept with id {cid!r}", path=path)
 
-    for i, c in enumerate(body.concepts):
+    # Each loop below is skipped when a set-level check shows it would find nothing (thousands
+    # of concepts, anchors or edges cost milliseconds one by one); it runs to report.
+    plain = [c.embedding for c in body.concepts if c.manifold is None]
+    fine = len(plain) == len(body.concepts) and all(shapes.get(n) == [d] for n in plain)
+    for i, c in enumerate(() if fine else body.concepts):
         yield from tensor(c.embedding, [d], f"/body/concepts/{i}/embedding")
         if c.manifold is not None:
             m = c.manifold
@@ -118,7 +125,11 @@ def iter_reference_errors(body: PacketBody) -> Iterator[M2ktError]:
             k = directions[0] if directions else 0
             yield from tensor(m.directions, [k, d], f"/body/concepts/{i}/manifold/directions")
             yield from tensor(m.variances, [k], f"/body/concepts/{i}/manifold/variances")
-    for i, e in enumerate(body.graph.edges):
+    edges = body.graph.edges
+    ends = {e.source for e in edges} | {e.target for e in edges}
+    relations = {e.relation for e in edges}
+    fine = ends <= concepts and all(r in RELATIONS or r.startswith("x-") for r in relations)
+    for i, e in enumerate(() if fine else edges):
         if e.source not in concepts or e.target not in concepts:
             missing = e.source if e.source not in concepts else e.target
             yield ValidationError(
@@ -137,7 +148,11 @@ def iter_reference_errors(body: PacketBody) -> Iterator[M2ktError]:
             yield from concept(s.concept, f"/body/traces/{i}/steps/{j}/concept")
         if t.states is not None:
             yield from tensor(t.states, [len(t.steps), d], f"/body/traces/{i}/states")
-    for i, a in enumerate(body.anchors):
+    fine = (
+        all(shapes.get(a.state) == [d] for a in body.anchors)
+        and {a.concept for a in body.anchors if a.concept is not None} <= concepts
+    )
+    for i, a in enumerate(() if fine else body.anchors):
         yield from tensor(a.state, [d], f"/body/anchors/{i}/state")
         if a.concept is not None:
             yield from concept(a.concept, f"/body/anchors/{i}/concept")

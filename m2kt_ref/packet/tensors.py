@@ -31,8 +31,10 @@ __all__ = [
     "expected_length",
     "itemsize",
     "map_by_size",
+    "pool_size",
     "sha256_hex",
     "sha256_many",
+    "split_by_size",
     "to_float32",
     "view",
 ]
@@ -168,7 +170,7 @@ def encode(array: np.ndarray, dtype: str = "f32") -> EncodedTensor:
         NONFINITE_VALUE
     """
     values = np.asarray(array, dtype=np.float32)
-    if not np.isfinite(values).all():
+    if not all_finite(values, "f32"):
         raise ValidationError("NONFINITE_VALUE", "tensor holds NaN or infinity")
     shape = tuple(int(n) for n in values.shape)
     scale: float | None = None
@@ -217,8 +219,12 @@ def all_finite(stored: np.ndarray, dtype: str) -> bool:
         # exponent bits all ones <=> Inf or NaN (integer work: numpy's f16 arithmetic is slow)
         exponent = 0x7F80 if dtype == "bf16" else 0x7C00
         return int((stored.view("<u2") & 0x7FFF).max()) < exponent
-    # min and max propagate NaN and expose infinities, without a temporary array
-    return bool(np.isfinite(stored.min()) and np.isfinite(stored.max()))
+    # One pass, no temporary array: a sum is NaN or infinite when an element is (NaN propagates,
+    # +inf and -inf give NaN); finite elements can overflow it too, so then look element-wise.
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(stored.sum()):
+            return True
+    return bool(np.isfinite(stored).all())
 
 
 def sha256_hex(data: memoryview | bytes) -> str:
@@ -230,26 +236,43 @@ def sha256_hex(data: memoryview | bytes) -> str:
 PARALLEL_MIN_BYTES = 8 << 20
 
 
+def pool_size(workers: int | None, n_items: int, total_bytes: int) -> int:
+    """Threads worth starting for ``n_items`` of ``total_bytes``: 1 means stay on this thread.
+
+    ``workers`` defaults to the CPU count, at most 8; below :data:`PARALLEL_MIN_BYTES` in all,
+    starting a pool costs more than it saves.
+    """
+    n = min(workers or os.cpu_count() or 1, 8, n_items)
+    return 1 if n <= 1 or total_bytes < PARALLEL_MIN_BYTES else n
+
+
+def split_by_size(items: Sequence[T], sizes: Sequence[int], n: int) -> list[list[T]]:
+    """``items`` in ``n`` consecutive runs of about equal total ``sizes`` (one task per run,
+    not per item, so many small tensors stay cheap)."""
+    total = max(1, sum(sizes))
+    runs: list[list[T]] = [[] for _ in range(n)]
+    done = 0
+    for x, size in zip(items, sizes, strict=True):
+        runs[min(n - 1, done * n // total)].append(x)
+        done += size
+    return runs
+
+
 def map_by_size(
     fn: Callable[[T], R], items: Sequence[T], sizes: Sequence[int], workers: int | None = None
 ) -> list[R]:
     """``[fn(x) for x in items]``, on threads when the items are big enough to pay for them.
 
     With ``workers`` > 1 (default: the CPU count, at most 8) and at least
-    :data:`PARALLEL_MIN_BYTES` in all, the items are split into that many consecutive runs of
-    about equal total ``sizes``, one task per run (not per item, so many small tensors stay
-    cheap). ``fn`` should release the GIL for most of its work (hashlib and numpy do).
+    :data:`PARALLEL_MIN_BYTES` in all, the items are split into that many runs
+    (:func:`split_by_size`), one task per run. ``fn`` should release the GIL for most of its
+    work (hashlib and numpy do).
     """
-    total = sum(sizes)
-    n = min(workers or os.cpu_count() or 1, 8, len(items))
-    if n <= 1 or total < PARALLEL_MIN_BYTES:
+    n = pool_size(workers, len(items), sum(sizes))
+    if n == 1:
         return [fn(x) for x in items]
-    runs: list[list[T]] = [[] for _ in range(n)]
-    done = 0
-    for x, size in zip(items, sizes, strict=True):
-        runs[min(n - 1, done * n // total)].append(x)
-        done += size
     with ThreadPoolExecutor(max_workers=n) as pool:
+        runs = split_by_size(items, sizes, n)
         return [r for run in pool.map(lambda run: [fn(x) for x in run], runs) for r in run]
 
 

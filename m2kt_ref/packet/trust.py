@@ -253,9 +253,7 @@ def trusted_keys_from_text(text: bytes | str, *, source: str = "trust store") ->
     if len(text) > MAX_TRUST_STORE_BYTES:
         raise SignatureError("TRUST_STORE_MALFORMED", f"{source}: larger than 16 MiB")
     try:
-        doc = json.loads(
-            text, parse_constant=_no_constant, object_pairs_hook=_no_duplicate_members
-        )
+        doc = json.loads(text, parse_constant=_no_constant, object_pairs_hook=_no_duplicate_members)
     except _DuplicateMember:
         raise SignatureError(
             "TRUST_STORE_MALFORMED", f"{source}: a JSON object names a member twice"

@@ -318,7 +318,8 @@ def state_dict_digest(model: nn.Module) -> str:
     ``model.safetensors`` file (same serialiser, same metadata).
 
     Args:
-        model: any module (its state dict is copied to CPU to be hashed).
+        model: any module (its state dict is copied to CPU to be hashed; tied weights, which
+            share storage, are written once per name).
 
     Returns:
         ``sha256:`` followed by 64 lowercase hex digits.
@@ -335,5 +336,13 @@ def state_dict_digest(model: nn.Module) -> str:
     """
     from safetensors.torch import save
 
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    tensors: dict[str, Any] = {}
+    seen: set[int] = set()
+    for k, v in model.state_dict().items():
+        t = v.detach().to("cpu").contiguous()
+        # tied weights (a language model's input and output embeddings) share storage, which
+        # safetensors refuses to write; each name is serialised with its own copy
+        where = t.untyped_storage().data_ptr()
+        tensors[k] = t.clone() if where in seen and t.numel() else t
+        seen.add(where)
     return "sha256:" + hashlib.sha256(save(tensors, metadata={"format": "pt"})).hexdigest()

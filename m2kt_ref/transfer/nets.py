@@ -48,7 +48,9 @@ __all__ = [
     "layer_names",
 ]
 
-FAMILIES = ("transformer", "mlp", "gru")
+#: Net families; ``gpt2``, ``llama`` and ``bert`` are ``transformers`` bodies with m2kt's readout
+#: and head (:mod:`m2kt_ref.transfer.hf.nets`; they need the ``hf`` extra).
+FAMILIES = ("transformer", "mlp", "gru", "gpt2", "llama", "bert")
 READOUTS = ("last", "mean")
 
 
@@ -57,7 +59,8 @@ class NetConfig:
     """JSON-able description of a net; :func:`build_model` turns it into a module.
 
     Args:
-        family: one of :data:`FAMILIES` (``transformer``, ``mlp``, ``gru``).
+        family: one of :data:`FAMILIES` (``transformer``, ``mlp``, ``gru``; ``gpt2``, ``llama``,
+            ``bert`` with the ``hf`` extra).
         vocab_size, seq_len, n_classes: the task's shape.
         width: model dimension ``d`` (embedding size, hidden size).
         depth: number of blocks (transformer) or layers (mlp, gru).
@@ -105,7 +108,7 @@ class NetConfig:
         for name in ("vocab_size", "seq_len", "n_classes", "width", "depth", "mlp_ratio"):
             if int(getattr(self, name)) < 1:
                 raise NetConfigError(f"net config {name} must be >= 1")
-        if self.family == "transformer" and self.width % self.heads:
+        if self.family not in ("mlp", "gru") and self.width % self.heads:
             raise NetConfigError(f"width {self.width} is not divisible by heads {self.heads}")
         if self.readout not in READOUTS:
             raise NetConfigError(f"readout must be one of {READOUTS}, got {self.readout!r}")
@@ -265,7 +268,13 @@ def build_model(config: NetConfig) -> nn.Module:
         >>> [name for name, _ in model.named_children()]
         ['embed', 'blocks', 'final', 'head']
     """
-    cls = _FAMILY_CLASSES[config.family]
+    if config.family in _FAMILY_CLASSES:
+        cls = _FAMILY_CLASSES[config.family]
+    else:  # a transformers body: imported only when asked for (the hf extra)
+        import m2kt_ref.transfer.hf  # noqa: F401  (a coded USAGE error without the extra)
+        from m2kt_ref.transfer.hf.nets import TaskNet
+
+        cls = TaskNet
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         return cls(config)
@@ -273,7 +282,7 @@ def build_model(config: NetConfig) -> nn.Module:
 
 def layer_names(config: NetConfig) -> list[str]:
     """The addressable hidden-state layers of a net, input to output."""
-    inner = "blocks" if config.family == "transformer" else "layers"
+    inner = "layers" if config.family in ("mlp", "gru") else "blocks"
     return ["embed", *(f"{inner}.{i}" for i in range(config.depth)), "final"]
 
 

@@ -37,7 +37,7 @@ from m2kt_ref.errors import UsageError
 from m2kt_ref.packet.codec import Packet
 from m2kt_ref.packet.extensions import read_derivation, read_operators
 from m2kt_ref.transfer.tasks import PAD_ID, Task
-from m2kt_ref.transfer.tasks.hierarchy import ANCESTOR_Q, IS_A_Q, KIND_OF_Q
+from m2kt_ref.transfer.tasks.hierarchy import ANCESTOR_Q
 
 __all__ = [
     "CONCEPT_FAMILIES",
@@ -126,7 +126,6 @@ class TaxonomyConceptStudent(nn.Module):
         self.max_depth = int(max_depth)
         self.tok_node = 1  # token of node i is 1 + i, class of node i is 2 + i
         self.q_ancestor = task.token_id(ANCESTOR_Q)
-        self.q_is_a = (task.token_id(IS_A_Q), task.token_id(KIND_OF_Q))
         self.level0 = task.token_id("L0")
         g = torch.Generator().manual_seed(seed)
         self.parent_logits = nn.Parameter(
@@ -187,8 +186,9 @@ def build_concept_student(task: Task, *, seed: int = 0) -> nn.Module:
     if shape == "stepwise":
         return StepwiseConceptStudent(task, seed=seed)
     if shape == "taxonomy":
-        depth = int(task.option_dict().get("depth", 8))
-        return TaxonomyConceptStudent(task, max_depth=depth + 1, seed=seed)
+        # the walk's length comes from the row grammar: the level tokens L0..LD a query can name
+        depth = sum(1 for tok in task.vocab if tok[:1] == "L" and tok[1:].isdigit()) - 1
+        return TaxonomyConceptStudent(task, max_depth=depth, seed=seed)
     raise UsageError(f"no concept-state student reads {task.name} rows")
 
 

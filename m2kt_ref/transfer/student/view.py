@@ -143,7 +143,10 @@ def packet_view(packet: Packet) -> PacketView:
         edge_relation=[e.relation for e in edges],
         edge_weight=np.array([e.weight for e in edges], dtype=np.float32),
         trace_ids=[t.id for t in body.traces],
-        trace_inputs=t_inputs.reshape(len(body.traces), -1),
+        # a packet without traces still has rows of the anchors' length
+        trace_inputs=t_inputs.reshape(len(body.traces), -1)
+        if len(body.traces)
+        else np.zeros((0, a_inputs.shape[1]), dtype=np.int64),
         trace_answers=np.array([t.answer for t in body.traces], dtype=np.int64),
         step_trace=np.array(steps_trace, dtype=np.int64),
         step_position=np.array(steps_pos, dtype=np.int64),

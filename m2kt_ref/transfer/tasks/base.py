@@ -38,6 +38,7 @@ __all__ = [
     "Split",
     "Task",
     "TaskOptions",
+    "default_step_positions",
     "parse_option_pairs",
 ]
 # ``opt`` and ``seeded_rng`` are for the families' own modules, not re-exported by the package
@@ -375,6 +376,20 @@ class Task(ABC):
         """Token id of :data:`PAD` (always 0)."""
         return PAD_ID
 
+    def step_positions(self, row: Sequence[int], n_states: int) -> list[int]:
+        """Positions of ``row`` read as trace steps (spec/algorithms.md §1.4).
+
+        The default is :func:`default_step_positions` with this task's padding token; a task
+        whose rows say where the answer starts (a prompt and its continuation) reads its steps
+        there instead.
+
+        Args:
+            row: the input tokens.
+            n_states: the read layer's positions per row (1 for a layer without a sequence
+                axis, which has the single step position 0).
+        """
+        return default_step_positions(row, n_states, self.pad_id)
+
     def option_dict(self) -> dict[str, Any]:
         """The options as a JSON-able dict (what ``config.json`` records)."""
         return dataclasses.asdict(self.options)
@@ -529,6 +544,18 @@ class Task(ABC):
                 "test_fraction": cls.default_test_fraction,
             },
         }
+
+
+def default_step_positions(row: Sequence[int], n_states: int, pad: int = PAD_ID) -> list[int]:
+    """Trace step positions: after every token past the first, up to the last real one.
+
+    The first token is the operand the student reads itself; padding (token ``pad``) after the
+    last real token adds nothing. A layer with one state per row has the single position 0.
+    """
+    if n_states == 1:
+        return [0]
+    last = max((i for i, t in enumerate(row) if int(t) != pad), default=0)
+    return list(range(1, last + 1)) or [0]
 
 
 def opt(default: Any, help: str) -> Any:

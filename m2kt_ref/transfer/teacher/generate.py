@@ -65,7 +65,6 @@ from m2kt_ref.transfer.teacher.readout import (
     class_concepts,
     net_readout,
     read_positions,
-    step_positions,
 )
 from m2kt_ref.transfer.teacher.selection import SELECTIONS, select_traces, transition_units
 
@@ -398,9 +397,11 @@ def generate_from_model(
         exclude: problems never used as traces (pass the teacher's test split).
         candidates: problems traces are chosen from (default: every task problem not in
             ``exclude``); the teacher runs over all of them to decode their steps.
-        traces: number of traces ``K``; None with ``cover`` takes exactly the cover.
+        traces: number of traces ``K``; None with ``cover`` takes exactly the cover, with
+            ``declared`` every candidate.
         trace_selection: ``cover`` (the fewest candidates whose decoded steps exercise every
-            transition the teacher makes on the candidates) or ``random``.
+            transition the teacher makes on the candidates), ``random``, or ``declared`` (the
+            candidates as given, in order: their author chose them, as in a prompt file).
         step_decoding: ``teacher-readout`` or ``nearest-concept`` (what 1.0 generators did);
             None: the teacher's readout when one is known (``readout`` given, or an m2kt net
             read at the layer that feeds its readout), else the nearest concept.
@@ -538,7 +539,7 @@ def generate_from_model(
                 for row, st in zip(pool.inputs, steps, strict=True)
             ]
             eligible = [i for i, st in enumerate(steps) if st.named]
-            k = traces if trace_selection == "cover" or traces is not None else DEFAULT_TRACES
+            k = traces if trace_selection != "random" or traces is not None else DEFAULT_TRACES
             choice = select_traces(trace_selection, [unit_sets[i] for i in eligible], k, seed)
             chosen = [eligible[i] for i in choice.indices]
             trace_x = pool.inputs[chosen] if chosen else np.zeros((0, task.seq_len), np.int64)
@@ -912,7 +913,7 @@ def _decode_steps(
         answers = np.concatenate(answers_l)
     out = []
     for row, c, p, a in zip(rows, concepts, confidence, answers, strict=True):
-        positions = np.array(step_positions(row, len(c)), dtype=np.int64)
+        positions = np.array(task.step_positions(row, len(c)), dtype=np.int64)
         out.append(_DecodedSteps(positions, c, p, int(a)))
     return out
 

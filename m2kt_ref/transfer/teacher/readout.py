@@ -24,6 +24,7 @@ from m2kt_ref.errors import UsageError
 from m2kt_ref.transfer.hooks import HiddenStateReader
 from m2kt_ref.transfer.nets import NetConfig, Readout, layer_names
 from m2kt_ref.transfer.tasks import Task
+from m2kt_ref.transfer.tasks.base import default_step_positions
 
 __all__ = [
     "PositionReadout",
@@ -135,13 +136,12 @@ def read_positions(
     )
 
 
-def step_positions(row: Sequence[int], n_states: int) -> list[int]:
+def step_positions(row: Sequence[int], n_states: int, pad: int = 0) -> list[int]:
     """Positions read as trace steps: after every token past the first, up to the last real one.
 
-    The first token is the operand the student reads itself; padding after the last real token
-    adds nothing. A layer with one state per row has the single position 0.
+    The first token is the operand the student reads itself; padding (token ``pad``) after the
+    last real token adds nothing. A layer with one state per row has the single position 0.
+    (:meth:`Task.step_positions <m2kt_ref.transfer.tasks.Task.step_positions>` applies this
+    rule unless a task reads its steps elsewhere.)
     """
-    if n_states == 1:
-        return [0]
-    last = max((i for i, t in enumerate(row) if int(t) != 0), default=0)
-    return list(range(1, last + 1)) or [0]
+    return default_step_positions(row, n_states, pad)

@@ -4,10 +4,11 @@ A trace teaches what its decoded steps exercise. A *unit* is one transition the 
 on its way through a problem: the state before a token and the token (the state after is what
 the trace teaches about it), where a state is the concept the teacher's decoded step names and
 the first token stands for the concept it names. Random
-traces exercise the common transitions again and again; a greedy set cover over the units the
+traces exercise the common transitions again and again; a minimum set cover over the units the
 teacher's own decoded steps exercise (never the task's tables) picks the fewest problems that
 exercise every unit seen, which is what lets a handful of traces teach a whole operation
-(spec/algorithms.md §1.5).
+(spec/algorithms.md §1.4). The cover is solved exactly as a small integer program (HiGHS through
+SciPy, within a time limit); the greedy cover, within a logarithmic factor of it, is the fallback.
 """
 
 from __future__ import annotations
@@ -19,10 +20,18 @@ import numpy as np
 
 from m2kt_ref.errors import UsageError
 
-__all__ = ["SELECTIONS", "TraceChoice", "greedy_cover", "select_traces", "transition_units"]
+__all__ = [
+    "SELECTIONS",
+    "TraceChoice",
+    "greedy_cover",
+    "minimum_cover",
+    "select_traces",
+    "transition_units",
+]
 
-#: Trace selection methods.
-SELECTIONS = ("cover", "random")
+#: Trace selection methods. ``declared``: the packet's author chose the problems (every
+#: candidate, in the order given; for teachers whose problems are a prompt file).
+SELECTIONS = ("cover", "random", "declared")
 
 Unit = Hashable
 
@@ -89,6 +98,39 @@ def greedy_cover(unit_sets: Sequence[frozenset[Unit]], order: np.ndarray) -> lis
     return chosen
 
 
+def minimum_cover(
+    unit_sets: Sequence[frozenset[Unit]], order: np.ndarray, *, time_limit: float = 10.0
+) -> list[int]:
+    """Indices of a smallest family of sets holding every unit (exact, else greedy).
+
+    Solved as ``min Σ x_i`` subject to every unit being in a chosen set, ``x`` binary, by HiGHS
+    (``scipy.optimize.milp``); candidates are numbered in ``order``, so another seed may find
+    another optimal cover. When the solver proves no optimum within ``time_limit`` seconds the
+    greedy cover is returned.
+    """
+    from scipy.optimize import Bounds, LinearConstraint, milp
+    from scipy.sparse import csr_matrix
+
+    columns = [i for i in order.tolist() if unit_sets[i]]
+    units = sorted(set().union(*(unit_sets[i] for i in columns)) if columns else set(), key=repr)
+    if not units:
+        return []
+    row = {u: r for r, u in enumerate(units)}
+    entries = [(row[u], c) for c, i in enumerate(columns) for u in unit_sets[i]]
+    rows, cols = zip(*entries, strict=True)
+    matrix = csr_matrix((np.ones(len(entries)), (rows, cols)), shape=(len(units), len(columns)))
+    result = milp(
+        c=np.ones(len(columns)),
+        constraints=LinearConstraint(matrix, lb=1.0, ub=np.inf),
+        integrality=np.ones(len(columns)),
+        bounds=Bounds(0.0, 1.0),
+        options={"time_limit": time_limit, "disp": False},
+    )
+    if result.status != 0 or result.x is None:
+        return greedy_cover(unit_sets, order)
+    return [columns[c] for c in np.flatnonzero(result.x > 0.5)]
+
+
 @dataclass(frozen=True)
 class TraceChoice:
     """The chosen candidates and what they cover (recorded in the packet's derivation block)."""
@@ -106,9 +148,11 @@ def select_traces(
     """Choose trace problems among candidates.
 
     Args:
-        method: ``cover`` (greedy set cover, then seeded fill up to ``k``) or ``random``.
+        method: ``cover`` (a minimum set cover, then seeded fill up to ``k``), ``random``, or
+            ``declared`` (the candidates as given, in their order: the author chose them).
         unit_sets: the units each candidate exercises.
-        k: how many traces; None with ``cover`` means exactly the cover (the fewest found).
+        k: how many traces; None with ``cover`` means exactly the cover (the fewest found),
+            with ``declared`` every candidate.
         seed: seeds the order that breaks ties and the random choice.
 
     Returns:
@@ -125,8 +169,10 @@ def select_traces(
         if k is None:
             raise UsageError("random trace selection needs a number of traces")
         chosen = order[:k].tolist()
+    elif method == "declared":
+        chosen = list(range(len(unit_sets)))[:k]
     else:
-        chosen = greedy_cover(unit_sets, order)
+        chosen = minimum_cover(unit_sets, order)
         if k is not None:
             taken = set(chosen)
             chosen = (
