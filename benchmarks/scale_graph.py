@@ -7,21 +7,17 @@ counted in the memory), on one thread:
 
 * ``is_a cycle check``: :func:`m2kt_ref.packet.rules.iter_cycle_errors`, the validation rule
   (Kahn's algorithm over the is_a edges: sparse, linear);
-* ``ancestor closure``: :func:`m2kt_ref.transfer.student.view.ancestor_matrix`, what ingestion
-  builds for the hierarchy term, **measured as it is today: a dense ``n x n`` boolean matrix
-  grown by float32 ``n x n`` matrix products, once per tree level**, so its time grows as
-  ``n^3 log n`` and its memory as ``n^2`` (another issue makes it sparse);
-* ``linked matrix``: :func:`m2kt_ref.transfer.student.view.linked_matrix`, the dense ``n x n``
-  adjacency ingestion samples unrelated pairs from (``n^2`` memory, ``n^2`` time to clear).
-
-The dense ones stop at ``n = 10^4`` (three ``n x n`` float32 matrices: 1.2 GB, and about 2e12
-floating-point operations per level, minutes on one core); at ``n = 10^5`` they would need
-40 GB per matrix and hours, so they are not run (``--dense-max`` moves the stop). The sparse
-check runs to 10^5.
+* ``ancestor closure``: :func:`m2kt_ref.transfer.student.view.hierarchy_closure`, what
+  ingestion builds for the hierarchy term: the (concept, ancestor) pairs as sorted ``int64``
+  keys, per strongly connected component (issue 13.3; it was a dense ``n x n`` matrix grown by
+  ``n x n`` matrix products, ``n^3 log n`` time, before): time and memory linear in the closure's
+  size, ``n log_4 n`` pairs here;
+* ``linked pairs``: :func:`m2kt_ref.transfer.student.view.linked_pairs`, the adjacency ingestion
+  samples unrelated pairs from (``n + 2m`` keys; it was a dense ``n x n`` matrix).
 
 Usage (the figures and docs/scale_graph.png in docs/performance.md, ## Scale curves)::
 
-    python benchmarks/scale_graph.py                # n = 10 ... 10^5 (dense to 10^4)
+    python benchmarks/scale_graph.py                # n = 10 ... 10^5
     python benchmarks/scale_graph.py --quick        # n = 10, 100, no plot
 """
 
@@ -40,7 +36,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import curve_args, curve_report, machine_line, measure_point, print_point, saved_run
 
 COUNTS = [10, 32, 100, 316, 1_000, 3_162, 10_000, 31_623, 100_000]
-DENSE_MAX = 10_000
 
 
 def tree(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -73,44 +68,40 @@ def op_cycle(body: Any) -> dict[str, Any]:
     return {}
 
 
-def setup_dense(n: int) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    import torch
+def setup_graph(n: int) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    from m2kt_ref.transfer.student.view import hierarchy_closure, linked_pairs
 
-    from m2kt_ref.transfer.student.view import ancestor_matrix, linked_matrix
-
-    torch.set_num_threads(1)
     small = tree(10)
-    ancestor_matrix(10, small[0], small[1])  # lazy initialisation, outside the measurement
-    linked_matrix(10, small[0], small[1])
+    hierarchy_closure(10, small[0], small[1])  # lazy imports, outside the measurement
+    linked_pairs(10, small[0], small[1])
     return (n, *tree(n))
 
 
 def op_ancestors(state: tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]) -> None:
-    from m2kt_ref.transfer.student.view import ancestor_matrix
+    from m2kt_ref.transfer.student.view import hierarchy_closure
 
     n, child, parent, _, _ = state
-    ancestor_matrix(n, child, parent)
+    hierarchy_closure(n, child, parent)
 
 
 def op_linked(state: tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]) -> None:
-    from m2kt_ref.transfer.student.view import linked_matrix
+    from m2kt_ref.transfer.student.view import linked_pairs
 
     n, child, parent, src, dst = state
-    linked_matrix(n, np.concatenate([child, src]), np.concatenate([parent, dst]))
+    linked_pairs(n, np.concatenate([child, src]), np.concatenate([parent, dst]))
 
 
-def measure(args: Any, counts: list[int], dense_max: int) -> list[dict[str, Any]]:
+def measure(args: Any, counts: list[int]) -> list[dict[str, Any]]:
     """Run every point (each in its own child process) and print its row."""
     print("| operation | concepts | best s | calls | peak added MiB | µs per concept |")
     print("|---|---|---|---|---|---|")
     rows = []
     for n in counts:
-        points = [("is_a cycle check (validation, sparse)", setup_cycle, op_cycle)]
-        if n <= dense_max:
-            points += [
-                ("ancestor closure (ingestion, dense)", setup_dense, op_ancestors),
-                ("linked matrix (ingestion, dense)", setup_dense, op_linked),
-            ]
+        points = [
+            ("is_a cycle check (validation, sparse)", setup_cycle, op_cycle),
+            ("ancestor closure (ingestion, sparse)", setup_graph, op_ancestors),
+            ("linked pairs (ingestion, sparse)", setup_graph, op_linked),
+        ]
         for name, setup, op in points:
             row = measure_point(setup, op, n, preload=["torch"], timeout=4 * 3600)
             row.update(series=name, x=n)
@@ -120,18 +111,12 @@ def measure(args: Any, counts: list[int], dense_max: int) -> list[dict[str, Any]
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
 
-    extra = argparse.ArgumentParser(add_help=False)
-    extra.add_argument("--dense-max", type=int, default=DENSE_MAX)
-    known, rest = extra.parse_known_args(argv)
-    args = curve_args(__doc__.split("\n\n")[0], "scale_graph.png", rest)
+    args = curve_args(__doc__.split("\n\n")[0], "scale_graph.png", argv)
     counts = [10, 100] if args.quick else [n for n in COUNTS if n <= (args.max or 1e12)]
-    print(machine_line(threads=1) + f"; dense closure up to n = {known.dense_max:,}")
+    print(machine_line(threads=1))
     saved = saved_run(args)
-    rows, note = (
-        saved if saved else (measure(args, counts, known.dense_max), machine_line(threads=1))
-    )
+    rows, note = saved if saved else (measure(args, counts), machine_line(threads=1))
     curve_report(
         "graph work: cost against concepts (4-ary is_a tree + n similar_to edges)",
         "concepts n",

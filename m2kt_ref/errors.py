@@ -218,6 +218,9 @@ class IngestError(M2ktError, ValueError):
             "INGEST_ROLLED_BACK": "A safety check failed after ingestion (parameter drift, output "
             "divergence or capability drop beyond its bound); the student was restored to its "
             "pre-ingestion weights.",
+            "INGEST_BUDGET": "Ingesting the packet would build more index entries from its graph "
+            "(concept-anchor membership, hierarchy closure, adjacency) than the configured work "
+            "budget allows; refused before they were built. Nothing was ingested.",
         }
     )
 

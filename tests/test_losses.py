@@ -11,8 +11,14 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from m2kt_ref.errors import IngestError  # noqa: E402
 from m2kt_ref.transfer.student import losses as L  # noqa: E402
 from m2kt_ref.transfer.student import verify as V  # noqa: E402
+from m2kt_ref.transfer.student.view import (  # noqa: E402
+    WorkBudget,
+    hierarchy_closure,
+    linked_pairs,
+)
 
 TOL = {"rel": 1e-9, "abs": 1e-12}
 
@@ -246,13 +252,29 @@ def test_concept_retrieval_nn_and_csls():
     assert none["top1_csls"] is None
 
 
+def _dense_non_edges(source, linked, per_edge, generator):
+    """The former sampler (an ``m x n`` cumulative sum over a dense adjacency): the reference
+    the sparse one must reproduce draw for draw."""
+    n, m = linked.shape[0], int(source.numel())
+    out = torch.full((m, per_edge), -1, dtype=torch.long)
+    allowed = ~linked.clone()
+    allowed.fill_diagonal_(False)
+    allowed = allowed[source]
+    counts = allowed.sum(dim=1)
+    ranks = torch.rand((m, per_edge), generator=generator, dtype=torch.float64)
+    ranks = (ranks * counts[:, None].clamp_min(1)).floor().long()
+    picks = torch.searchsorted(allowed.long().cumsum(dim=1), ranks + 1).clamp_max(n - 1)
+    return torch.where(counts[:, None] > 0, picks, out)
+
+
 def test_sample_non_edges_respects_the_graph():
     n = 7
     src, dst = torch.tensor([0, 0, 1, 2]), torch.tensor([1, 2, 3, 6])
     linked = torch.zeros(n, n, dtype=torch.bool)
     linked[src, dst] = True
     linked[dst, src] = True
-    neg = V.sample_non_edges(src, dst, linked, 50, torch.Generator().manual_seed(0))
+    pairs = linked_pairs(n, src.numpy(), dst.numpy())
+    neg = V.sample_non_edges(src, dst, pairs, 50, torch.Generator().manual_seed(0))
     assert neg.shape == (4, 50)
     for i, u in enumerate(src.tolist()):
         row = set(neg[i].tolist())
@@ -260,8 +282,50 @@ def test_sample_non_edges_respects_the_graph():
         assert not any(linked[u, r] for r in row)
     # every allowed concept gets drawn eventually (uniform over the allowed set)
     assert set(neg[0].tolist()) == {3, 4, 5, 6}
-    full = torch.ones(n, n, dtype=torch.bool)
+    every = torch.combinations(torch.arange(n)).T
+    full = linked_pairs(n, every[0].numpy(), every[1].numpy())
     assert (V.sample_non_edges(src, dst, full, 3, torch.Generator()) == -1).all()
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_sample_non_edges_draws_what_the_dense_sampler_drew(seed):
+    g = torch.Generator().manual_seed(seed)
+    n = int(torch.randint(2, 40, (1,), generator=g))
+    m = int(torch.randint(1, 3 * n, (1,), generator=g))
+    src, dst = torch.randint(0, n, (m,), generator=g), torch.randint(0, n, (m,), generator=g)
+    linked = torch.zeros(n, n, dtype=torch.bool)
+    linked[src, dst] = True
+    linked[dst, src] = True
+    sparse = V.sample_non_edges(
+        src, dst, linked_pairs(n, src.numpy(), dst.numpy()), 7, torch.Generator().manual_seed(1)
+    )
+    assert torch.equal(sparse, _dense_non_edges(src, linked, 7, torch.Generator().manual_seed(1)))
+
+
+def test_hierarchy_closure_is_reachability():
+    """Against a dense transitive closure, on random graphs with cycles."""
+    for seed in range(5):
+        rng = np.random.default_rng(seed)
+        n = int(rng.integers(1, 30))
+        m = int(rng.integers(0, 2 * n))
+        child, parent = rng.integers(0, n, m), rng.integers(0, n, m)
+        reach = np.eye(n, dtype=bool)
+        reach[child, parent] = True
+        for _ in range(n):
+            reach = reach | ((reach.astype(int) @ reach.astype(int)) > 0)
+        closure = hierarchy_closure(n, child, parent)
+        a, b = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+        found = closure.contains(torch.from_numpy(a.ravel()), torch.from_numpy(b.ravel()))
+        assert np.array_equal(found.numpy().reshape(n, n), reach), seed
+        assert len(closure) == int(reach.sum())
+
+
+def test_the_work_budget_refuses_a_closure_too_big():
+    child = np.arange(99)
+    with pytest.raises(IngestError) as exc:
+        hierarchy_closure(100, child, child + 1, WorkBudget(1000))
+    assert exc.value.code == "INGEST_BUDGET"
+    assert len(hierarchy_closure(100, child, child + 1, WorkBudget(20_000))) == 5050
 
 
 def test_relation_agreement_against_reference():

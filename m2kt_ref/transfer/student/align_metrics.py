@@ -44,6 +44,10 @@ __all__ = [
 #: Rows of the similarity matrix computed at once by the retrieval metrics (memory bound:
 #: ``chunk * n`` floats).
 DEFAULT_CHUNK = 4096
+#: Elements of one block of scores at most (128 MiB of float64), whatever the chunk.
+BLOCK = 1 << 24
+#: Queries the retrieval metrics of :func:`evaluate_alignment` score at most.
+MAX_QUERIES = 4096
 
 RETRIEVAL_SCORES = ("nn", "csls")
 
@@ -102,8 +106,15 @@ def retrieval_top1(
     score: str = "csls",
     k: int = 10,
     chunk: int = DEFAULT_CHUNK,
+    max_queries: int | None = None,
+    seed: int = 0,
 ) -> torch.Tensor:
     """Top-1 retrieval accuracy: how often query ``i``'s best target is target ``i``.
+
+    With more than ``max_queries`` pairs, a seeded sample of ``max_queries`` queries is scored
+    against every target (CSLS's target neighbourhoods taken over the sample), so the cost is
+    ``O(max_queries * n)`` instead of ``O(n^2)``. Blocks of scores never exceed
+    :data:`BLOCK` elements, whatever ``chunk`` says.
 
     Args:
         queries: mapped teacher states ``[n, d]``.
@@ -111,6 +122,8 @@ def retrieval_top1(
         score: ``"nn"`` (plain cosine nearest neighbour) or ``"csls"``.
         k: neighbourhood size of CSLS (clipped to ``n``); ignored by ``"nn"``.
         chunk: query rows scored at once (memory ``chunk * n``).
+        max_queries: queries scored at most (None: all).
+        seed: the sample's seed.
 
     Returns:
         0-d tensor in ``[0, 1]``. Ties go to the lowest target index.
@@ -124,22 +137,27 @@ def retrieval_top1(
     if k < 1 or chunk < 1:
         raise UsageError("retrieval_top1: k and chunk must be >= 1")
     n = queries.shape[0]
+    chunk = max(1, min(chunk, BLOCK // max(n, 1)))
     q = F.normalize(queries, dim=1, eps=1e-12)
     t = F.normalize(targets, dim=1, eps=1e-12)
+    picked = torch.arange(n, device=queries.device)
+    if max_queries is not None and n > max_queries:
+        gen = torch.Generator().manual_seed(seed)
+        picked = torch.randperm(n, generator=gen)[:max_queries].sort().values.to(queries.device)
+        q = q[picked]
     penalty = None
     if score == "csls":
         # r_T(x) is the same for every target of a query, so it cannot change the argmax; only
         # the target-side hubness r_S(y) enters the ranking.
-        penalty = _topk_mean_rows(t, q, min(k, n), chunk)
+        penalty = _topk_mean_rows(t, q, min(k, q.shape[0]), max(1, BLOCK // max(q.shape[0], 1)))
     hits = torch.zeros((), device=queries.device, dtype=torch.long)
-    for start in range(0, n, chunk):
+    for start in range(0, q.shape[0], chunk):
         sims = q[start : start + chunk] @ t.T
         if penalty is not None:
             sims = 2.0 * sims - penalty
         best = sims.argmax(dim=1)
-        rows = torch.arange(start, start + best.shape[0], device=queries.device)
-        hits += (best == rows).sum()
-    return hits.to(queries.dtype) / n
+        hits += (best == picked[start : start + chunk]).sum()
+    return hits.to(queries.dtype) / q.shape[0]
 
 
 def csls_scores(
@@ -213,8 +231,12 @@ def evaluate_alignment(
     *,
     k: int = 10,
     chunk: int = DEFAULT_CHUNK,
+    max_queries: int | None = MAX_QUERIES,
 ) -> dict[str, Any]:
     """Every metric of a fitted map on held-out anchors, as plain numbers.
+
+    The retrieval rates score at most ``max_queries`` queries (a fixed sample beyond, each
+    against every row; see :func:`retrieval_top1`), so every metric is linear in ``n``.
 
     Args:
         mapping: a fitted map (any callable ``[n, d_T] -> [n, d_S]``).
@@ -242,8 +264,14 @@ def evaluate_alignment(
             "n": int(x_test.shape[0]),
             "cosine": float(mean_cosine(y_hat, y_test)),
             "cosine_centred": float(mean_cosine(y_hat - mu, y_test - mu)),
-            "top1_nn": float(retrieval_top1(y_hat, y_test, score="nn", chunk=chunk)),
-            "top1_csls": float(retrieval_top1(y_hat, y_test, score="csls", k=k, chunk=chunk)),
+            "top1_nn": float(
+                retrieval_top1(y_hat, y_test, score="nn", chunk=chunk, max_queries=max_queries)
+            ),
+            "top1_csls": float(
+                retrieval_top1(
+                    y_hat, y_test, score="csls", k=k, chunk=chunk, max_queries=max_queries
+                )
+            ),
             "cka": float(linear_cka(y_hat, y_test)),
             "residual": float(relative_residual(y_hat, y_test)),
         }

@@ -118,6 +118,10 @@ class IngestConfig:
             never touches the trust gate.
         protect_task_problems: draw that many task problems (seeded) as a protected
             capability set.
+        work_budget: the index entries ingestion may build from the packet's graph
+            (concept-anchor membership, hierarchy closure, adjacency: 8 to 16 bytes each);
+            past it ingestion is refused with ``INGEST_BUDGET`` before they are built. None:
+            no limit.
 
     Raises:
         UsageError: ``USAGE`` for a value out of range (an unknown ``align_method``, a
@@ -195,6 +199,7 @@ class IngestConfig:
     rollback: bool = True
     ignore_packet_policy: bool = False
     protect_task_problems: int = 0
+    work_budget: int | None = 1 << 25
 
     def __post_init__(self) -> None:
         def bad(msg: str) -> UsageError:
@@ -216,6 +221,8 @@ class IngestConfig:
             value = getattr(self, name)
             if value is not None and int(value) < 2:
                 raise bad(f"{name} must be None or >= 2")
+        if self.work_budget is not None and int(self.work_budget) < 1:
+            raise bad("work_budget must be None or >= 1")
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if isinstance(value, float) and not math.isfinite(value):
@@ -280,7 +287,12 @@ def _parse_setting(key: str, text: str, current: Any) -> Any:
             if low in ("0", "false", "no", "off"):
                 return False
             raise ValueError(raw)
-        if isinstance(current, int) or key in ("batch_concepts", "batch_traces", "batch_protected"):
+        if isinstance(current, int) or key in (
+            "batch_concepts",
+            "batch_traces",
+            "batch_protected",
+            "work_budget",
+        ):
             return int(raw)
         if isinstance(current, float) or key.startswith("max_"):
             return float(raw)

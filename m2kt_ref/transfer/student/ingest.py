@@ -54,7 +54,12 @@ from m2kt_ref.transfer.student.readout import read_student, student_layer
 from m2kt_ref.transfer.student.safety import effective_policy, safety_checks
 from m2kt_ref.transfer.student.train_loop import Callback, CompositeLossTrainer
 from m2kt_ref.transfer.student.verify import Verifier
-from m2kt_ref.transfer.student.view import PacketView, check_compatible, packet_view
+from m2kt_ref.transfer.student.view import (
+    PacketView,
+    WorkBudget,
+    check_compatible,
+    packet_view,
+)
 
 __all__ = ["Callback", "IngestResult", "ingest"]
 
@@ -218,7 +223,9 @@ def ingest(
     Raises:
         IngestRefusedError: ``INGEST_REFUSED`` (trust gate); ``exc.report`` is the report.
             Nothing was ingested.
-        IngestError: ``INGEST_INCOMPATIBLE`` when the packet does not fit the student.
+        IngestError: ``INGEST_INCOMPATIBLE`` when the packet does not fit the student;
+            ``INGEST_BUDGET`` when its graph needs more index entries than
+            ``config.work_budget`` (refused before they are built; nothing was ingested).
         UsageError: ``USAGE`` for a bad config, layer or device (e.g. bf16 without CUDA), an
             alignment that cannot be fitted, or protected rows of another length.
 
@@ -309,7 +316,8 @@ def ingest(
         )
         raise
     lap("trust")
-    view = packet_view(packet)
+    budget = WorkBudget(cfg.work_budget)
+    view = packet_view(packet, budget)
     check_compatible(view, packet, task, student_model)
 
     # 2. snapshot, protected set ------------------------------------------------------------
@@ -342,12 +350,7 @@ def ingest(
     protected_ids = set(policy["protected_concepts"])
     index = {cid: i for i, cid in enumerate(view.concept_ids)}
     prot_cols = sorted(
-        {
-            int(j)
-            for cid in protected_ids
-            if cid in index
-            for j in np.flatnonzero(view.membership[index[cid]])
-        }
+        {int(j) for cid in protected_ids if cid in index for j in view.membership.row(index[cid])}
     )
     anchor_prot = view.anchor_inputs[prot_cols] if prot_cols else np.zeros((0, view.seq_len))
     kl_inputs = np.concatenate(
@@ -394,7 +397,7 @@ def ingest(
         # static structures for the loss and the metrics ------------------------------------
         rep = np.flatnonzero(view.represented)
         verify_static = Verifier.build(
-            view, rep, y_hat, hold_rows, anchor_mapped, step_targets, cfg
+            view, rep, y_hat, hold_rows, anchor_mapped, step_targets, cfg, budget
         )
         metrics_before = verify_static.measure(before, y_hat, step_targets, view, cfg)
         lap("verify_before")
@@ -415,6 +418,7 @@ def ingest(
             policy,
             device,
             cfg,
+            budget,
         )
         training = loop.run(progress=progress, callback=callback, ledger=ledger)
         lap("train")

@@ -21,7 +21,12 @@ from m2kt_ref.transfer.hooks import LayerTap, first_tensor
 from m2kt_ref.transfer.student import losses as L
 from m2kt_ref.transfer.student.config import IngestConfig
 from m2kt_ref.transfer.student.readout import states_at
-from m2kt_ref.transfer.student.view import PacketView, ancestor_matrix, linked_matrix
+from m2kt_ref.transfer.student.view import (
+    PacketView,
+    WorkBudget,
+    hierarchy_closure,
+    linked_pairs,
+)
 
 __all__ = ["Callback", "CompositeLossTrainer"]
 
@@ -48,6 +53,7 @@ class CompositeLossTrainer:
         policy: Mapping[str, Any],
         device: torch.device,
         cfg: IngestConfig,
+        budget: WorkBudget | None = None,
     ) -> None:
         self.model, self.cap, self.cfg, self.device = model, cap, cfg, device
         self.params, self.theta0 = params, theta0
@@ -60,7 +66,10 @@ class CompositeLossTrainer:
         self.n_rep = len(rep)
         self.anchor_x = torch.from_numpy(view.anchor_inputs).to(dev)
         self.anchor_pos = torch.from_numpy(view.anchor_positions).to(dev)
-        self.member = torch.from_numpy(view.membership[rep]).to(dev)  # [n_rep, n_a]
+        member = view.membership.take(rep)  # sparse [n_rep, n_a]
+        self.m_row = torch.from_numpy(member.row_ids()).to(dev)
+        self.m_col = torch.from_numpy(member.cols).to(dev)
+        self.m_w = torch.from_numpy(member.weights).to(dev)
         self.e = torch.from_numpy(view.embeddings[rep]).to(dev)
         self.y_hat = y_hat[torch.from_numpy(rep)].to(dev)
         t = self.y_hat
@@ -78,10 +87,9 @@ class CompositeLossTrainer:
         hier = np.array([r in cfg.hierarchy_relations for r in rels], dtype=bool)
         self.h_child = torch.from_numpy(src[hier]).to(dev)
         self.h_parent = torch.from_numpy(dst[hier]).to(dev)
-        self.ancestors = ancestor_matrix(len(rep), src[hier], dst[hier]).to(dev)
-        self.linked = linked_matrix(len(rep), src, dst)
-        self.linked.fill_diagonal_(True)
-        self.linked = self.linked.to(dev)
+        work = budget if budget is not None else WorkBudget(cfg.work_budget)
+        self.ancestors = hierarchy_closure(len(rep), src[hier], dst[hier], work)
+        self.linked = linked_pairs(len(rep), src, dst, work)
         self.trace_x = torch.from_numpy(view.trace_inputs).to(dev)
         self.trace_y = torch.from_numpy(view.trace_answers).to(dev)
         self.step_trace = torch.from_numpy(view.step_trace).to(dev)
@@ -97,8 +105,8 @@ class CompositeLossTrainer:
         self.use_kl = cfg.lambda_safe > 0 and cfg.safe_kl > 0 and len(kl_x) > 0
         self.use_drift = cfg.lambda_safe > 0 and cfg.safe_drift > 0
         # the full-batch case, computed once
-        self.full_cols = torch.nonzero(self.member.sum(0) > 0).flatten()
-        self.full_member = self.member[:, self.full_cols]
+        self.full_cols = torch.unique(self.m_col)  # sorted anchors some concept uses
+        self.full_col_local = torch.searchsorted(self.full_cols, self.m_col)
 
     # -- sampling -----------------------------------------------------------------------------
     def _subset(self, n: int, size: int | None) -> torch.Tensor | None:
@@ -110,14 +118,14 @@ class CompositeLossTrainer:
     def _sample_negatives(self, child: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """One random non-ancestor per triplet; returns (negatives, valid mask)."""
         r = torch.randint(0, n, (len(child),), generator=self.gen).to(self.device)
-        valid = ~self.anc_local[child, r]
+        valid = ~self.ancestors.contains(self.sel[child], self.sel[r])
         return r, valid
 
     def _sample_unrelated(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         k = self.cfg.unrelated_pairs
         a = torch.randint(0, n, (k,), generator=self.gen).to(self.device)
         b = torch.randint(0, n, (k,), generator=self.gen).to(self.device)
-        valid = ~self.linked_local[a, b]
+        valid = ~self.linked.contains(self.sel[a], self.sel[b])
         return a[valid], b[valid]
 
     # -- one step -----------------------------------------------------------------------------
@@ -130,11 +138,16 @@ class CompositeLossTrainer:
         cols = None
         if need_concepts:
             if concept_idx is None:
-                member, cols = self.full_member, self.full_cols
+                m_row, m_w = self.m_row, self.m_w
+                cols, m_col = self.full_cols, self.full_col_local
             else:
-                member = self.member[concept_idx.to(dev)]
-                cols = torch.nonzero(member.sum(0) > 0).flatten()
-                member = member[:, cols]
+                pos = torch.full((self.n_rep,), -1, dtype=torch.long, device=dev)
+                pos[concept_idx.to(dev)] = torch.arange(len(concept_idx), device=dev)
+                m_row = pos[self.m_row]
+                keep = m_row >= 0
+                m_row, m_w, m_col = m_row[keep], self.m_w[keep], self.m_col[keep]
+                cols = torch.unique(m_col)
+                m_col = torch.searchsorted(cols, m_col)
             parts_x.append(self.anchor_x[cols])
         trace_idx = None
         if self.use_reason:
@@ -157,7 +170,10 @@ class CompositeLossTrainer:
                 assert cols is not None
                 n = len(cols)
                 a = states_at(states[:n], torch.arange(n, device=dev), self.anchor_pos[cols])
-                z = member @ a
+                n_rows = self.n_rep if concept_idx is None else len(concept_idx)
+                z = torch.zeros((n_rows, a.shape[1]), dtype=a.dtype, device=dev).index_add(
+                    0, m_row, a[m_col] * m_w[:, None].to(a.dtype)
+                )
                 offset = n
                 sel = (
                     torch.arange(self.n_rep, device=dev)
@@ -230,11 +246,7 @@ class CompositeLossTrainer:
                 cos_min=cfg.edge_cos_min,
                 cos_max=cfg.edge_cos_max,
             )
-        if n == self.n_rep:  # the full batch: sel is the identity
-            self.anc_local, self.linked_local = self.ancestors, self.linked
-        else:
-            self.anc_local = self.ancestors[sel][:, sel]
-            self.linked_local = self.linked[sel][:, sel]
+        self.sel = sel  # local row -> concept row (of rep), for the pair lookups
         if cfg.struct_hierarchy and len(self.h_child):
             c, p = local[self.h_child], local[self.h_parent]
             ok = (c >= 0) & (p >= 0)

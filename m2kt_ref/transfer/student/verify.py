@@ -24,11 +24,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from m2kt_ref.transfer.student.align_metrics import csls_scores
+from m2kt_ref.transfer.student.align_metrics import BLOCK, MAX_QUERIES, _topk_mean_rows
 from m2kt_ref.transfer.student.config import IngestConfig
 from m2kt_ref.transfer.student.losses import centred
 from m2kt_ref.transfer.student.readout import Readout
-from m2kt_ref.transfer.student.view import PacketView, linked_matrix
+from m2kt_ref.transfer.student.view import (
+    PacketView,
+    PairSet,
+    SparseRows,
+    WorkBudget,
+    linked_pairs,
+)
 
 __all__ = [
     "accuracy",
@@ -42,30 +48,61 @@ __all__ = [
 ]
 
 
+def _rows_per_block(n: int) -> int:
+    return max(1, BLOCK // max(n, 1))
+
+
 def concept_retrieval(
-    queries: torch.Tensor, candidates: torch.Tensor, truth: torch.Tensor, *, k: int = 10
+    queries: torch.Tensor,
+    candidates: torch.Tensor,
+    truth: torch.Tensor,
+    *,
+    k: int = 10,
+    max_queries: int = MAX_QUERIES,
+    seed: int = 0,
 ) -> dict[str, Any]:
     """How often query ``i``'s best candidate is candidate ``truth[i]``.
+
+    Scores are computed in blocks of at most :data:`BLOCK` elements. With more than
+    ``max_queries`` queries, a seeded sample of ``max_queries`` of them is scored (and CSLS's
+    candidate neighbourhoods are taken over that sample): time ``O(max_queries * n)``.
 
     Args:
         queries: ``[q, d]`` (e.g. teacher states mapped by the alignment map).
         candidates: ``[n, d]`` (e.g. the student's concept states).
         truth: ``int64 [q]`` index of each query's own concept among the candidates.
         k: CSLS neighbourhood size (clipped to the set sizes).
+        max_queries: queries scored at most.
+        seed: the sample's seed.
 
     Returns:
-        ``{"n": q, "candidates": n, "top1_nn": float, "top1_csls": float}``; the two rates are
-        ``None`` when there is no query or fewer than 2 candidates (retrieval is meaningless).
+        ``{"n": queries scored, "candidates": n, "top1_nn": float, "top1_csls": float}``; the
+        two rates are ``None`` when there is no query or fewer than 2 candidates (retrieval is
+        meaningless).
     """
     q, n = int(queries.shape[0]), int(candidates.shape[0])
+    truth = truth.to(torch.long).cpu()
+    if q > max_queries:
+        pick = torch.randperm(q, generator=torch.Generator().manual_seed(seed))[:max_queries]
+        pick = pick.sort().values
+        queries, truth, q = queries[pick.to(queries.device)], truth[pick], max_queries
     out: dict[str, Any] = {"n": q, "candidates": n, "top1_nn": None, "top1_csls": None}
     if q == 0 or n < 2:
         return out
     qn = F.normalize(queries.double(), dim=1, eps=1e-12)
     cn = F.normalize(candidates.double(), dim=1, eps=1e-12)
-    truth = truth.to(torch.long).cpu()
-    nn_best = (qn @ cn.T).argmax(dim=1).cpu()
-    csls_best = csls_scores(qn, cn, k=k).argmax(dim=1).cpu()
+    # csls_scores' own normalisation, kept so the scores are the same as before
+    q2, c2 = F.normalize(qn, dim=1, eps=1e-12), F.normalize(cn, dim=1, eps=1e-12)
+    r_t = _topk_mean_rows(q2, c2, min(k, n), _rows_per_block(n))
+    r_s = _topk_mean_rows(c2, q2, min(k, q), _rows_per_block(q))
+    nn_best = torch.empty(q, dtype=torch.long)
+    csls_best = torch.empty(q, dtype=torch.long)
+    step = _rows_per_block(n)
+    for start in range(0, q, step):
+        block = slice(start, start + step)
+        nn_best[block] = (qn[block] @ cn.T).argmax(dim=1).cpu()
+        scores = 2.0 * (q2[block] @ c2.T) - r_t[block, None] - r_s[None, :]
+        csls_best[block] = scores.argmax(dim=1).cpu()
     out["top1_nn"] = float((nn_best == truth).double().mean())
     out["top1_csls"] = float((csls_best == truth).double().mean())
     return out
@@ -74,39 +111,45 @@ def concept_retrieval(
 def sample_non_edges(
     source: torch.Tensor,
     target: torch.Tensor,
-    linked: torch.Tensor,
+    linked: PairSet,
     per_edge: int,
     generator: torch.Generator,
 ) -> torch.Tensor:
     """For each edge ``(u, v)``, ``per_edge`` concepts ``r`` with ``r != u`` and ``r`` not linked
     to ``u`` in any relation or direction; ``-1`` where none exists.
 
+    Each draw is a rank, uniform among ``u``'s allowed concepts, mapped to the concept of that
+    rank in index order through ``u``'s sorted excluded list (binary search): ``O(m k log n)``
+    time, nothing of size ``m x n``.
+
     Args:
-        source, target: ``int64 [m]`` edge ends (rows of ``linked``).
-        linked: ``bool [n, n]`` symmetric adjacency over all relations (diagonal ignored).
+        source, target: ``int64 [m]`` edge ends.
+        linked: the linked pairs (:func:`~m2kt_ref.transfer.student.view.linked_pairs`: both
+            directions, every ``(c, c)``), over ``linked.n`` concepts.
         per_edge: samples per edge.
         generator: a CPU generator (the draws are the same on every device).
 
     Returns:
         ``int64 [m, per_edge]`` on the CPU.
     """
-    n = linked.shape[0]
+    n = linked.n
     m = int(source.numel())
     out = torch.full((m, per_edge), -1, dtype=torch.long)
     if m == 0 or per_edge < 1 or n < 2:
         return out
-    allowed = ~linked.cpu().clone()
-    allowed.fill_diagonal_(False)
-    allowed = allowed[source.cpu()]  # [m, n]
-    counts = allowed.sum(dim=1)
-    # Draw a rank uniformly among each edge's allowed concepts and map it to a concept index.
+    indptr, a, b = linked.rows()
+    # b - (its rank in its row): the number of allowed concepts before b; the k-th allowed
+    # concept of row u (0-based) is k plus the number of excluded b whose value is <= k
+    shifted = a * (n + 1) + (b - (np.arange(len(b)) - indptr[a]))
+    src = source.cpu().numpy().astype(np.int64)
+    counts = torch.from_numpy(n - (indptr[src + 1] - indptr[src]))
     ranks = torch.rand((m, per_edge), generator=generator, dtype=torch.float64)
     ranks = (ranks * counts[:, None].clamp_min(1)).floor().long()
-    cumulative = allowed.long().cumsum(dim=1)  # [m, n]
-    picks = torch.searchsorted(cumulative, ranks + 1)
-    picks = picks.clamp_max(n - 1)
+    query = src[:, None] * (n + 1) + ranks.numpy()
+    before = np.searchsorted(shifted, query, side="right") - indptr[src][:, None]
+    picks = (ranks + torch.from_numpy(before)).clamp_max(n - 1)
     out = torch.where(counts[:, None] > 0, picks, out)
-    del target  # the target is linked to the source, so the adjacency already excludes it
+    del target  # the target is linked to the source, so the excluded list already holds it
     return out
 
 
@@ -143,8 +186,12 @@ def relation_agreement(
         pos = (u[src] * u[dst]).sum(dim=1)  # [m]
         valid = neg >= 0
         safe = neg.clamp_min(0)
-        negcos = (u[src][:, None, :] * u[safe]).sum(dim=2)  # [m, k]
-        win = (pos[:, None] > negcos) & valid
+        win = torch.empty(neg.shape, dtype=torch.bool)
+        step = _rows_per_block(max(1, neg.shape[1]) * u.shape[1])
+        for start in range(0, len(src), step):  # blocks of edges: [block, k, d] at a time
+            part = slice(start, start + step)
+            negcos = (u[src[part]][:, None, :] * u[safe[part]]).sum(dim=2)  # [block, k]
+            win[part] = (pos[part, None] > negcos) & valid[part]
         for i, rel in enumerate(relation):
             entry = wins_by.setdefault(rel, [0, 0, 0])
             entry[0] += 1
@@ -189,7 +236,11 @@ def trace_agreement(
     cand = candidates.cpu()
     a = F.normalize(step_states.double().cpu(), dim=1, eps=1e-12)
     b = F.normalize(concept_states.double().cpu()[cand], dim=1, eps=1e-12)
-    nearest = cand[(a @ b.T).argmax(dim=1)]
+    best = torch.empty(s, dtype=torch.long)
+    step = _rows_per_block(len(cand))
+    for start in range(0, s, step):
+        best[start : start + step] = (a[start : start + step] @ b.T).argmax(dim=1)
+    nearest = cand[best]
     return {"steps": s, "agreement": float((nearest == step_concepts.cpu()).double().mean())}
 
 
@@ -230,7 +281,7 @@ class Verifier:
 
     rep: torch.Tensor  # represented concept rows
     direct: torch.Tensor  # concept rows with their own anchors
-    membership: torch.Tensor  # [n_rep, n_a]
+    membership: SparseRows  # [n_rep, n_a]
     edge_src: torch.Tensor  # local (rep) indices
     edge_dst: torch.Tensor
     edge_rel: list[str]
@@ -250,6 +301,7 @@ class Verifier:
         anchor_mapped: torch.Tensor,
         step_targets: torch.Tensor,
         cfg: IngestConfig,
+        budget: WorkBudget | None = None,
     ) -> Verifier:
         local = -np.ones(len(view.concept_ids), dtype=np.int64)
         local[rep] = np.arange(len(rep))
@@ -257,7 +309,7 @@ class Verifier:
         src = torch.from_numpy(local[view.edge_source[keep]])
         dst = torch.from_numpy(local[view.edge_target[keep]])
         rel = [r for r, k in zip(view.edge_relation, keep, strict=True) if k]
-        linked = linked_matrix(len(rep), src.numpy(), dst.numpy())
+        linked = linked_pairs(len(rep), src.numpy(), dst.numpy(), budget)
         gen = torch.Generator().manual_seed(cfg.seed + 0x5EED)
         negatives = sample_non_edges(src, dst, linked, cfg.relation_negatives, gen)
         direct = np.flatnonzero(view.direct)
@@ -288,7 +340,7 @@ class Verifier:
         out = cls(
             rep=torch.from_numpy(rep),
             direct=torch.from_numpy(direct),
-            membership=torch.from_numpy(view.membership[rep]),
+            membership=view.membership.take(rep),
             edge_src=src,
             edge_dst=dst,
             edge_rel=rel,
@@ -308,11 +360,15 @@ class Verifier:
         view: PacketView,
         cfg: IngestConfig,
     ) -> dict[str, Any]:
-        z = self.membership @ read.anchors  # [n_rep, d_S]
-        z_direct = torch.from_numpy(view.membership[self.direct.numpy()]) @ read.anchors
+        z = self.membership.matmul(read.anchors)  # [n_rep, d_S]
+        z_direct = view.membership.take(self.direct.numpy()).matmul(read.anchors)
         y_rep = y_hat[self.rep]
-        concept = concept_retrieval(y_rep, z, torch.arange(len(self.rep)), k=cfg.csls_k)
-        heldout = concept_retrieval(self.hold_queries, z_direct, self.hold_truth, k=cfg.csls_k)
+        concept = concept_retrieval(
+            y_rep, z, torch.arange(len(self.rep)), k=cfg.csls_k, seed=cfg.seed
+        )
+        heldout = concept_retrieval(
+            self.hold_queries, z_direct, self.hold_truth, k=cfg.csls_k, seed=cfg.seed
+        )
         steps = torch.from_numpy(view.step_concept)
         trace = trace_agreement(read.steps, steps, y_hat, self.direct)
         answers = torch.from_numpy(view.trace_answers)
