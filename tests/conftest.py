@@ -19,9 +19,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 
 # Property tests are derandomised under the default ``ci`` profile, so a run passes or fails the
-# same way every time; ``HYPOTHESIS_PROFILE=fuzz`` (scripts/fuzz.sh) explores with fresh seeds.
+# same way every time; ``HYPOTHESIS_PROFILE=fuzz`` (tools/fuzz.py) explores with fresh seeds.
 settings.register_profile("ci", derandomize=True, print_blob=True)
-settings.register_profile("fuzz", max_examples=5000, deadline=None, print_blob=True)
+settings.register_profile(
+    "fuzz",
+    max_examples=int(os.environ.get("M2KT_FUZZ_EXAMPLES", "5000")),  # tools/fuzz.py --examples
+    deadline=None,
+    print_blob=True,
+)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 

@@ -66,6 +66,16 @@ json_values = st.recursive(
 scalars = st.one_of(st.booleans(), ints, st.floats(allow_nan=False, allow_infinity=False), labels)
 
 
+def examples(ci: int) -> int:
+    """A property test's example count: ``ci`` under the CI profile, the ``fuzz`` profile's
+    count (``M2KT_FUZZ_EXAMPLES``, tools/fuzz.py) when that one is loaded."""
+    import os
+
+    if os.environ.get("HYPOTHESIS_PROFILE") == "fuzz":
+        return max(ci, int(os.environ.get("M2KT_FUZZ_EXAMPLES", "5000")))
+    return ci
+
+
 def _optional(draw: st.DrawFn, target: dict[str, Any], key: str, strategy: Any) -> None:
     """Set ``target[key]`` from ``strategy`` half of the time (optional fields are omitted)."""
     if draw(st.booleans()):

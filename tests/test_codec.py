@@ -17,14 +17,16 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from strategies import json_scalars, json_values, packets
+from strategies import examples, json_scalars, json_values, packets
 
 from m2kt_ref.errors import REGISTRY, M2ktError, UsageError
 from m2kt_ref.packet import codec
 from m2kt_ref.packet import tensors as tz
 from m2kt_ref.packet.limits import DEFAULT_LIMITS, Limits
 
-FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(
+    max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 
 
 def assert_coded(exc: BaseException) -> None:
@@ -199,7 +201,7 @@ def test_arbitrary_bytes_after_the_magic(data):
         assert isinstance(decode_outcome(prefix + data), M2ktError)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.data())
 def test_byte_flips(demo_cbor, data):
     buf = bytearray(demo_cbor)
@@ -247,7 +249,7 @@ def _paths(value: Any, prefix: tuple = ()) -> list[tuple]:
     return out
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.data())
 def test_body_mutations(demo, envelope, data):
     """Any value anywhere in a canonically encoded body: coded error or a valid packet."""
@@ -561,7 +563,7 @@ def test_json_form_arbitrary_text(text):
     assert_coded(info.value)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.data())
 def test_json_form_mutations(demo_json, data):
     doc = _json_doc(demo_json)

@@ -9,11 +9,11 @@ import cbor2
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
-from strategies import packets
+from strategies import examples, packets
 
 from m2kt_ref.packet import codec, columns, rules
 
-FAST = settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+FAST = settings(max_examples=examples(60), deadline=None, suppress_health_check=list(HealthCheck))
 ARRAYS = {"tensors": columns.DESCRIPTOR, "concepts": columns.CONCEPT, "anchors": columns.ANCHOR}
 
 

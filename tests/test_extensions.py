@@ -17,7 +17,7 @@ import cbor2
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
-from strategies import Mutation, mutated_bodies, packets
+from strategies import Mutation, examples, mutated_bodies, packets
 
 import m2kt_ref
 from m2kt_ref.errors import M2ktError
@@ -431,7 +431,7 @@ def test_registered_rules_apply_whatever_the_version(demo: codec.Packet) -> None
 # --------------------------------------------------------------------------- generated
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(40), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(packets())
 def test_generated_packets_read_back(packet: codec.Packet) -> None:
     derivation = m2kt_ref.read_derivation(packet)
@@ -443,7 +443,7 @@ def test_generated_packets_read_back(packet: codec.Packet) -> None:
 
 
 @settings(
-    max_examples=60,
+    max_examples=examples(60),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )

@@ -13,6 +13,7 @@ import cbor2
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from strategies import examples
 
 from m2kt_ref.cli import main
 from m2kt_ref.cli.format_cmds import file_problems
@@ -223,7 +224,7 @@ def test_usage_errors_exit_2(capsys):
     capsys.readouterr()
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=200) | st.binary(max_size=200).map(lambda b: b"{" + b))
 def test_any_bytes_give_coded_problems(tmp_path_factory, data):
     path = tmp_path_factory.mktemp("fuzz") / "input"

@@ -25,7 +25,7 @@ import spec_tables  # tools/, on the path through conftest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
-from strategies import MUTATIONS, Mutation, mutated_bodies, packets
+from strategies import MUTATIONS, Mutation, examples, mutated_bodies, packets
 
 from m2kt_ref.errors import M2ktError
 from m2kt_ref.packet import codec, model, schema
@@ -53,7 +53,7 @@ PACKET_SCHEMAS = {
     "ext-operators.schema.json",
 }
 CORPUS = settings(
-    max_examples=30,
+    max_examples=examples(30),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
@@ -192,7 +192,7 @@ class _Draw:
 
 
 @pytest.mark.parametrize("mutation", MUTATIONS, ids=lambda m: m.name.replace(" ", "-"))
-@settings(max_examples=5, deadline=None)
+@settings(max_examples=examples(5), deadline=None)
 @given(data=st.data())
 def test_every_mutation_on_the_demo_packet(
     demo: codec.Packet, mutation: Mutation, data: st.DataObject

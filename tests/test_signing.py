@@ -25,6 +25,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from strategies import examples
 
 from m2kt_ref.errors import REGISTRY, LimitError, M2ktError, SignatureError, UsageError
 from m2kt_ref.packet import codec, keys, signing, trust
@@ -276,7 +277,7 @@ def test_every_bit_flip_in_the_signatures_fails(signed: Packet, signed_blob: byt
         assert not result.valid, f"flip of bit {bit} of the signatures item verified"
 
 
-@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(250), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_any_bit_flip_in_a_signed_packet_fails(signed_blob: bytes, data: st.DataObject) -> None:
     # Sample regions evenly: envelope and body, tensor data, signatures.

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from strategies import examples
 
 from m2kt_ref.errors import M2ktError
 from m2kt_ref.packet import tensors as tz
@@ -52,7 +53,7 @@ def test_little_endian_bytes(dtype, value, stored):
     assert (encoded.scale is not None) == (dtype == "i8")
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(arrays, st.sampled_from(["f32", "f16", "bf16", "i8"]))
 def test_every_dtype_round_trips(values, dtype):
     if dtype == "f16":
@@ -108,6 +109,20 @@ def test_i8_scale_and_zero():
     with pytest.raises(M2ktError) as info:
         tz.to_float32(np.zeros(2, np.int8), "i8", None)
     assert info.value.code == "TENSOR_DTYPE"
+
+
+@pytest.mark.parametrize("peak", [1e-45, 5e-44, 1e-40, 1e-38])
+def test_i8_of_subnormal_values(peak):
+    """Found by tools/fuzz.py: a peak below 127 x float32's smallest subnormal made the scale 0
+    in float32 and every quantised value NaN or infinite (silently cast to int8)."""
+    values = np.array([peak, -peak / 2, 0.0], dtype=np.float32)
+    with np.errstate(all="raise"):
+        encoded = tz.encode(values, "i8")
+        back = tz.to_float32(np.frombuffer(encoded.data, np.int8), "i8", encoded.scale)
+    assert np.float32(encoded.scale) > 0
+    step = float(np.float32(encoded.scale))
+    assert np.all(np.abs(back.astype(np.float64) - values.astype(np.float64)) <= step / 2 + 1e-300)
+    assert back[0] > 0 and back[2] == 0
 
 
 @pytest.mark.parametrize("dtype", ["f32", "f16", "bf16", "i8"])

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
-from strategies import packets
+from strategies import examples, packets
 
 import m2kt_ref
 from m2kt_ref.errors import ValidationError
@@ -27,7 +27,7 @@ def split(packet: codec.Packet) -> tuple[dict[str, Any], dict[str, tz.EncodedTen
     return fields, tensors
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=examples(25), deadline=None, suppress_health_check=list(HealthCheck))
 @given(packets())
 def test_same_bytes_as_the_in_memory_path(tmp_path_factory, packet):
     path = tmp_path_factory.mktemp("w") / "p.m2kt"

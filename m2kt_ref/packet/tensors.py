@@ -123,12 +123,16 @@ def _i8_scale(values: np.ndarray) -> float:
 
     Near float32's maximum, ``127 * float32(peak / 127)`` rounds up to infinity; there the scale
     steps down by float32 ulps until the product fits, which costs a few ulps on the peak, far
-    below half a quantisation step. Elsewhere the scale is the exact float64 quotient.
+    below half a quantisation step. For a peak below ``127`` times float32's smallest subnormal
+    the scale is that subnormal (found by the fuzzing run, tools/fuzz.py). Elsewhere the scale
+    is the exact float64 quotient.
     """
     peak = float(np.abs(values).max()) if values.size else 0.0
     if peak == 0.0:
         return 1.0
-    scale = peak / 127.0
+    # Below float32's smallest subnormal the quotient would be 0 in float32 (and every value
+    # NaN or infinite once divided by it): the scale never goes below that subnormal.
+    scale = max(peak / 127.0, float(np.finfo(np.float32).smallest_subnormal))
     with np.errstate(over="ignore"):
         narrow = np.float32(scale)
         if np.isfinite(np.float32(127) * narrow):
