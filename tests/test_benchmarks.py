@@ -80,3 +80,11 @@ def _op(n: int) -> dict:
 
 def _fail(n: int) -> dict:
     return {"x": 1 / (n - 1)}
+
+
+def test_worst_case_quick(capsys):
+    """benchmarks/worst_case.py (issue 13.2) on small inputs: every command succeeds."""
+    module = importlib.import_module("worst_case")
+    assert module.main(["--quick"]) == 0
+    out = capsys.readouterr().out
+    assert "| empty maps" in out and "| json keys" in out

@@ -274,6 +274,16 @@ def ingest_command(args: argparse.Namespace) -> int:
         raise UsageError("--model-dtype is for hf: students")
     student = load_model_dir(args.student, device=args.device)
     task = student.task()
+    if "student_trained" not in _settings(args.set):
+        # safe default (issue 13.4): a trained student, or one that accepted a packet before,
+        # must not lose what it knows; the self-agreement bound applies to it
+        import dataclasses
+
+        record = student.record
+        trained = bool(record.get("trained")) or any(
+            i.get("decision") == "accepted" for i in record.get("ingestions", [])
+        )
+        config = dataclasses.replace(config, student_trained=trained)
     protected = None
     if args.protect_problems:
         if student.split_config:

@@ -118,6 +118,16 @@ class IngestConfig:
             never touches the trust gate.
         protect_task_problems: draw that many task problems (seeded) as a protected
             capability set.
+        self_check_rows: rows of the self-agreement check (spec/algorithms.md §4): the
+            student's answers before and after ingestion are compared, without labels, on the
+            packet's trace problems and probes and on as many of the task's inputs (labels
+            unused), a seeded sample of at most this many of each.
+        max_self_disagreement: the largest fraction of those answers ingestion may change in a
+            student that is already trained (``student_trained``); beyond it the student is
+            rolled back. None: measured, never enforced.
+        student_trained: whether the student is already trained. True enforces
+            ``max_self_disagreement`` (``m2kt ingest`` sets it from the model directory's
+            record); False or None (unknown) only measure and report the agreement.
         work_budget: the index entries ingestion may build from the packet's graph
             (concept-anchor membership, hierarchy closure, adjacency: 8 to 16 bytes each);
             past it ingestion is refused with ``INGEST_BUDGET`` before they are built. None:
@@ -200,6 +210,9 @@ class IngestConfig:
     ignore_packet_policy: bool = False
     protect_task_problems: int = 0
     work_budget: int | None = 1 << 25
+    self_check_rows: int = 256
+    max_self_disagreement: float | None = 0.05
+    student_trained: bool | None = None
 
     def __post_init__(self) -> None:
         def bad(msg: str) -> UsageError:
@@ -223,6 +236,10 @@ class IngestConfig:
                 raise bad(f"{name} must be None or >= 2")
         if self.work_budget is not None and int(self.work_budget) < 1:
             raise bad("work_budget must be None or >= 1")
+        if int(self.self_check_rows) < 0:
+            raise bad("self_check_rows must be >= 0")
+        if self.max_self_disagreement is not None and not 0 <= self.max_self_disagreement <= 1:
+            raise bad("max_self_disagreement must be None or in [0, 1]")
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if isinstance(value, float) and not math.isfinite(value):
@@ -280,7 +297,7 @@ def _parse_setting(key: str, text: str, current: Any) -> Any:
     if raw.lower() in ("none", "null"):
         return None
     try:
-        if isinstance(current, bool):
+        if isinstance(current, bool) or key == "student_trained":
             low = raw.lower()
             if low in ("1", "true", "yes", "on"):
                 return True

@@ -44,7 +44,7 @@ from m2kt_ref.packet.receipt import REPORT_FORMAT, REPORT_VERSION, json_safe
 from m2kt_ref.packet.trust import TrustStore
 from m2kt_ref.transfer.accounting import RowRecorder
 from m2kt_ref.transfer.device import resolve_device
-from m2kt_ref.transfer.hooks import LayerTap
+from m2kt_ref.transfer.hooks import LayerTap, first_tensor
 from m2kt_ref.transfer.model_dir import state_dict_digest
 from m2kt_ref.transfer.student import verify as V
 from m2kt_ref.transfer.student.align import AlignmentMap, evaluate_alignment, fit_alignment
@@ -359,6 +359,7 @@ def ingest(
     kl_x = torch.from_numpy(kl_inputs)
     cap_y = torch.from_numpy(protected_targets) if protected_targets is not None else None
 
+    check_x, check_sources = _self_check_inputs(view, task, cfg)
     ledger = RowRecorder([student_model])
     cap = LayerTap(student_model.get_submodule(layer))
     was_training = student_model.training
@@ -367,6 +368,8 @@ def ingest(
         student_model.eval()
         before = read_student(student_model, cap, view, kl_x, device, autocast)
         logits0 = before.protected_logits
+        with ledger.paused():  # a measurement of the student against itself, not data used
+            answers0 = _answers(student_model, check_x, device)
         lap("snapshot")
 
         # 3. alignment ----------------------------------------------------------------------
@@ -436,7 +439,21 @@ def ingest(
         if cap_y is not None and n_caller:
             cap_before = V.accuracy(logits0[:n_caller], cap_y)
             cap_after = V.accuracy(after.protected_logits[:n_caller], cap_y)
-        checks = safety_checks(policy, drift, divergence, cap_before, cap_after, training)
+        with ledger.paused():
+            answers1 = _answers(student_model, check_x, device)
+        self_agreement = {
+            "rows": len(check_x),
+            "sources": check_sources,
+            "agreement": float((answers0 == answers1).double().mean()) if len(check_x) else None,
+            "enforced": bool(cfg.student_trained) and cfg.max_self_disagreement is not None,
+            "limit": cfg.max_self_disagreement,
+        }
+        self_agreement["disagreement"] = (
+            None if self_agreement["agreement"] is None else 1.0 - self_agreement["agreement"]
+        )
+        checks = safety_checks(
+            policy, drift, divergence, cap_before, cap_after, training, self_agreement
+        )
         failed = [c for c in checks if not c["passed"]]
         if failed and cfg.rollback:
             student_model.load_state_dict(state0)
@@ -484,6 +501,9 @@ def ingest(
             "capability_drop": None
             if cap_before is None or cap_after is None
             else cap_before - cap_after,
+            "self_agreement": {
+                k: self_agreement[k] for k in ("rows", "sources", "agreement", "enforced")
+            },
             "checks": checks,
         },
         "data": data,
@@ -493,6 +513,42 @@ def ingest(
     }
     report = json_safe(report)
     return IngestResult(student_model, report, cal, list(training["history"]))
+
+
+def _self_check_inputs(
+    view: PacketView, task: Any, cfg: IngestConfig
+) -> tuple[np.ndarray, dict[str, int]]:
+    """Rows on which the student's answers before and after ingestion are compared: a seeded
+    sample of at most ``cfg.self_check_rows`` each of the packet's trace problems, its probes
+    (anchor inputs) and the task's inputs (their labels are not read)."""
+    rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([cfg.seed, 0x5E1F])))
+    k = int(cfg.self_check_rows)
+
+    def sample(rows: np.ndarray) -> np.ndarray:
+        rows = rows.reshape(-1, view.seq_len) if rows.size else np.zeros((0, view.seq_len))
+        if len(rows) > k:
+            rows = rows[np.sort(rng.permutation(len(rows))[:k])]
+        return rows.astype(np.int64)
+
+    parts = {"trace_problems": sample(view.trace_inputs), "probes": sample(view.anchor_inputs)}
+    task_rows = np.zeros((0, view.seq_len), np.int64)
+    if task is not None and k:
+        inputs = np.asarray(task.problems().inputs)
+        if inputs.ndim == 2 and inputs.shape[1] == view.seq_len:
+            task_rows = inputs
+    parts["task_inputs"] = sample(task_rows)
+    rows = np.concatenate(list(parts.values())) if k else np.zeros((0, view.seq_len), np.int64)
+    return rows, {name: len(v) if k else 0 for name, v in parts.items()}
+
+
+@torch.no_grad()
+def _answers(model: nn.Module, rows: np.ndarray, device: torch.device) -> torch.Tensor:
+    """The student's answers (argmax) on ``rows``, in batches, on the CPU."""
+    out = []
+    for start in range(0, len(rows), 1024):
+        x = torch.from_numpy(rows[start : start + 1024]).to(device)
+        out.append(first_tensor(model(x)).argmax(dim=-1).cpu())
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.long)
 
 
 def _architecture(model: nn.Module) -> dict[str, Any]:

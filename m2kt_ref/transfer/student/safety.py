@@ -55,6 +55,7 @@ def safety_checks(
     cap_before: float | None,
     cap_after: float | None,
     training: Mapping[str, Any],
+    self_agreement: Mapping[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     def check(name: str, value: float | None, bound: str) -> dict[str, Any]:
         raw = policy[bound]["value"]
@@ -93,6 +94,8 @@ def safety_checks(
         check("output_divergence", divergence, "max_output_divergence"),
         check("capability_drop", drop, "max_capability_drop"),
     ]
+    if self_agreement is not None:
+        out.append(_self_check(self_agreement))
     finite = bool(training.get("finite", True))
     out.append(
         {
@@ -105,3 +108,34 @@ def safety_checks(
         }
     )
     return out
+
+
+def _self_check(sa: Mapping[str, Any]) -> dict[str, Any]:
+    """The self-agreement check: the fraction of the student's own answers that ingestion
+    changed, bounded when the student is known to be trained (``sa["enforced"]``)."""
+    value = sa["disagreement"]
+    limit = sa["limit"] if sa["enforced"] else None
+    if value is None:
+        return {
+            "name": "self_agreement",
+            "value": None,
+            "limit": limit,
+            "passed": True,
+            "measured": False,
+            "message": "self_agreement not measured (no rows)",
+        }
+    ok = limit is None or value <= limit + _BOUNDS_TOL
+    where = f"on {sa['rows']} rows without labels"
+    if limit is None:
+        why = "student not known to be trained" if sa["limit"] is not None else "no bound"
+        message = f"self_disagreement {value:.4g} {where}, not enforced ({why})"
+    else:
+        message = f"self_disagreement {value:.4g} {'<=' if ok else '>'} {limit:.4g} {where}"
+    return {
+        "name": "self_agreement",
+        "value": float(value),
+        "limit": limit,
+        "passed": bool(ok),
+        "measured": True,
+        "message": message,
+    }
