@@ -438,7 +438,13 @@ def _typed_slots(body: dict[str, Any]) -> list[tuple[dict[str, Any], str, str]]:
 
 _WRONG = {
     "string": st.one_of(st.integers(), st.booleans(), st.just([]), st.just({})),
-    "integer": st.one_of(st.text(max_size=3), st.booleans(), st.just([1]), st.floats(0.5, 9.5)),
+    # no integral float: 1.0 is an integer in the JSON data model (found by tools/fuzz.py)
+    "integer": st.one_of(
+        st.text(max_size=3),
+        st.booleans(),
+        st.just([1]),
+        st.floats(0.5, 9.5).filter(lambda f: not f.is_integer()),
+    ),
     "number": st.one_of(st.text(max_size=3), st.booleans(), st.just([0.5]), st.just({})),
     "boolean": st.one_of(st.integers(0, 1), st.sampled_from(["true", "false"]), st.just(None)),
 }
@@ -447,10 +453,7 @@ _WRONG = {
 @mutation("value of the wrong JSON type", in_schema=True)
 def _wrong_type(body: dict[str, Any], data: Any) -> bool:
     obj, field, kind = data.draw(st.sampled_from(_typed_slots(body)))
-    value = data.draw(_WRONG[kind])
-    if kind == "integer" and isinstance(value, float) and value.is_integer():
-        return False
-    obj[field] = value
+    obj[field] = data.draw(_WRONG[kind])
     return True
 
 
