@@ -304,3 +304,21 @@ def test_inspect_says_where_the_facts_came_from(tmp_path, capsys) -> None:
     assert main(["inspect", "--json", str(path)]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["derivation"]["edges"] == {"teacher-geometry": n_edges}
+
+
+@pytest.mark.parametrize("vector", ["v-alg-array", "v-alg-map"])
+def test_an_alg_that_is_an_array_or_a_map_is_reported_not_a_crash(vector, tmp_path, capsys):
+    """Issue 13: such a protected header made `m2kt verify` and `m2kt inspect` die with a
+    TypeError traceback."""
+    import base64
+
+    root = Path(__file__).resolve().parents[1]
+    doc = json.loads((root / "conformance" / "vectors" / f"{vector}.json").read_text())
+    path = tmp_path / "p.m2kt"
+    path.write_bytes(base64.b64decode(doc["input"]["b64"]))
+    assert main(["inspect", str(path)]) == 0
+    out = capsys.readouterr()
+    assert "ALG_UNSUPPORTED" in out.out and "Traceback" not in out.err
+    assert main(["verify", str(path)]) == 1
+    out = capsys.readouterr()
+    assert "ALG_UNSUPPORTED" in out.out + out.err and "Traceback" not in out.err
