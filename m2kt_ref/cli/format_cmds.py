@@ -188,7 +188,7 @@ def run_convert(args: argparse.Namespace) -> int:
 def summarize(packet: codec.Packet) -> dict[str, Any]:
     """A summary of a packet in JSON types: counts, a few examples, tensors by dtype, signers."""
     body = packet.body
-    data = body.to_data()
+    data = body.to_data(share_free_form=True)  # read only here
     concepts = body.concepts
     edges = body.graph.edges
     by_dtype: dict[str, dict[str, int]] = {}

@@ -319,7 +319,7 @@ def assemble(
         info["sha256"] = digest
     body = validate_body({**fields, "tensors": infos})
     with gc_paused():
-        body_bytes = canonical_cbor(body.to_data())
+        body_bytes = canonical_cbor(body.to_data(share_free_form=True))
     return Packet(body, body_bytes, view.toreadonly())
 
 
@@ -814,10 +814,10 @@ def _is_own_encoding(
     is longer); every other entry is re-encoded and compared.
     """
     if spans is None:
-        return canonical_cbor(body.to_data()) == body_bytes
+        return canonical_cbor(body.to_data(share_free_form=True)) == body_bytes
     lengths = {key: _column_checked_length(key, raw[key]) for key in spans}
     by_column = {key for key, size in lengths.items() if size is not None}
-    data = body.model_dump(mode="python", exclude_unset=True, exclude=by_column)
+    data = body.to_data(share_free_form=True, exclude=by_column)
     keys = sorted([*data, *by_column], key=_canonical_key)
     if list(spans) != keys or body_bytes[0] != 0xA0 + len(keys):
         return False
@@ -855,7 +855,7 @@ def _check_canonical(raw: Any, body_bytes: bytes) -> None:
 
 def _check_reencodes(body: PacketBody, body_bytes: bytes) -> None:
     """Number types must match the schema (e.g. a float field never holds a CBOR integer)."""
-    if canonical_cbor(body.to_data()) != body_bytes:
+    if canonical_cbor(body.to_data(share_free_form=True)) != body_bytes:
         raise DecodeError(
             "NON_CANONICAL",
             "body does not re-encode to the same bytes (a number has the wrong "
@@ -897,17 +897,25 @@ def iter_packet_errors(
     """
     try:
         env = _split_envelope(memoryview(buf), limits)
-        raw = _decode_body(env.body_bytes, limits)
+        with gc_paused():
+            raw, spans = _decode_body_entries(env.body_bytes, limits)
     except M2ktError as exc:
         yield exc
         return
+    # As in decode: a body that validates and is its own canonical encoding needs no second
+    # full encode; otherwise the canonical check (stage 2) is reported before anything later.
     problems = list(iter_body_errors(raw, limits))
-    if problems:
-        yield from problems
-        return
-    body = PacketBody.model_validate(raw)
     try:
-        _check_reencodes(body, env.body_bytes)
+        if problems:
+            _check_canonical(raw, env.body_bytes)
+            yield from problems
+            return
+        body = PacketBody.model_validate(raw)
+        with gc_paused():
+            own = _is_own_encoding(body, raw, env.body_bytes, spans)
+        if not own:
+            _check_canonical(raw, env.body_bytes)
+            _check_reencodes(body, env.body_bytes)
     except M2ktError as exc:
         yield exc
         return
@@ -1000,11 +1008,12 @@ def decode(
 # --------------------------------------------------------------------------- JSON form
 
 
-def to_json_data(packet: Packet) -> dict[str, Any]:
-    """The JSON form (spec §4.5): body as JSON, each tensor's bytes as standard base64."""
+def to_json_data(packet: Packet, *, share_free_form: bool = False) -> dict[str, Any]:
+    """The JSON form (spec §4.5): body as JSON, each tensor's bytes as standard base64
+    (``share_free_form``: see :meth:`PacketBody.to_data`)."""
     out: dict[str, Any] = {
         "m2kt_json": FORMAT_VERSION,
-        "body": packet.body.to_data(),
+        "body": packet.body.to_data(share_free_form=share_free_form),
         "tensor_data": {
             t.name: base64.b64encode(packet.data[t.offset : t.offset + t.length]).decode("ascii")
             for t in packet.body.tensors
@@ -1038,7 +1047,7 @@ def encode_json(packet: Packet) -> bytes:
         True
     """
     text = json.dumps(
-        to_json_data(packet),
+        to_json_data(packet, share_free_form=True),
         sort_keys=True,
         separators=(",", ":"),
         ensure_ascii=False,
@@ -1140,7 +1149,7 @@ def decode_json_data(
         for problem in iter_tensor_data_errors(body, view):
             raise problem
     try:
-        body_bytes = canonical_cbor(body.to_data())
+        body_bytes = canonical_cbor(body.to_data(share_free_form=True))
     except UnicodeEncodeError:
         # json.loads lets "\ud800" escapes through; RFC 8259 §8.2 text must be Unicode
         raise DecodeError(

@@ -256,12 +256,28 @@ class PacketBody(_Section):
         Extension,
     ] = OMITTED
 
-    def to_data(self) -> dict[str, Any]:
+    def to_data(
+        self, *, share_free_form: bool = False, exclude: set[str] | frozenset[str] = frozenset()
+    ) -> dict[str, Any]:
         """The body in the JSON data model (what both encodings carry), optional fields omitted.
 
         ``exclude_unset`` rather than ``exclude_none``: an extension's ``data`` may be null.
+
+        Args:
+            share_free_form: put the model's own ``provenance.parameters`` object in the result
+                instead of a deep copy (pydantic copies every object of an ``Any`` value, which
+                doubled the memory of a body made mostly of free-form items, issue 13.2). Do
+                not modify the result then.
+            exclude: top-level entries to leave out.
         """
-        return self.model_dump(mode="python", exclude_unset=True)
+        skip: dict[str, Any] = dict.fromkeys(exclude, True)
+        share = share_free_form and "provenance" not in exclude
+        if share:
+            skip["provenance"] = {"parameters": True}
+        data = self.model_dump(mode="python", exclude_unset=True, exclude=skip or None)
+        if share:
+            data["provenance"]["parameters"] = self.provenance.parameters
+        return data
 
 
 # --------------------------------------------------------------------------- registered extensions
