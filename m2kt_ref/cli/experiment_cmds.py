@@ -119,6 +119,14 @@ def _pct(v: float | None) -> str:
     return "n/a" if v is None else f"{100 * v:.1f}%"
 
 
+def _rows(v: float | None) -> str:
+    return "more rows than the pool" if v is None else f"{v:.0f} rows"
+
+
+def _acc(v: float | None) -> str:
+    return "not run" if v is None else f"{v:.3f}"
+
+
 def _print_headline(res: dict, args: argparse.Namespace) -> int:
     if args.json:
         keys = ("task", "seeds", "teacher", "information_floor", "answer_key", "students")
@@ -136,9 +144,9 @@ def _print_headline(res: dict, args: argparse.Namespace) -> int:
             if "kd_warm_curve" in s:
                 warm, cold = s["warm_inputs_to_target"]["mean"], s["kd_inputs_to_target"]["mean"]
                 print(
-                    f"{name}: KD needs {cold or 'more than the pool':} rows for 90 % of the "
-                    f"teacher; after the packet's geometry {warm or 'more than the pool'}; "
-                    f"data reduction {_pct(s['data_reduction']['mean'])}"
+                    f"{name}: KD needs {_rows(cold)} for 90 % of the teacher; after the "
+                    f"packet's geometry {_rows(warm)}; data reduction "
+                    f"{_pct(s['data_reduction']['mean'])}"
                 )
             continue
         acc, le = s["accuracy"]["mean"], s["label_equivalents"]["mean"]
@@ -148,6 +156,8 @@ def _print_headline(res: dict, args: argparse.Namespace) -> int:
         )
         if not s["above_chance_seeds"]:
             line += "not above chance: no data reduction to report"
+        elif not s["kd_curve"]:
+            line += "no KD curve on this student (concept_controls off)"
         elif s["data_reduction"]["mean"] is None:
             line += "KD does not reach it within the pool"
         else:
@@ -157,7 +167,7 @@ def _print_headline(res: dict, args: argparse.Namespace) -> int:
             )
         line += (
             f"; answer-key reader {s['answer_key']['mean']:.3f}, same-prior control "
-            f"{(s['same_prior']['mean'] or 0):.3f}"
+            f"{_acc(s['same_prior']['mean'])}"
         )
         print(line)
     return 0

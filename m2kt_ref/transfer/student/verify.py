@@ -324,9 +324,11 @@ class Verifier:
         teacher = {
             # the teacher's own graph under the same metric: the ceiling for the student
             "relations": relation_agreement(emb_rep, src, dst, rel, negatives, center=cfg.center),
-            # the packet's step concepts recomputed from its step states (1.0 for a packet
-            # written by the reference generator) and after mapping both sides with the CAL:
-            # what a student reproducing the mapped states exactly would score
+            # the packet's step concepts recomputed from its step states by nearest concept
+            # (1.0 for steps named that way, --step-decoding nearest-concept; for steps named
+            # by the teacher's readout, the default, how far its geometry agrees with it) and
+            # after mapping both sides with the CAL: what a student reproducing the mapped
+            # states exactly would score
             "trace_steps": trace_agreement(
                 torch.from_numpy(view.step_states)[has],
                 steps,
