@@ -17,6 +17,7 @@ __all__ = [
     "REGISTRY",
     "DecodeError",
     "DeviceUnavailableError",
+    "DistributedError",
     "FileAccessError",
     "IngestError",
     "IngestRefusedError",
@@ -218,6 +219,18 @@ class IngestError(M2ktError, ValueError):
             "INGEST_ROLLED_BACK": "A safety check failed after ingestion (parameter drift, output "
             "divergence or capability drop beyond its bound); the student was restored to its "
             "pre-ingestion weights.",
+        }
+    )
+
+
+class DistributedError(_SingleCodeError, ConnectionError):
+    """A distributed run (``--distributed`` under torchrun) could not go on as one run."""
+
+    codes = _register(
+        {
+            "DIST_FAILED": "A rank of a distributed run failed, died, disagreed with the others "
+            "or did not answer within the process-group timeout; the run stopped on every "
+            "rank and wrote nothing (the student directory is untouched).",
         }
     )
 

@@ -44,6 +44,7 @@ from m2kt_ref.packet.receipt import REPORT_FORMAT, REPORT_VERSION, json_safe
 from m2kt_ref.packet.trust import TrustStore
 from m2kt_ref.transfer.accounting import RowRecorder
 from m2kt_ref.transfer.device import resolve_device
+from m2kt_ref.transfer.distributed import DistContext, union_rows
 from m2kt_ref.transfer.hooks import LayerTap
 from m2kt_ref.transfer.model_dir import state_dict_digest
 from m2kt_ref.transfer.student import verify as V
@@ -188,6 +189,7 @@ def ingest(
     protected: Any = None,
     callback: Callback | None = None,
     now: int | None = None,
+    dist: DistContext | None = None,
 ) -> IngestResult:
     """Ingest ``packet`` into ``student_model`` (spec/algorithms.md §3) and verify it (§4).
 
@@ -210,6 +212,11 @@ def ingest(
             history entry plus ``"model"``; a truthy return stops training (``stop_reason``
             ``callback``), e.g. once a target accuracy is reached.
         now: verification time (Unix seconds) for key validity windows; the clock when None.
+        dist: run as one rank of a distributed ingestion (:func:`~m2kt_ref.transfer.\
+            distributed.init_distributed`; docs/scaling.md): every rank calls :func:`ingest`
+            with the same arguments; the student is wrapped in DDP, each step's rows are split
+            among the ranks, rank 0's alignment targets are broadcast, and every check, stop
+            and the decision are agreed over all ranks. The caller writes files on rank 0 only.
 
     Returns:
         an :class:`IngestResult`; ``report["decision"]`` is ``accepted``, ``rolled_back`` or
@@ -219,6 +226,8 @@ def ingest(
         IngestRefusedError: ``INGEST_REFUSED`` (trust gate); ``exc.report`` is the report.
             Nothing was ingested.
         IngestError: ``INGEST_INCOMPATIBLE`` when the packet does not fit the student.
+        DistributedError: ``DIST_FAILED`` (with ``dist``) when another rank failed, timed out or
+            disagreed; the student is restored.
         UsageError: ``USAGE`` for a bad config, layer or device (e.g. bf16 without CUDA), an
             alignment that cannot be fitted, or protected rows of another length.
 
@@ -258,7 +267,7 @@ def ingest(
         timings[name] = round(t - clock, 4)
         clock = t
 
-    device = resolve_device(cfg.device)
+    device = resolve_device(cfg.device) if dist is None else dist.device
     if cfg.bf16 and device.type != "cuda":
         raise UsageError("bf16 autocast needs a CUDA device (device=cuda)")
     layer = student_layer(student_model, cfg)
@@ -283,6 +292,14 @@ def ingest(
         "policy": policy,
         "device": _environment(device, cfg.bf16),
     }
+    if dist is not None:
+        base_report["device"]["distributed"] = {
+            **dist.describe(),
+            "sharded": "the rows of each step's batch (contiguous slices, one per rank)",
+            "replicated": "parameters, optimiser state, alignment targets, verification",
+            "rows_total": "data.rows_total sums every rank's forward rows (replicated reads "
+            "and padding rows count once per rank); distinct rows are the union",
+        }
 
     # 1. trust gate -------------------------------------------------------------------------
     base_report["packet"] = _packet_summary(packet)
@@ -296,6 +313,8 @@ def ingest(
             now=now,
         )
     except IngestRefusedError as exc:
+        if dist is not None:  # every rank refuses, or it is not a refusal but a failure
+            dist.agree(False, "the trust gate")
         lap("trust")
         timings["total"] = round(time.perf_counter() - t_start, 4)
         exc.report = json_safe(
@@ -308,6 +327,8 @@ def ingest(
             }
         )
         raise
+    if dist is not None:
+        dist.agree(True, "the trust gate")
     lap("trust")
     view = packet_view(packet)
     check_compatible(view, packet, task, student_model)
@@ -360,6 +381,17 @@ def ingest(
     cap = LayerTap(student_model.get_submodule(layer))
     was_training = student_model.training
     autocast = bool(cfg.bf16)
+    forward: nn.Module | None = None
+    if dist is not None:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        dist.same_on_all_ranks(
+            [float(theta0_norm_sq), float(len(params))], "the student's initial weights"
+        )
+        forward = DDP(
+            student_model,
+            device_ids=[device.index or 0] if device.type == "cuda" else None,
+        )
     try:
         student_model.eval()
         before = read_student(student_model, cap, view, kl_x, device, autocast)
@@ -378,6 +410,15 @@ def ingest(
         y_hat = cal(e_all).float()  # [n_c, d_S]
         step_targets = cal(torch.from_numpy(view.step_states).double()).float()
         anchor_mapped = cal(x_all).float()
+        if dist is not None:
+            # every rank fits the same map on the same states; rank 0's targets are broadcast
+            # so that all train towards one target, and whether the fits agreed is recorded
+            own = [y_hat, step_targets, anchor_mapped]
+            y_hat, step_targets, anchor_mapped = (dist.broadcast(t) for t in own)
+            mine = (y_hat, step_targets, anchor_mapped)
+            same = all(torch.equal(a, b) for a, b in zip(own, mine, strict=True))
+            (agreed,) = dist.all_reduce([1.0 if same else 0.0], "min")
+            base_report["device"]["distributed"]["cal_identical_on_ranks"] = bool(agreed)
         alignment = {
             "method": cfg.align_method,
             "options": options,
@@ -415,6 +456,8 @@ def ingest(
             policy,
             device,
             cfg,
+            dist=dist,
+            forward=forward,
         )
         training = loop.run(progress=progress, callback=callback, ledger=ledger)
         lap("train")
@@ -432,8 +475,21 @@ def ingest(
         if cap_y is not None and n_caller:
             cap_before = V.accuracy(logits0[:n_caller], cap_y)
             cap_after = V.accuracy(after.protected_logits[:n_caller], cap_y)
+        if dist is not None:  # the worst rank's numbers decide, for every rank
+            drift, divergence, worst_cap, unfinite = dist.all_max(
+                drift,
+                divergence,
+                None if cap_after is None else -cap_after,
+                0.0 if training["finite"] else 1.0,
+            )
+            cap_after = None if worst_cap is None else -worst_cap
+            training["finite"] = not unfinite
         checks = safety_checks(policy, drift, divergence, cap_before, cap_after, training)
         failed = [c for c in checks if not c["passed"]]
+        if dist is not None:
+            dist.same_on_all_ranks(
+                [1.0 if c["passed"] else 0.0 for c in checks], "the safety checks"
+            )
         if failed and cfg.rollback:
             student_model.load_state_dict(state0)
             decision = "rolled_back"
@@ -441,17 +497,28 @@ def ingest(
             decision = "kept_unsafe"
         else:
             decision = "accepted"
+        if dist is not None:
+            dist.same_on_all_ranks(
+                [float(("accepted", "rolled_back", "kept_unsafe").index(decision))],
+                "the decision",
+            )
         lap("verify_after")
     except BaseException:
         # an error (or an interrupt) midway must not leave a half-ingested student behind
         student_model.load_state_dict(state0)
         raise
     finally:
+        del forward  # DDP's hooks go with it
         cap.close()
         ledger.close()
         student_model.train(was_training)
     digest_after = state_dict_digest(student_model)
-    data = _data_accounting(ledger.rows, ledger.rows_total, view, task, protected_inputs, kl_x)
+    rows, rows_total = ledger.rows, ledger.rows_total
+    if dist is not None:  # each rank saw its slices: the run's inputs are their union
+        rows, rows_total = union_rows(dist, rows, rows_total)
+        digests = [float(int(digest_after[-13:], 16))]
+        dist.same_on_all_ranks(digests, "the student's final weights")
+    data = _data_accounting(rows, rows_total, view, task, protected_inputs, kl_x)
     timings["total"] = round(time.perf_counter() - t_start, 4)
     reasons = [c["message"] for c in failed]
     report = {
