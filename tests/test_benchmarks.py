@@ -80,3 +80,19 @@ def _op(n: int) -> dict:
 
 def _fail(n: int) -> dict:
     return {"x": 1 / (n - 1)}
+
+
+def test_distributed_quick(tmp_path, capsys):
+    """Plain, 1 rank and 2 ranks through torchrun on a tiny task (about 15 s here)."""
+    torch = pytest.importorskip("torch")
+    if not torch.distributed.is_available():  # pragma: no cover
+        pytest.skip("torch.distributed is not available")
+    module = importlib.import_module("distributed")
+    out = tmp_path / "distributed.json"
+    assert module.main(["--quick", "--json", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    assert [r["ranks"] for r in doc["rows"]] == [1, 1, 2]
+    assert all(r["steps_per_s"] > 0 and r["decisions"] for r in doc["rows"])
+    assert len(doc["rows"][2]["peak_rss_mib_per_rank"]) == 2
+    assert 0 < doc["scaling_efficiency"] == doc["speedup_2_over_1"] / 2
+    assert "scaling efficiency" in capsys.readouterr().out

@@ -161,3 +161,21 @@ def test_distributed_needs_torchrun_and_shard_is_refused(files, capsys, monkeypa
     assert main([*base, "--distributed", "--shard"]) == 1
     assert "USAGE: --shard (FSDP) is not implemented yet" in capsys.readouterr().err
     assert not (files["root"] / "never").exists()
+
+
+def _ctx(rank: int, world: int):
+    from m2kt_ref.transfer.distributed import DistContext
+
+    return DistContext(rank, world, rank, "gloo", torch.device("cpu"), 5.0)
+
+
+@pytest.mark.parametrize(("n", "batch", "world"), [(1, 4, 2), (10, 3, 2), (17, 4, 3), (8, 8, 4)])
+def test_chunks_and_slices_cover_every_row_once(n, batch, world):
+    from m2kt_ref.transfer.distributed import local_chunks, row_slice
+
+    chunks = sorted(c for r in range(world) for c in local_chunks(n, batch, _ctx(r, world)))
+    assert chunks == local_chunks(n, batch, None)  # the single process's chunks, each once
+    slices = [row_slice(n, _ctx(r, world)) for r in range(world)]
+    rows = [i for start, stop, _ in slices for i in range(start, stop)]
+    assert rows == list(range(n))
+    assert len({size for _, _, size in slices}) == 1  # one padded size: equal all-gathers

@@ -114,7 +114,7 @@ class DistContext:
         None (not measured) counts only where every rank has None."""
         k = len(values)
         flags = [2.0 if v is None else 1.0 if v != v else 0.0 for v in values]
-        nums = [0.0 if f else float(v) for v, f in zip(values, flags, strict=True)]  # type: ignore[arg-type]
+        nums = [0.0 if v is None or f else float(v) for v, f in zip(values, flags, strict=True)]
         # MAX over [-none?, nan?, value]: "some rank measured" and "some rank saw NaN" survive
         got = self.all_reduce(
             [-1.0 if f == 2.0 else 0.0 for f in flags]
