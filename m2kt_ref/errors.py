@@ -224,7 +224,7 @@ class IngestError(M2ktError, ValueError):
 
 
 class DistributedError(_SingleCodeError, ConnectionError):
-    """A distributed run (``--distributed`` under torchrun) could not go on as one run."""
+    """A distributed run (`--distributed` under torchrun, docs/scaling.md) could not go on."""
 
     codes = _register(
         {
