@@ -1,9 +1,9 @@
 """``--distributed``: two real processes started by ``torchrun`` (gloo, CPU), against one.
 
-* ingestion on 2 ranks reaches the single-process decision (accepted, and rolled back) with the
-  same global batch; parameters agree within 1 % of the update's norm (float sums in another
-  order; Adam turns a near-zero gradient's noise into a step of size ``lr``), final loss within
-  1e-4 relative;
+* ingestion on 2 ranks, the student replicated (DDP) or sharded (FSDP, ``--shard``), reaches
+  the single-process decision (accepted, and rolled back) with the same global batch;
+  parameters agree within 1 % of the update's norm (float sums in another order; Adam turns a
+  near-zero gradient's noise into a step of size ``lr``), final loss within 1e-4 relative;
 * generation on 2 ranks writes the very bytes of a single-process run with the same batch size;
 * a rank that raises, dies or hangs fails the whole run: non-zero exit, nothing written to
   ``--out``, the student directory untouched; a hang ends at the process-group timeout.
@@ -77,6 +77,7 @@ def tree_digest(directory: Path) -> str:
     return h.hexdigest()
 
 
+@pytest.mark.parametrize("shard", [False, True], ids=["ddp", "fsdp"])
 @pytest.mark.parametrize(
     ("extra", "decision", "status"),
     [
@@ -84,12 +85,13 @@ def tree_digest(directory: Path) -> str:
         (["--set", "max_output_divergence=0"], "rolled_back", 3),
     ],
 )
-def test_two_ranks_decide_and_train_as_one_process(files, extra, decision, status):
+def test_two_ranks_decide_and_train_as_one_process(files, extra, decision, status, shard):
     root = files["root"]
-    one, two = root / f"one-{decision}", root / f"two-{decision}"
+    one, two = root / f"one-{decision}-{shard}", root / f"two-{decision}-{shard}"
     args = ["ingest", files["packet"], "--student", files["student"], *INGEST, *extra]
     assert main([*map(str, args), "--out", str(one)]) == status
-    run = torchrun(*args, "--out", two, "--distributed", "--dist-timeout", "60")
+    flags = ["--distributed", "--dist-timeout", "60", *(["--shard"] if shard else [])]
+    run = torchrun(*args, "--out", two, *flags)
     # torchrun exits 1 when a rank exits non-zero; the ranks' own status (3) is in its summary
     assert run.returncode == (1 if status else 0), run.stderr[-3000:]
     if status:
@@ -103,6 +105,7 @@ def test_two_ranks_decide_and_train_as_one_process(files, extra, decision, statu
     ]
     d = r2["device"]["distributed"]
     assert d["world_size"] == 2 and d["backend"] == "gloo" and d["cal_identical_on_ranks"]
+    assert ("(FSDP)" in d["sharded"]) == shard
     assert r1["training"]["steps"] == r2["training"]["steps"] == 12
     l1, l2 = r1["training"]["final"]["loss"], r2["training"]["final"]["loss"]
     assert abs(l1 - l2) <= 1e-4 * abs(l1)
@@ -151,15 +154,17 @@ def test_a_failing_rank_fails_the_run_and_writes_nothing(files, mode):
         assert "DIST_FAILED" in run.stderr, run.stderr[-3000:]
 
 
-def test_distributed_needs_torchrun_and_shard_is_refused(files, capsys, monkeypatch):
+def test_distributed_needs_torchrun_and_shard_needs_distributed(files, capsys, monkeypatch):
     for var in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
         monkeypatch.delenv(var, raising=False)
     base = ["ingest", str(files["packet"]), "--student", str(files["student"])]
     base += ["--out", str(files["root"] / "never"), "--allow-unverified"]
     assert main([*base, "--distributed"]) == 1
     assert "USAGE: --distributed needs the torchrun environment" in capsys.readouterr().err
-    assert main([*base, "--distributed", "--shard"]) == 1
-    assert "USAGE: --shard (FSDP) is not implemented yet" in capsys.readouterr().err
+    assert main([*base, "--shard"]) == 1
+    assert "USAGE: --shard shards the student over the ranks of a --distributed" in (
+        capsys.readouterr().err
+    )
     assert not (files["root"] / "never").exists()
 
 

@@ -51,7 +51,8 @@ def add_distributed_options(parser: argparse.ArgumentParser, *, shard: bool = Fa
         parser.add_argument(
             "--shard",
             action="store_true",
-            help="shard the student with FSDP (not implemented yet: refused with USAGE)",
+            help="with --distributed: shard the student's parameters, gradients, optimiser "
+            "state and snapshots over the ranks (FSDP) instead of replicating it (DDP)",
         )
 
 

@@ -226,11 +226,8 @@ def align_command(args: argparse.Namespace) -> int:
 
 
 def ingest_command(args: argparse.Namespace) -> int:
-    if args.shard:
-        raise UsageError(
-            "--shard (FSDP) is not implemented yet: --distributed replicates the student on "
-            "every rank (DDP), so it must fit one device; see docs/scaling.md"
-        )
+    if args.shard and not args.distributed:
+        raise UsageError("--shard shards the student over the ranks of a --distributed run")
     dist = start_distributed(args)
     try:
         return _ingest(args, dist)
@@ -317,6 +314,7 @@ def _ingest(args: argparse.Namespace, dist: Any) -> int:
             progress=show,
             protected=protected,
             dist=dist,
+            shard=args.shard,
         )
     except IngestRefusedError as exc:
         if exc.report is not None and main:

@@ -37,11 +37,14 @@ from m2kt_ref.transfer.device import resolve_device
 __all__ = [
     "DEFAULT_TIMEOUT_S",
     "DistContext",
+    "full_state_dict",
     "gather_chunks",
     "gather_rows_with_grad",
     "init_distributed",
     "local_chunks",
+    "local_part",
     "row_slice",
+    "shard_module",
     "union_rows",
 ]
 
@@ -365,3 +368,36 @@ class _GatherRows(torch.autograd.Function):
         run.run("the gradient of the gather", lambda: dist.all_reduce(g))
         start = run.rank * ctx_.size
         return g[start : start + ctx_.size].to(grad.device), None
+
+
+# -- ingestion with a sharded student (FSDP2, --shard) ---------------------------------------
+def shard_module(model: torch.nn.Module, ctx: DistContext) -> torch.nn.Module:
+    """Shard ``model`` in place with FSDP (``fully_shard``): every entry of every
+    ``nn.ModuleList`` (the blocks of our nets and of Hugging Face models) is one unit, the rest
+    of the root another. Parameters become sharded DTensors; a forward all-gathers one unit at
+    a time."""
+    from torch.distributed.fsdp import fully_shard
+
+    for module in list(model.modules()):
+        if isinstance(module, torch.nn.ModuleList):
+            for block in module:
+                if any(p.requires_grad for p in block.parameters()):
+                    fully_shard(block)
+    fully_shard(model)
+    return model
+
+
+def local_part(t: torch.Tensor) -> torch.Tensor:
+    """This rank's shard of a sharded (DTensor) parameter, the tensor itself otherwise;
+    differentiable."""
+    to_local = getattr(t, "to_local", None)
+    return to_local() if callable(to_local) else t
+
+
+def full_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The whole state dict of a sharded module, on CPU, on rank 0 (empty elsewhere). Every rank
+    must call it (it gathers)."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    return get_model_state_dict(model, options=options)

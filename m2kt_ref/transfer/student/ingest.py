@@ -26,6 +26,7 @@ On CPU, a run is deterministic for a seed and a thread count.
 
 from __future__ import annotations
 
+import copy
 import datetime as _dt
 import platform
 import time
@@ -44,7 +45,13 @@ from m2kt_ref.packet.receipt import REPORT_FORMAT, REPORT_VERSION, json_safe
 from m2kt_ref.packet.trust import TrustStore
 from m2kt_ref.transfer.accounting import RowRecorder
 from m2kt_ref.transfer.device import resolve_device
-from m2kt_ref.transfer.distributed import DistContext, union_rows
+from m2kt_ref.transfer.distributed import (
+    DistContext,
+    full_state_dict,
+    local_part,
+    shard_module,
+    union_rows,
+)
 from m2kt_ref.transfer.hooks import LayerTap
 from m2kt_ref.transfer.model_dir import state_dict_digest
 from m2kt_ref.transfer.student import verify as V
@@ -190,6 +197,7 @@ def ingest(
     callback: Callback | None = None,
     now: int | None = None,
     dist: DistContext | None = None,
+    shard: bool = False,
 ) -> IngestResult:
     """Ingest ``packet`` into ``student_model`` (spec/algorithms.md §3) and verify it (§4).
 
@@ -217,6 +225,10 @@ def ingest(
             with the same arguments; the student is wrapped in DDP, each step's rows are split
             among the ranks, rank 0's alignment targets are broadcast, and every check, stop
             and the decision are agreed over all ranks. The caller writes files on rank 0 only.
+        shard: with ``dist``, shard the student with FSDP instead of replicating it: its
+            parameters, gradients, optimiser state and snapshots are split over the ranks.
+            The student is sharded in place; on rank 0 ``result.model`` is a plain copy with
+            the final weights (for saving), on the other ranks the sharded module.
 
     Returns:
         an :class:`IngestResult`; ``report["decision"]`` is ``accepted``, ``rolled_back`` or
@@ -292,11 +304,20 @@ def ingest(
         "policy": policy,
         "device": _environment(device, cfg.bf16),
     }
+    if shard and dist is None:
+        raise UsageError("shard needs a distributed run (dist)")
     if dist is not None:
         base_report["device"]["distributed"] = {
             **dist.describe(),
-            "sharded": "the rows of each step's batch (contiguous slices, one per rank)",
-            "replicated": "parameters, optimiser state, alignment targets, verification",
+            "sharded": "the rows of each step's batch (contiguous slices, one per rank)"
+            + (
+                "; parameters, gradients, optimiser state, theta_0 and the rollback copy (FSDP)"
+                if shard
+                else ""
+            ),
+            "replicated": "alignment targets, verification"
+            if shard
+            else "parameters, optimiser state, alignment targets, verification",
             "rows_total": "data.rows_total sums every rank's forward rows (replicated reads "
             "and padding rows count once per rank); distinct rows are the union",
         }
@@ -333,13 +354,24 @@ def ingest(
     view = packet_view(packet)
     check_compatible(view, packet, task, student_model)
 
+    plain_copy: nn.Module | None = None
+    if shard:
+        assert dist is not None
+        if dist.is_main:  # the module rank 0 saves: a CPU copy, given the final weights later
+            plain_copy = copy.deepcopy(student_model).to("cpu")
+        shard_module(student_model, dist)
+
     # 2. snapshot, protected set ------------------------------------------------------------
     params: list[torch.Tensor] = [p for p in student_model.parameters() if p.requires_grad]
     if not params:
         raise UsageError("the student has no trainable parameters")
     state0 = {k: v.detach().clone() for k, v in student_model.state_dict().items()}
     theta0 = [p.detach().clone() for p in params]
-    theta0_norm_sq = torch.stack([(p.double() ** 2).sum() for p in theta0]).sum().float()
+    theta0_norm_sq = torch.stack([(local_part(p).double() ** 2).sum() for p in theta0]).sum()
+    if shard:
+        assert dist is not None
+        theta0_norm_sq = torch.tensor(dist.all_reduce([float(theta0_norm_sq)], "sum")[0])
+    theta0_norm_sq = theta0_norm_sq.float()
     protected_inputs, protected_targets = _as_protected(protected)
     if protected_inputs.size and protected_inputs.shape[1] != view.seq_len:
         raise UsageError("protected inputs have another row length than the packet")
@@ -382,7 +414,7 @@ def ingest(
     was_training = student_model.training
     autocast = bool(cfg.bf16)
     forward: nn.Module | None = None
-    if dist is not None:
+    if dist is not None and not shard:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         dist.same_on_all_ranks(
@@ -458,6 +490,7 @@ def ingest(
             cfg,
             dist=dist,
             forward=forward,
+            sharded=shard,
         )
         training = loop.run(progress=progress, callback=callback, ledger=ledger)
         lap("train")
@@ -469,7 +502,21 @@ def ingest(
         alignment["heldout_after"] = heldout_metrics(
             cal, x_all, after.anchors.double(), hold_rows, cfg
         )
-        drift = V.relative_drift(params, theta0)
+        if shard:
+            assert dist is not None
+            num, den = dist.all_reduce(
+                [
+                    sum(
+                        float(((local_part(p) - local_part(q)).detach().double() ** 2).sum())
+                        for p, q in zip(params, theta0, strict=True)
+                    ),
+                    sum(float((local_part(q).double() ** 2).sum()) for q in theta0),
+                ],
+                "sum",
+            )
+            drift = num**0.5 / den**0.5 if den > 0 else (0.0 if num == 0 else float("inf"))
+        else:
+            drift = V.relative_drift(params, theta0)
         divergence = V.mean_kl(logits0, after.protected_logits)
         cap_before = cap_after = None
         if cap_y is not None and n_caller:
@@ -512,10 +559,20 @@ def ingest(
         cap.close()
         ledger.close()
         student_model.train(was_training)
-    digest_after = state_dict_digest(student_model)
+    model_out = student_model
+    if shard:  # gather the whole state on rank 0, into the plain copy it saves
+        assert dist is not None
+        whole = full_state_dict(student_model)
+        if plain_copy is not None:
+            plain_copy.load_state_dict(whole)
+            model_out = plain_copy
+        digest_after = state_dict_digest(model_out) if dist.is_main else digest_before
+    else:
+        digest_after = state_dict_digest(student_model)
     rows, rows_total = ledger.rows, ledger.rows_total
     if dist is not None:  # each rank saw its slices: the run's inputs are their union
         rows, rows_total = union_rows(dist, rows, rows_total)
+    if dist is not None and not shard:
         digests = [float(int(digest_after[-13:], 16))]
         dist.same_on_all_ranks(digests, "the student's final weights")
     data = _data_accounting(rows, rows_total, view, task, protected_inputs, kl_x)
@@ -555,7 +612,7 @@ def ingest(
         "timings": timings,
     }
     report = json_safe(report)
-    return IngestResult(student_model, report, cal, list(training["history"]))
+    return IngestResult(model_out, report, cal, list(training["history"]))
 
 
 def _architecture(model: nn.Module) -> dict[str, Any]:

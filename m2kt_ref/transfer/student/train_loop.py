@@ -17,7 +17,12 @@ import torch
 from torch import nn
 
 from m2kt_ref.transfer.accounting import RowRecorder
-from m2kt_ref.transfer.distributed import DistContext, gather_rows_with_grad, row_slice
+from m2kt_ref.transfer.distributed import (
+    DistContext,
+    gather_rows_with_grad,
+    local_part,
+    row_slice,
+)
 from m2kt_ref.transfer.hooks import LayerTap, first_tensor
 from m2kt_ref.transfer.student import losses as L
 from m2kt_ref.transfer.student.config import IngestConfig
@@ -52,12 +57,15 @@ class CompositeLossTrainer:
         *,
         dist: DistContext | None = None,
         forward: nn.Module | None = None,
+        sharded: bool = False,
     ) -> None:
         """``dist``: run as one rank of a distributed ingestion; ``forward``: the module to call
-        (the student wrapped in DDP), ``model`` itself when None."""
+        (the student wrapped in DDP), ``model`` itself when None; ``sharded``: the parameters
+        are FSDP shards (the drift and the projection sum over every rank's shard)."""
         self.model, self.cap, self.cfg, self.device = model, cap, cfg, device
         self.dist = dist
         self.forward = forward if forward is not None else model
+        self.sharded = sharded and dist is not None
         self.params, self.theta0 = params, theta0
         self.theta0_norm_sq = theta0_norm_sq.to(device)
         self.theta0_norm = float(theta0_norm_sq) ** 0.5
@@ -207,7 +215,19 @@ class CompositeLossTrainer:
                 kl = L.output_kl(ref, logits[offset:])
                 terms["safe_kl"] = kl
                 total = total + cfg.lambda_safe * cfg.safe_kl * kl
-        if self.use_drift:
+        if self.use_drift and self.sharded:
+            assert self.dist is not None
+            mine = L.relative_drift_sq(
+                [local_part(p) for p in self.params],
+                [local_part(p) for p in self.theta0],
+                self.theta0_norm_sq,
+            )
+            (whole,) = self.dist.all_reduce([float(mine.detach())], "sum")
+            # the value of the whole sum, the gradient of this rank's shard (the only one it has)
+            drift_sq = mine + (whole - float(mine.detach()))
+            terms["safe_drift"] = drift_sq
+            total = total + cfg.lambda_safe * cfg.safe_drift * drift_sq
+        elif self.use_drift:
             drift_sq = L.relative_drift_sq(self.params, self.theta0, self.theta0_norm_sq)
             terms["safe_drift"] = drift_sq
             total = total + cfg.lambda_safe * cfg.safe_drift * drift_sq
@@ -310,8 +330,14 @@ class CompositeLossTrainer:
     @torch.no_grad()
     def _project(self) -> tuple[float, bool]:
         """Scale ``theta - theta_0`` back into the drift ball; returns (drift, projected)."""
-        sq = sum(((p - p0) ** 2).sum() for p, p0 in zip(self.params, self.theta0, strict=True))
-        drift = float(sq) ** 0.5 / max(self.theta0_norm, 1e-30)
+        pairs = list(zip(self.params, self.theta0, strict=True))
+        if self.sharded:
+            assert self.dist is not None
+            mine = sum(float(((local_part(p) - local_part(p0)) ** 2).sum()) for p, p0 in pairs)
+            (sq,) = self.dist.all_reduce([mine], "sum")
+        else:
+            sq = float(sum(((p - p0) ** 2).sum() for p, p0 in pairs))
+        drift = sq**0.5 / max(self.theta0_norm, 1e-30)
         if self.dist is not None:  # the replicas are equal; the largest drift decides anyway
             (drift,) = self.dist.all_max(drift)
         if drift > self.ball > 0 or (self.ball == 0 and drift > 0):
