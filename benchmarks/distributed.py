@@ -7,7 +7,9 @@ interleaved rounds (median):
 - **plain**: one process, no process group (the single-process path);
 - **1 rank**: ``torchrun --nproc-per-node 1``: the same, wrapped in DDP with gloo (the cost of
   the wrapper and the collectives with nobody to talk to);
-- **2 ranks**: ``torchrun --nproc-per-node 2``: each rank runs half of every step's rows.
+- **2 ranks**: ``torchrun --nproc-per-node 2``: each rank runs half of every step's rows;
+- **2 ranks, sharded**: the same with ``--shard`` semantics (FSDP): parameters, gradients,
+  optimiser state and snapshots split over the ranks.
 
 Every run is :func:`m2kt_ref.transfer.ingest` for ``--steps`` optimiser steps (early stopping
 off) with the same global batch, one compute thread per rank and a protected set of
@@ -73,6 +75,7 @@ def worker(args: argparse.Namespace) -> int:
         from m2kt_ref.transfer.distributed import init_distributed, shutdown
 
         dist = init_distributed("cpu", timeout_s=120)
+    shard = bool(args.shard)
     task = make_task(args.task)
     packet = codec.read_packet(args.packet)
     problems = task.problems()
@@ -81,12 +84,19 @@ def worker(args: argparse.Namespace) -> int:
     capability = problems.take(pick)
     family, width, depth = STUDENTS[args.task]
     warm, _, _ = init_student(task, family=family, width=width, depth=depth, seed=1)
-    ingest(packet, warm, task, IngestConfig(steps=2), allow_unverified=True, dist=dist)
+    ingest(packet, warm, task, IngestConfig(steps=2), allow_unverified=True, dist=dist, shard=shard)
     student, _, _ = init_student(task, family=family, width=width, depth=depth, seed=1)
     config = IngestConfig(steps=args.steps, patience=0, eval_every=max(args.steps, 1))
     t = time.perf_counter()
     result = ingest(
-        packet, student, task, config, allow_unverified=True, protected=capability, dist=dist
+        packet,
+        student,
+        task,
+        config,
+        allow_unverified=True,
+        protected=capability,
+        dist=dist,
+        shard=shard,
     )
     wall = time.perf_counter() - t
     rank = 0 if dist is None else dist.rank
@@ -109,7 +119,7 @@ def worker(args: argparse.Namespace) -> int:
 
 
 def run_config(kind: str, packet: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
-    """Run one configuration (``plain``, ``1`` or ``2`` ranks) in fresh processes."""
+    """Run one configuration (``plain``, ``1``, ``2`` or ``2-shard``) in fresh processes."""
     with tempfile.TemporaryDirectory() as tmp:
         common = [str(Path(__file__).resolve()), "--worker", tmp, "--packet", str(packet)]
         common += ["--task", args.task, "--steps", str(args.steps)]
@@ -119,7 +129,8 @@ def run_config(kind: str, packet: Path, args: argparse.Namespace) -> list[dict[s
             cmd = [sys.executable, *common]
         else:
             cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
-            cmd += ["--nproc-per-node", kind, *common, "--distributed"]
+            cmd += ["--nproc-per-node", kind[0], *common, "--distributed"]
+            cmd += ["--shard"] if kind.endswith("shard") else []
         done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
         if done.returncode:
             raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stderr[-4000:]}")
@@ -139,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--worker", metavar="DIR", help=argparse.SUPPRESS)
     p.add_argument("--packet", help=argparse.SUPPRESS)
     p.add_argument("--distributed", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--shard", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
         return worker(args)
@@ -148,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     task = make_task(args.task)
     teacher = build_model(teacher_preset(args.task, "default").net_config(task, seed=0))
     packet = generate_from_model(teacher, task, traces=args.traces, created=CREATED).packet
-    kinds = ("plain", "1", "2")
+    kinds = ("plain", "1", "2", "2-shard")
     runs: dict[str, list[list[dict[str, Any]]]] = {k: [] for k in kinds}
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "packet.m2kt"
@@ -163,7 +175,12 @@ def main(argv: list[str] | None = None) -> int:
         sps = statistics.median(min(r["steps_per_s"] for r in rnd) for rnd in runs[kind])
         rows.append(
             {
-                "config": "plain (no process group)" if kind == "plain" else f"{kind} rank(s)",
+                "config": {
+                    "plain": "plain (no process group)",
+                    "1": "1 rank (DDP)",
+                    "2": "2 ranks (DDP)",
+                    "2-shard": "2 ranks (FSDP, --shard)",
+                }[kind],
                 "ranks": ranks,
                 "steps_per_s": sps,
                 "peak_rss_mib_per_rank": [
@@ -189,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         "speedup_2_over_1": two / one,
         "scaling_efficiency": two / (2 * one),
         "ddp_overhead_1_rank": one / rows[0]["steps_per_s"],
+        "fsdp_over_ddp_2_ranks": rows[3]["steps_per_s"] / two,
         "machine": machine_line(threads=1),
         "rows": rows,
     }
@@ -206,7 +224,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {r['config']} | {r['steps_per_s']:.2f} | {rss} | {add} |")
     print(
         f"speed-up 2 ranks / 1 rank {summary['speedup_2_over_1']:.2f}; scaling efficiency "
-        f"{summary['scaling_efficiency']:.2f}; 1 rank / plain {summary['ddp_overhead_1_rank']:.2f}"
+        f"{summary['scaling_efficiency']:.2f}; 1 rank / plain "
+        f"{summary['ddp_overhead_1_rank']:.2f}; FSDP / DDP at 2 ranks "
+        f"{summary['fsdp_over_ddp_2_ranks']:.2f}"
     )
     if args.json:
         Path(args.json).write_text(json.dumps(summary, indent=2) + "\n")

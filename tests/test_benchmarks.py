@@ -83,7 +83,7 @@ def _fail(n: int) -> dict:
 
 
 def test_distributed_quick(tmp_path, capsys):
-    """Plain, 1 rank and 2 ranks through torchrun on a tiny task (about 15 s here)."""
+    """Plain, 1 rank, 2 ranks and 2 sharded ranks through torchrun on a tiny task (~20 s)."""
     torch = pytest.importorskip("torch")
     if not torch.distributed.is_available():  # pragma: no cover
         pytest.skip("torch.distributed is not available")
@@ -91,7 +91,7 @@ def test_distributed_quick(tmp_path, capsys):
     out = tmp_path / "distributed.json"
     assert module.main(["--quick", "--json", str(out)]) == 0
     doc = json.loads(out.read_text())
-    assert [r["ranks"] for r in doc["rows"]] == [1, 1, 2]
+    assert [r["ranks"] for r in doc["rows"]] == [1, 1, 2, 2]
     assert all(r["steps_per_s"] > 0 and r["decisions"] for r in doc["rows"])
     assert len(doc["rows"][2]["peak_rss_mib_per_rank"]) == 2
     assert 0 < doc["scaling_efficiency"] == doc["speedup_2_over_1"] / 2
