@@ -358,7 +358,9 @@ def ingest(
     if shard:
         assert dist is not None
         if dist.is_main:  # the module rank 0 saves: a CPU copy, given the final weights later
-            plain_copy = copy.deepcopy(student_model).to("cpu")
+            student_model.to("cpu")  # copied on the CPU, never twice on the device
+            plain_copy = copy.deepcopy(student_model)
+            student_model.to(device)
         shard_module(student_model, dist)
 
     # 2. snapshot, protected set ------------------------------------------------------------
