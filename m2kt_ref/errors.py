@@ -17,6 +17,7 @@ __all__ = [
     "REGISTRY",
     "DecodeError",
     "DeviceUnavailableError",
+    "DistributedError",
     "FileAccessError",
     "IngestError",
     "IngestRefusedError",
@@ -221,6 +222,18 @@ class IngestError(M2ktError, ValueError):
             "INGEST_BUDGET": "Ingesting the packet would build more index entries from its graph "
             "(concept-anchor membership, hierarchy closure, adjacency) than the configured work "
             "budget allows; refused before they were built. Nothing was ingested.",
+        }
+    )
+
+
+class DistributedError(_SingleCodeError, ConnectionError):
+    """A distributed run (`--distributed` under torchrun, docs/scaling.md) could not go on."""
+
+    codes = _register(
+        {
+            "DIST_FAILED": "A rank of a distributed run failed, died, disagreed with the others "
+            "or did not answer within the process-group timeout; the run stopped on every "
+            "rank and wrote nothing (the student directory is untouched).",
         }
     )
 

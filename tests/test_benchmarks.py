@@ -88,3 +88,19 @@ def test_worst_case_quick(capsys):
     assert module.main(["--quick"]) == 0
     out = capsys.readouterr().out
     assert "| empty maps" in out and "| json keys" in out
+
+
+def test_distributed_quick(tmp_path, capsys):
+    """Plain, 1 rank, 2 ranks and 2 sharded ranks through torchrun on a tiny task (~20 s)."""
+    torch = pytest.importorskip("torch")
+    if not torch.distributed.is_available():  # pragma: no cover
+        pytest.skip("torch.distributed is not available")
+    module = importlib.import_module("distributed")
+    out = tmp_path / "distributed.json"
+    assert module.main(["--quick", "--json", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    assert [r["ranks"] for r in doc["rows"]] == [1, 1, 2, 2]
+    assert all(r["steps_per_s"] > 0 and r["decisions"] for r in doc["rows"])
+    assert len(doc["rows"][2]["peak_rss_mib_per_rank"]) == 2
+    assert 0 < doc["scaling_efficiency"] == doc["speedup_2_over_1"] / 2
+    assert "scaling efficiency" in capsys.readouterr().out

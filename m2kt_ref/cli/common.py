@@ -6,7 +6,13 @@ import argparse
 import json
 from typing import Any
 
-__all__ = ["add_trust_option", "print_json"]
+__all__ = [
+    "add_distributed_options",
+    "add_trust_option",
+    "print_json",
+    "start_distributed",
+    "stop_distributed",
+]
 
 
 def print_json(value: Any) -> None:
@@ -24,3 +30,44 @@ def add_trust_option(parser: argparse.ArgumentParser, *, required: bool = False)
         metavar="PUB",
         help="a .pub file or a JSON trust store; repeat for several",
     )
+
+
+def add_distributed_options(parser: argparse.ArgumentParser, *, shard: bool = False) -> None:
+    """``--distributed`` and ``--dist-timeout`` (and ``--shard``): run under torchrun."""
+    parser.add_argument(
+        "--distributed",
+        action="store_true",
+        help="run as one rank of a torchrun job (gloo on CPU, NCCL with --device cuda; "
+        "docs/scaling.md); rank 0 writes the output",
+    )
+    parser.add_argument(
+        "--dist-timeout",
+        type=float,
+        default=300.0,
+        metavar="S",
+        help="seconds a rank waits for the others before the run fails (300)",
+    )
+    if shard:
+        parser.add_argument(
+            "--shard",
+            action="store_true",
+            help="with --distributed: shard the student's parameters, gradients, optimiser "
+            "state and snapshots over the ranks (FSDP) instead of replicating it (DDP)",
+        )
+
+
+def start_distributed(args: argparse.Namespace) -> Any:
+    """The :class:`~m2kt_ref.transfer.distributed.DistContext` for ``--distributed``, or None."""
+    if not getattr(args, "distributed", False):
+        return None
+    from m2kt_ref.transfer.distributed import init_distributed
+
+    return init_distributed(args.device, timeout_s=args.dist_timeout)
+
+
+def stop_distributed(ctx: Any) -> None:
+    """Leave the process group started by :func:`start_distributed` (None: nothing to do)."""
+    if ctx is not None:
+        from m2kt_ref.transfer.distributed import shutdown
+
+        shutdown(ctx)

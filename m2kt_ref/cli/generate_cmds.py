@@ -12,7 +12,9 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
+from m2kt_ref.cli.common import add_distributed_options, start_distributed, stop_distributed
 from m2kt_ref.errors import UsageError
 
 __all__ = ["HF_PREFIX", "generate_command", "register"]
@@ -123,6 +125,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--name", help="teacher name in the packet (default: the directory name)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=1024,
+        metavar="N",
+        help="rows per forward pass (1024); with --distributed, the unit shared out to the "
+        "ranks (the packet equals a single-process run with the same N)",
+    )
+    add_distributed_options(p)
     p.add_argument("--json-form", action="store_true", help="write the JSON form instead of CBOR")
     p.add_argument("--json", action="store_true", help="print the generation stats as JSON")
     p.set_defaults(handler=generate_command)
@@ -140,6 +151,18 @@ def _trace_count(value: str | None) -> int | None:
 def generate_command(args: argparse.Namespace) -> int:
     if args.threads < 1:
         raise UsageError("--threads must be >= 1")
+    if args.batch_size < 1:
+        raise UsageError("--batch-size must be >= 1")
+    if args.distributed and args.teacher.startswith(HF_PREFIX):
+        raise UsageError("--distributed supports m2kt teacher directories, not hf: yet")
+    dist = start_distributed(args)
+    try:
+        return _generate(args, dist)
+    finally:
+        stop_distributed(dist)
+
+
+def _generate(args: argparse.Namespace, dist: Any) -> int:
     hf = args.teacher.startswith(HF_PREFIX)
     prompts = args.prompts
     traces_value = args.traces
@@ -184,7 +207,7 @@ def generate_command(args: argparse.Namespace) -> int:
         "protected": args.protected,
         "key": key,
         "name": args.name,
-        "device": args.device,
+        "device": str(dist.device) if dist is not None else args.device,
     }
     if hf:
         import m2kt_ref.transfer.hf as mhf  # a coded error when the hf extra is missing
@@ -205,9 +228,28 @@ def generate_command(args: argparse.Namespace) -> int:
             args.teacher,
             trace_selection=args.trace_selection or "cover",
             operators=args.operators,
+            batch_size=args.batch_size,
+            dist=dist,
             **common,
         )
-    codec.write_packet(result.packet, args.output, encoding="json" if args.json_form else "cbor")
+    if dist is not None:
+        stats_dist = {**dist.describe(), "batch_size": args.batch_size}
+        result.stats["distributed"] = stats_dist
+        if not dist.is_main:
+            dist.agree(True, "writing the packet")
+            return 0
+        try:
+            codec.write_packet(
+                result.packet, args.output, encoding="json" if args.json_form else "cbor"
+            )
+        except BaseException:
+            dist.agree(False, "writing the packet")
+            raise
+        dist.agree(True, "writing the packet")
+    else:
+        codec.write_packet(
+            result.packet, args.output, encoding="json" if args.json_form else "cbor"
+        )
     stats = {"file": args.output, "file_bytes": Path(args.output).stat().st_size, **result.stats}
     if args.json:
         print(json.dumps(stats, indent=2, sort_keys=True))

@@ -16,7 +16,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from m2kt_ref.cli.common import add_trust_option, print_json
+from m2kt_ref.cli.common import (
+    add_distributed_options,
+    add_trust_option,
+    print_json,
+    start_distributed,
+    stop_distributed,
+)
 from m2kt_ref.cli.generate_cmds import HF_PREFIX
 from m2kt_ref.errors import UsageError
 
@@ -121,6 +127,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--sign-key", metavar="KEY", help="sign the report with this secret key")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    add_distributed_options(p, shard=True)
     p.add_argument("--no-progress", action="store_true", help="never show a progress bar")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(handler=ingest_command)
@@ -219,6 +226,16 @@ def align_command(args: argparse.Namespace) -> int:
 
 
 def ingest_command(args: argparse.Namespace) -> int:
+    if args.shard and not args.distributed:
+        raise UsageError("--shard shards the student over the ranks of a --distributed run")
+    dist = start_distributed(args)
+    try:
+        return _ingest(args, dist)
+    finally:
+        stop_distributed(dist)
+
+
+def _ingest(args: argparse.Namespace, dist: Any) -> int:
     from m2kt_ref.packet import codec
     from m2kt_ref.packet.receipt import sign_report, write_report
     from m2kt_ref.packet.trust import TrustStore
@@ -241,10 +258,12 @@ def ingest_command(args: argparse.Namespace) -> int:
     from m2kt_ref.transfer.student.config import IngestConfig
     from m2kt_ref.transfer.student.ingest import ingest
 
-    resolve_device(args.device)
+    device = str(dist.device) if dist is not None else args.device
+    resolve_device(device)
+    main = dist is None or dist.is_main
     updates: dict[str, Any] = {
         "seed": args.seed,
-        "device": args.device,
+        "device": device,
         "bf16": args.bf16,
         "min_signers": args.min_signers,
     }
@@ -267,12 +286,14 @@ def ingest_command(args: argparse.Namespace) -> int:
         write_report(out / "report.json", report)
         return report
 
-    show = not args.no_progress and sys.stderr.isatty()
+    show = main and not args.no_progress and sys.stderr.isatty()
     if args.student.startswith(HF_PREFIX):
+        if dist is not None:
+            raise UsageError("--distributed supports m2kt student directories, not hf: yet")
         return _ingest_hf(args, packet, config, trust, key, show, write)
     if args.model_dtype is not None:
         raise UsageError("--model-dtype is for hf: students")
-    student = load_model_dir(args.student, device=args.device)
+    student = load_model_dir(args.student, device=device)
     task = student.task()
     if "student_trained" not in _settings(args.set):
         # safe default (issue 13.4): a trained student, or one that accepted a packet before,
@@ -302,9 +323,11 @@ def ingest_command(args: argparse.Namespace) -> int:
             allow_unverified=args.allow_unverified,
             progress=show,
             protected=protected,
+            dist=dist,
+            shard=args.shard,
         )
     except IngestRefusedError as exc:
-        if exc.report is not None:
+        if exc.report is not None and main:
             report = write(exc.report)
             if args.json:
                 print_json(report)
@@ -322,17 +345,31 @@ def ingest_command(args: argparse.Namespace) -> int:
             "report": "report.json",
         },
     ]
-    save_model_dir(
-        out,
-        result.model.to("cpu"),
-        student.net_config,
-        task,
-        record,
-        split=split,
-        train_config=student.train_config,
-    )
-    report = write(report)
+    if not main:  # rank 0 writes; the others wait until it has, and share its outcome
+        dist.agree(True, "writing the student")
+        return _status(report)
+    try:
+        save_model_dir(
+            out,
+            result.model.to("cpu"),
+            student.net_config,
+            task,
+            record,
+            split=split,
+            train_config=student.train_config,
+        )
+        report = write(report)
+    except BaseException:
+        if dist is not None:
+            dist.agree(False, "writing the student")
+        raise
+    if dist is not None:
+        dist.agree(True, "writing the student")
     return _finish(args, report, out, result)
+
+
+def _status(report: dict[str, Any]) -> int:
+    return 0 if report["decision"] == "accepted" else EXIT_ROLLED_BACK
 
 
 def _finish(args: argparse.Namespace, report: dict[str, Any], out: Path, result: Any) -> int:

@@ -20,6 +20,7 @@ from torch import nn
 
 from m2kt_ref.errors import UnknownLayerError, UsageError
 from m2kt_ref.transfer.device import resolve_device
+from m2kt_ref.transfer.distributed import DistContext, gather_chunks, local_chunks
 
 __all__ = ["HiddenStateReader", "LayerTap", "first_tensor", "resolve_layer"]
 
@@ -121,6 +122,9 @@ class HiddenStateReader:
             module of an ``nn.Sequential``).
         device: where inputs are sent; ``None`` uses the device of the model's first parameter.
         batch_size: rows per forward pass.
+        shard: one rank of a distributed run (:mod:`~m2kt_ref.transfer.distributed`): this
+            rank runs its share of the ``batch_size`` chunks and :meth:`read` returns every
+            rank's results, in order, as one process would compute them.
 
     Raises:
         UnknownLayerError: ``USAGE`` when a name does not resolve; the message lists the valid
@@ -148,6 +152,7 @@ class HiddenStateReader:
         *,
         device: str | torch.device | None = None,
         batch_size: int = 1024,
+        shard: DistContext | None = None,
     ) -> None:
         if batch_size < 1:
             raise UsageError("batch_size must be >= 1")
@@ -156,6 +161,7 @@ class HiddenStateReader:
         if len(set(self.layers)) != len(self.layers):
             raise UsageError("layer names repeat")
         self.batch_size = int(batch_size)
+        self.shard = shard
         if device is None:
             param = next(iter(model.parameters()), None)
             self.device = param.device if param is not None else torch.device("cpu")
@@ -197,14 +203,20 @@ class HiddenStateReader:
         self.model.eval()
         try:
             with torch.no_grad():
-                for i in range(0, len(x), self.batch_size):
-                    out = self.model(x[i : i + self.batch_size].to(self.device))
+                for i, stop in local_chunks(len(x), self.batch_size, self.shard):
+                    out = self.model(x[i:stop].to(self.device))
                     for name, tap in self._taps.items():
                         captured[name].append(tap.take().detach().to("cpu"))
                     if return_logits:
                         logits.append(first_tensor(out).detach().to("cpu"))
         finally:
             self.model.train(was_training)
+        if self.shard is not None:
+            n, bs, ctx = len(x), self.batch_size, self.shard
+            result = {name: gather_chunks(ctx, n, bs, bufs) for name, bufs in captured.items()}
+            if return_logits:
+                result["logits"] = gather_chunks(ctx, n, bs, logits)
+            return result
         result = {name: torch.cat(bufs) for name, bufs in captured.items()}
         if return_logits:
             result["logits"] = torch.cat(logits)

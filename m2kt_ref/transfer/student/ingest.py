@@ -26,6 +26,7 @@ On CPU, a run is deterministic for a seed and a thread count.
 
 from __future__ import annotations
 
+import copy
 import datetime as _dt
 import platform
 import time
@@ -44,6 +45,13 @@ from m2kt_ref.packet.receipt import REPORT_FORMAT, REPORT_VERSION, json_safe
 from m2kt_ref.packet.trust import TrustStore
 from m2kt_ref.transfer.accounting import RowRecorder
 from m2kt_ref.transfer.device import resolve_device
+from m2kt_ref.transfer.distributed import (
+    DistContext,
+    full_state_dict,
+    local_part,
+    shard_module,
+    union_rows,
+)
 from m2kt_ref.transfer.hooks import LayerTap, first_tensor
 from m2kt_ref.transfer.model_dir import state_dict_digest
 from m2kt_ref.transfer.student import verify as V
@@ -193,6 +201,8 @@ def ingest(
     protected: Any = None,
     callback: Callback | None = None,
     now: int | None = None,
+    dist: DistContext | None = None,
+    shard: bool = False,
 ) -> IngestResult:
     """Ingest ``packet`` into ``student_model`` (spec/algorithms.md §3) and verify it (§4).
 
@@ -215,6 +225,15 @@ def ingest(
             history entry plus ``"model"``; a truthy return stops training (``stop_reason``
             ``callback``), e.g. once a target accuracy is reached.
         now: verification time (Unix seconds) for key validity windows; the clock when None.
+        dist: run as one rank of a distributed ingestion (:func:`~m2kt_ref.transfer.\
+            distributed.init_distributed`; docs/scaling.md): every rank calls :func:`ingest`
+            with the same arguments; the student is wrapped in DDP, each step's rows are split
+            among the ranks, rank 0's alignment targets are broadcast, and every check, stop
+            and the decision are agreed over all ranks. The caller writes files on rank 0 only.
+        shard: with ``dist``, shard the student with FSDP instead of replicating it: its
+            parameters, gradients, optimiser state and snapshots are split over the ranks.
+            The student is sharded in place; on rank 0 ``result.model`` is a plain copy with
+            the final weights (for saving), on the other ranks the sharded module.
 
     Returns:
         an :class:`IngestResult`; ``report["decision"]`` is ``accepted``, ``rolled_back`` or
@@ -226,6 +245,8 @@ def ingest(
         IngestError: ``INGEST_INCOMPATIBLE`` when the packet does not fit the student;
             ``INGEST_BUDGET`` when its graph needs more index entries than
             ``config.work_budget`` (refused before they are built; nothing was ingested).
+        DistributedError: ``DIST_FAILED`` (with ``dist``) when another rank failed, timed out or
+            disagreed; the student is restored.
         UsageError: ``USAGE`` for a bad config, layer or device (e.g. bf16 without CUDA), an
             alignment that cannot be fitted, or protected rows of another length.
 
@@ -265,7 +286,7 @@ def ingest(
         timings[name] = round(t - clock, 4)
         clock = t
 
-    device = resolve_device(cfg.device)
+    device = resolve_device(cfg.device) if dist is None else dist.device
     if cfg.bf16 and device.type != "cuda":
         raise UsageError("bf16 autocast needs a CUDA device (device=cuda)")
     layer = student_layer(student_model, cfg)
@@ -290,6 +311,23 @@ def ingest(
         "policy": policy,
         "device": _environment(device, cfg.bf16),
     }
+    if shard and dist is None:
+        raise UsageError("shard needs a distributed run (dist)")
+    if dist is not None:
+        base_report["device"]["distributed"] = {
+            **dist.describe(),
+            "sharded": "the rows of each step's batch (contiguous slices, one per rank)"
+            + (
+                "; parameters, gradients, optimiser state, theta_0 and the rollback copy (FSDP)"
+                if shard
+                else ""
+            ),
+            "replicated": "alignment targets, verification"
+            if shard
+            else "parameters, optimiser state, alignment targets, verification",
+            "rows_total": "data.rows_total sums every rank's forward rows (replicated reads "
+            "and padding rows count once per rank); distinct rows are the union",
+        }
 
     # 1. trust gate -------------------------------------------------------------------------
     base_report["packet"] = _packet_summary(packet)
@@ -303,6 +341,8 @@ def ingest(
             now=now,
         )
     except IngestRefusedError as exc:
+        if dist is not None:  # every rank refuses, or it is not a refusal but a failure
+            dist.agree(False, "the trust gate")
         lap("trust")
         timings["total"] = round(time.perf_counter() - t_start, 4)
         exc.report = json_safe(
@@ -315,10 +355,21 @@ def ingest(
             }
         )
         raise
+    if dist is not None:
+        dist.agree(True, "the trust gate")
     lap("trust")
     budget = WorkBudget(cfg.work_budget)
     view = packet_view(packet, budget)
     check_compatible(view, packet, task, student_model)
+
+    plain_copy: nn.Module | None = None
+    if shard:
+        assert dist is not None
+        if dist.is_main:  # the module rank 0 saves: a CPU copy, given the final weights later
+            student_model.to("cpu")  # copied on the CPU, never twice on the device
+            plain_copy = copy.deepcopy(student_model)
+            student_model.to(device)
+        shard_module(student_model, dist)
 
     # 2. snapshot, protected set ------------------------------------------------------------
     params: list[torch.Tensor] = [p for p in student_model.parameters() if p.requires_grad]
@@ -326,7 +377,11 @@ def ingest(
         raise UsageError("the student has no trainable parameters")
     state0 = {k: v.detach().clone() for k, v in student_model.state_dict().items()}
     theta0 = [p.detach().clone() for p in params]
-    theta0_norm_sq = torch.stack([(p.double() ** 2).sum() for p in theta0]).sum().float()
+    theta0_norm_sq = torch.stack([(local_part(p).double() ** 2).sum() for p in theta0]).sum()
+    if shard:
+        assert dist is not None
+        theta0_norm_sq = torch.tensor(dist.all_reduce([float(theta0_norm_sq)], "sum")[0])
+    theta0_norm_sq = theta0_norm_sq.float()
     protected_inputs, protected_targets = _as_protected(protected)
     if protected_inputs.size and protected_inputs.shape[1] != view.seq_len:
         raise UsageError("protected inputs have another row length than the packet")
@@ -364,6 +419,17 @@ def ingest(
     cap = LayerTap(student_model.get_submodule(layer))
     was_training = student_model.training
     autocast = bool(cfg.bf16)
+    forward: nn.Module | None = None
+    if dist is not None and not shard:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        dist.same_on_all_ranks(
+            [float(theta0_norm_sq), float(len(params))], "the student's initial weights"
+        )
+        forward = DDP(
+            student_model,
+            device_ids=[device.index or 0] if device.type == "cuda" else None,
+        )
     try:
         student_model.eval()
         before = read_student(student_model, cap, view, kl_x, device, autocast)
@@ -384,6 +450,15 @@ def ingest(
         y_hat = cal(e_all).float()  # [n_c, d_S]
         step_targets = cal(torch.from_numpy(view.step_states).double()).float()
         anchor_mapped = cal(x_all).float()
+        if dist is not None:
+            # every rank fits the same map on the same states; rank 0's targets are broadcast
+            # so that all train towards one target, and whether the fits agreed is recorded
+            own = [y_hat, step_targets, anchor_mapped]
+            y_hat, step_targets, anchor_mapped = (dist.broadcast(t) for t in own)
+            mine = (y_hat, step_targets, anchor_mapped)
+            same = all(torch.equal(a, b) for a, b in zip(own, mine, strict=True))
+            (agreed,) = dist.all_reduce([1.0 if same else 0.0], "min")
+            base_report["device"]["distributed"]["cal_identical_on_ranks"] = bool(agreed)
         alignment = {
             "method": cfg.align_method,
             "options": options,
@@ -422,6 +497,9 @@ def ingest(
             device,
             cfg,
             budget,
+            dist=dist,
+            forward=forward,
+            sharded=shard,
         )
         training = loop.run(progress=progress, callback=callback, ledger=ledger)
         lap("train")
@@ -433,7 +511,21 @@ def ingest(
         alignment["heldout_after"] = heldout_metrics(
             cal, x_all, after.anchors.double(), hold_rows, cfg
         )
-        drift = V.relative_drift(params, theta0)
+        if shard:
+            assert dist is not None
+            num, den = dist.all_reduce(
+                [
+                    sum(
+                        float(((local_part(p) - local_part(q)).detach().double() ** 2).sum())
+                        for p, q in zip(params, theta0, strict=True)
+                    ),
+                    sum(float((local_part(q).double() ** 2).sum()) for q in theta0),
+                ],
+                "sum",
+            )
+            drift = num**0.5 / den**0.5 if den > 0 else (0.0 if num == 0 else float("inf"))
+        else:
+            drift = V.relative_drift(params, theta0)
         divergence = V.mean_kl(logits0, after.protected_logits)
         cap_before = cap_after = None
         if cap_y is not None and n_caller:
@@ -451,10 +543,27 @@ def ingest(
         self_agreement["disagreement"] = (
             None if self_agreement["agreement"] is None else 1.0 - self_agreement["agreement"]
         )
+        if dist is not None:  # the worst rank's numbers decide, for every rank
+            drift, divergence, worst_cap, unfinite, worst_dis = dist.all_max(
+                drift,
+                divergence,
+                None if cap_after is None else -cap_after,
+                0.0 if training["finite"] else 1.0,
+                self_agreement["disagreement"],
+            )
+            self_agreement["disagreement"] = worst_dis
+            if worst_dis is not None:
+                self_agreement["agreement"] = 1.0 - worst_dis
+            cap_after = None if worst_cap is None else -worst_cap
+            training["finite"] = not unfinite
         checks = safety_checks(
             policy, drift, divergence, cap_before, cap_after, training, self_agreement
         )
         failed = [c for c in checks if not c["passed"]]
+        if dist is not None:
+            dist.same_on_all_ranks(
+                [1.0 if c["passed"] else 0.0 for c in checks], "the safety checks"
+            )
         if failed and cfg.rollback:
             student_model.load_state_dict(state0)
             decision = "rolled_back"
@@ -462,17 +571,38 @@ def ingest(
             decision = "kept_unsafe"
         else:
             decision = "accepted"
+        if dist is not None:
+            dist.same_on_all_ranks(
+                [float(("accepted", "rolled_back", "kept_unsafe").index(decision))],
+                "the decision",
+            )
         lap("verify_after")
     except BaseException:
         # an error (or an interrupt) midway must not leave a half-ingested student behind
         student_model.load_state_dict(state0)
         raise
     finally:
+        del forward  # DDP's hooks go with it
         cap.close()
         ledger.close()
         student_model.train(was_training)
-    digest_after = state_dict_digest(student_model)
-    data = _data_accounting(ledger.rows, ledger.rows_total, view, task, protected_inputs, kl_x)
+    model_out = student_model
+    if shard:  # gather the whole state on rank 0, into the plain copy it saves
+        assert dist is not None
+        whole = full_state_dict(student_model)
+        if plain_copy is not None:
+            plain_copy.load_state_dict(whole)
+            model_out = plain_copy
+        digest_after = state_dict_digest(model_out) if dist.is_main else digest_before
+    else:
+        digest_after = state_dict_digest(student_model)
+    rows, rows_total = ledger.rows, ledger.rows_total
+    if dist is not None:  # each rank saw its slices: the run's inputs are their union
+        rows, rows_total = union_rows(dist, rows, rows_total)
+    if dist is not None and not shard:
+        digests = [float(int(digest_after[-13:], 16))]
+        dist.same_on_all_ranks(digests, "the student's final weights")
+    data = _data_accounting(rows, rows_total, view, task, protected_inputs, kl_x)
     timings["total"] = round(time.perf_counter() - t_start, 4)
     reasons = [c["message"] for c in failed]
     report = {
@@ -512,7 +642,7 @@ def ingest(
         "timings": timings,
     }
     report = json_safe(report)
-    return IngestResult(student_model, report, cal, list(training["history"]))
+    return IngestResult(model_out, report, cal, list(training["history"]))
 
 
 def _self_check_inputs(

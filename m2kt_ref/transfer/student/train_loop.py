@@ -17,6 +17,12 @@ import torch
 from torch import nn
 
 from m2kt_ref.transfer.accounting import RowRecorder
+from m2kt_ref.transfer.distributed import (
+    DistContext,
+    gather_rows_with_grad,
+    local_part,
+    row_slice,
+)
 from m2kt_ref.transfer.hooks import LayerTap, first_tensor
 from m2kt_ref.transfer.student import losses as L
 from m2kt_ref.transfer.student.config import IngestConfig
@@ -54,8 +60,18 @@ class CompositeLossTrainer:
         device: torch.device,
         cfg: IngestConfig,
         budget: WorkBudget | None = None,
+        *,
+        dist: DistContext | None = None,
+        forward: nn.Module | None = None,
+        sharded: bool = False,
     ) -> None:
+        """``dist``: run as one rank of a distributed ingestion; ``forward``: the module to call
+        (the student wrapped in DDP), ``model`` itself when None; ``sharded``: the parameters
+        are FSDP shards (the drift and the projection sum over every rank's shard)."""
         self.model, self.cap, self.cfg, self.device = model, cap, cfg, device
+        self.dist = dist
+        self.forward = forward if forward is not None else model
+        self.sharded = sharded and dist is not None
         self.params, self.theta0 = params, theta0
         self.theta0_norm_sq = theta0_norm_sq.to(device)
         self.theta0_norm = float(theta0_norm_sq) ** 0.5
@@ -161,10 +177,13 @@ class CompositeLossTrainer:
         total = torch.zeros((), device=dev)
         if parts_x:
             x = torch.cat(parts_x)
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.bf16):
-                logits = first_tensor(self.model(x))
-            states = self.cap.take().float()
-            logits = logits.float()
+            if self.dist is None:
+                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.bf16):
+                    logits = first_tensor(self.forward(x))
+                states = self.cap.take().float()
+                logits = logits.float()
+            else:
+                logits, states, total = self._sharded_forward(x)
             offset = 0
             if need_concepts:
                 assert cols is not None
@@ -212,11 +231,41 @@ class CompositeLossTrainer:
                 kl = L.output_kl(ref, logits[offset:])
                 terms["safe_kl"] = kl
                 total = total + cfg.lambda_safe * cfg.safe_kl * kl
-        if self.use_drift:
+        if self.use_drift and self.sharded:
+            assert self.dist is not None
+            mine = L.relative_drift_sq(
+                [local_part(p) for p in self.params],
+                [local_part(p) for p in self.theta0],
+                self.theta0_norm_sq,
+            )
+            (whole,) = self.dist.all_reduce([float(mine.detach())], "sum")
+            # the value of the whole sum, the gradient of this rank's shard (the only one it has)
+            drift_sq = mine + (whole - float(mine.detach()))
+            terms["safe_drift"] = drift_sq
+            total = total + cfg.lambda_safe * cfg.safe_drift * drift_sq
+        elif self.use_drift:
             drift_sq = L.relative_drift_sq(self.params, self.theta0, self.theta0_norm_sq)
             terms["safe_drift"] = drift_sq
             total = total + cfg.lambda_safe * cfg.safe_drift * drift_sq
         return total, {k: float(v.detach()) for k, v in terms.items()}
+
+    def _sharded_forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """This rank runs its slice of the step's rows; every rank gets the whole batch's
+        logits and states (with autograd to its own slice), so each computes the same loss."""
+        assert self.dist is not None
+        n = len(x)
+        start, stop, size = row_slice(n, self.dist)
+        local = x[start:stop]
+        if len(local) < size:  # pad with copies of row 0 (dropped after the gather)
+            local = torch.cat([local, x[:1].expand(size - len(local), *x.shape[1:])])
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.cfg.bf16):
+            out = first_tensor(self.forward(local))
+        states = self.cap.take().float()
+        logits = gather_rows_with_grad(self.dist, out.float(), n)
+        states = gather_rows_with_grad(self.dist, states, n)
+        # every parameter that reaches the output joins the graph, so DDP's reducer always
+        # receives a gradient for it (zero when no term uses the logits)
+        return logits, states, out.float().sum() * 0.0
 
     def _geo(self, z: torch.Tensor, sel: torch.Tensor) -> dict[str, torch.Tensor]:
         cfg = self.cfg
@@ -293,8 +342,16 @@ class CompositeLossTrainer:
     @torch.no_grad()
     def _project(self) -> tuple[float, bool]:
         """Scale ``theta - theta_0`` back into the drift ball; returns (drift, projected)."""
-        sq = sum(((p - p0) ** 2).sum() for p, p0 in zip(self.params, self.theta0, strict=True))
-        drift = float(sq) ** 0.5 / max(self.theta0_norm, 1e-30)
+        pairs = list(zip(self.params, self.theta0, strict=True))
+        if self.sharded:
+            assert self.dist is not None
+            mine = sum(float(((local_part(p) - local_part(p0)) ** 2).sum()) for p, p0 in pairs)
+            (sq,) = self.dist.all_reduce([mine], "sum")
+        else:
+            sq = float(sum(((p - p0) ** 2).sum() for p, p0 in pairs))
+        drift = sq**0.5 / max(self.theta0_norm, 1e-30)
+        if self.dist is not None:  # the replicas are equal; the largest drift decides anyway
+            (drift,) = self.dist.all_max(drift)
         if drift > self.ball > 0 or (self.ball == 0 and drift > 0):
             factor = self.ball / drift if drift > 0 else 0.0
             for p, p0 in zip(self.params, self.theta0, strict=True):
@@ -343,13 +400,18 @@ class CompositeLossTrainer:
             for step in range(1, cfg.steps + 1):
                 loss, terms = self._loss()
                 value = float(loss.detach())
+                if self.dist is not None:  # every rank stops, or goes on, on the same number
+                    (value,) = self.dist.all_max(value)
                 if not math.isfinite(value):
                     finite = False
                     stop_reason = "nonfinite"
                     break
                 opt.zero_grad(set_to_none=True)
                 if loss.requires_grad:
-                    loss.backward()
+                    if self.dist is not None:  # DDP's gradient all-reduce runs in backward
+                        self.dist.run("the gradient all-reduce", loss.backward)
+                    else:
+                        loss.backward()
                     if cfg.grad_clip is not None:
                         nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)
                     opt.step()
@@ -374,6 +436,9 @@ class CompositeLossTrainer:
                                 stop = callback(step, {**entry, "model": self.model})
                         finally:
                             self.model.train(cfg.train_mode)
+                        if self.dist is not None:  # one rank's stop stops all
+                            (flag,) = self.dist.all_max(1.0 if stop else 0.0)
+                            stop = bool(flag)
                         if stop:
                             stop_reason = "callback"
                             break

@@ -47,6 +47,7 @@ from m2kt_ref.packet.extensions import (
     operators_block,
 )
 from m2kt_ref.transfer.accounting import RowRecorder
+from m2kt_ref.transfer.distributed import DistContext, gather_chunks, local_chunks, union_rows
 from m2kt_ref.transfer.hooks import HiddenStateReader
 from m2kt_ref.transfer.model_dir import state_dict_digest
 from m2kt_ref.transfer.nets import NetConfig
@@ -372,6 +373,7 @@ def generate_from_model(
     title: str | None = None,
     extra_parameters: Mapping[str, Any] | None = None,
     batch_size: int = 1024,
+    dist: DistContext | None = None,
 ) -> GenerationResult:
     """Build a knowledge packet from any token-rows -> logits module (spec/algorithms.md §1).
 
@@ -421,6 +423,11 @@ def generate_from_model(
         title: ``header.title`` (default names task, architecture and layer).
         extra_parameters: more entries for ``provenance.parameters`` (JSON values).
         batch_size: rows per forward pass.
+        dist: run as one rank of a distributed generation (docs/scaling.md): every rank calls
+            with the same arguments; the teacher's forward passes are shared out in whole
+            ``batch_size`` chunks and gathered, the rest is computed on every rank from the
+            gathered states, and the packet is the same, byte for byte, as one process makes
+            with the same ``batch_size`` and thread count (the caller writes it on rank 0).
 
     Returns:
         a :class:`GenerationResult`.
@@ -500,7 +507,7 @@ def generate_from_model(
 
     ledger = RowRecorder([model])
     try:
-        with HiddenStateReader(model, [layer], batch_size=batch_size) as reader:
+        with HiddenStateReader(model, [layer], batch_size=batch_size, shard=dist) as reader:
             # 1-2. concept probes -> per-probe states -> centroid and manifold
             probe_rows: list[tuple[int, ...]] = []
             probe_pos: list[int] = []
@@ -523,7 +530,9 @@ def generate_from_model(
             emb = np.stack([s.embedding for s in stats_per_concept])
 
             # 4-5. decode every candidate's steps, choose the traces, read their states
-            steps = _decode_steps(model, layer, readout, task, pool, emb, step_decoding, batch_size)
+            steps = _decode_steps(
+                model, layer, readout, task, pool, emb, step_decoding, batch_size, dist
+            )
             lap("decode")
             token_concept = _token_concepts(task, ids)
             unit_sets = [
@@ -559,6 +568,9 @@ def generate_from_model(
                 lap("operators")
     finally:
         ledger.close()
+    ledger_rows, ledger_total = ledger.rows, ledger.rows_total
+    if dist is not None:  # each rank fed its chunks: the run's inputs are the union
+        ledger_rows, ledger_total = union_rows(dist, ledger_rows, ledger_total)
 
     d = int(probe_states.shape[1])
     class_rows = np.array([-1 if c is None else c for c in _class_rows(task)], dtype=np.int64)
@@ -685,9 +697,9 @@ def generate_from_model(
     # 7. provenance: classify what reached the teacher's forward
     task_rows = task.problems().row_keys()
     probe_keys = {r.tobytes() for r in probe_x}
-    task_inputs_used = len(ledger.rows & task_rows)
-    concept_probes_used = len((ledger.rows & probe_keys) - task_rows)
-    operator_probes_used = len(ledger.rows - task_rows - probe_keys)
+    task_inputs_used = len(ledger_rows & task_rows)
+    concept_probes_used = len((ledger_rows & probe_keys) - task_rows)
+    operator_probes_used = len(ledger_rows - task_rows - probe_keys)
 
     # 8. reduced precision
     encoded = {name: tz.encode(values, dtype) for name, (_, values) in originals.items()}
@@ -830,7 +842,7 @@ def generate_from_model(
         "tensor_bytes": sum(t.nbytes for t in encoded.values()),
         "task_inputs_used": task_inputs_used,
         "concept_probes_used": concept_probes_used,
-        "forward_rows_total": ledger.rows_total,
+        "forward_rows_total": ledger_total,
         "reconstruction_error": errors,
         "signed": packet.signatures is not None,
         "timing_s": timing,
@@ -884,6 +896,7 @@ def _decode_steps(
     emb: np.ndarray,
     step_decoding: str,
     batch_size: int,
+    dist: DistContext | None = None,
 ) -> list[_DecodedSteps]:
     """What the teacher's state names at every step of every candidate."""
     rows = np.ascontiguousarray(pool.inputs, dtype=np.int64)
@@ -891,15 +904,15 @@ def _decode_steps(
         return []
     if step_decoding == "teacher-readout":
         assert readout is not None
-        read = read_positions(model, layer, readout, rows, batch_size=batch_size)
+        read = read_positions(model, layer, readout, rows, batch_size=batch_size, shard=dist)
         to_concept = np.array([-1 if c is None else i for i, c in enumerate(_class_rows(task))])
         concepts = to_concept[read.classes]
         confidence, answers = read.probabilities, read.answers
     else:
         concepts_l, confidence_l, answers_l = [], [], []
         with HiddenStateReader(model, [layer], batch_size=batch_size) as reader:
-            for start in range(0, len(rows), batch_size):
-                out = reader.read(rows[start : start + batch_size], return_logits=True)
+            for start, stop in local_chunks(len(rows), batch_size, dist):
+                out = reader.read(rows[start:stop], return_logits=True)
                 states = out[layer].float().numpy()
                 if states.ndim == 2:
                     states = states[:, None, :]
@@ -908,6 +921,11 @@ def _decode_steps(
                 concepts_l.append(near.reshape(n, length))
                 confidence_l.append(sim.reshape(n, length))
                 answers_l.append(out["logits"].argmax(dim=-1).numpy())
+        if dist is not None:
+            concepts_l, confidence_l, answers_l = (
+                [gather_chunks(dist, len(rows), batch_size, [torch.from_numpy(a) for a in part])]
+                for part in (concepts_l, confidence_l, answers_l)
+            )
         concepts = np.concatenate(concepts_l).astype(np.int64)
         confidence = np.concatenate(confidence_l)
         answers = np.concatenate(answers_l)
@@ -961,6 +979,8 @@ def generate_packet(
     key: Any = None,
     name: str | None = None,
     device: Any = "cpu",
+    batch_size: int = 1024,
+    dist: DistContext | None = None,
 ) -> GenerationResult:
     """Build a knowledge packet from a teacher model directory (spec/algorithms.md §1).
 
@@ -974,6 +994,8 @@ def generate_packet(
             :func:`default_layer` of the directory's net config.
         name: ``teacher.name`` (default: the directory's name).
         device: where to load the model when ``teacher`` is a path (``cpu``, ``cuda``, ``auto``).
+        batch_size, dist: see :func:`generate_from_model` (``dist``: one rank of a distributed
+            generation; load the teacher on ``dist.device``).
 
     Returns:
         a :class:`GenerationResult`.
@@ -1028,4 +1050,6 @@ def generate_packet(
         safety=safety,
         key=key,
         extra_parameters=extra,
+        batch_size=batch_size,
+        dist=dist,
     )

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from m2kt_ref.errors import UsageError
+from m2kt_ref.transfer.distributed import DistContext, gather_chunks, local_chunks
 from m2kt_ref.transfer.hooks import HiddenStateReader
 from m2kt_ref.transfer.nets import NetConfig, Readout, layer_names
 from m2kt_ref.transfer.tasks import Task
@@ -102,6 +103,7 @@ def read_positions(
     rows: np.ndarray,
     *,
     batch_size: int = 1024,
+    shard: DistContext | None = None,
 ) -> PositionReadout:
     """Run ``rows`` through the teacher and decode its state at every position.
 
@@ -111,6 +113,9 @@ def read_positions(
         readout: maps that layer's states to class logits (:func:`net_readout`).
         rows: ``int64 [N, L]`` token rows.
         batch_size: rows per forward pass; states are decoded batch by batch and not kept.
+        shard: one rank of a distributed run: it decodes its share of the batches and every
+            rank gets all results, in order (:func:`~m2kt_ref.transfer.distributed.\
+            gather_chunks`).
 
     Returns:
         a :class:`PositionReadout`.
@@ -119,8 +124,8 @@ def read_positions(
     probs: list[np.ndarray] = []
     answers: list[np.ndarray] = []
     with HiddenStateReader(model, [layer], batch_size=batch_size) as reader, torch.no_grad():
-        for start in range(0, len(rows), batch_size):
-            out = reader.read(rows[start : start + batch_size], return_logits=True)
+        for start, stop in local_chunks(len(rows), batch_size, shard):
+            out = reader.read(rows[start:stop], return_logits=True)
             states = out[layer]
             if states.ndim == 2:
                 states = states[:, None, :]
@@ -129,6 +134,12 @@ def read_positions(
             classes.append(top.indices.numpy())
             probs.append(top.values.numpy().astype(np.float32))
             answers.append(out["logits"].argmax(dim=-1).numpy())
+    if shard is not None:
+        n = len(rows)
+        classes, probs, answers = (
+            [gather_chunks(shard, n, batch_size, [torch.from_numpy(a) for a in arrays]).numpy()]
+            for arrays in (classes, probs, answers)
+        )
     return PositionReadout(
         np.concatenate(classes).astype(np.int64),
         np.concatenate(probs),

@@ -1,0 +1,186 @@
+"""``--distributed``: two real processes started by ``torchrun`` (gloo, CPU), against one.
+
+* ingestion on 2 ranks, the student replicated (DDP) or sharded (FSDP, ``--shard``), reaches
+  the single-process decision (accepted, and rolled back) with the same global batch;
+  parameters agree within 1 % of the update's norm (float sums in another order; Adam turns a
+  near-zero gradient's noise into a step of size ``lr``), final loss within 1e-4 relative;
+* generation on 2 ranks writes the very bytes of a single-process run with the same batch size;
+* a rank that raises, dies or hangs fails the whole run: non-zero exit, nothing written to
+  ``--out``, the student directory untouched; a hang ends at the process-group timeout.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("scipy")
+if not torch.distributed.is_available():  # pragma: no cover
+    pytest.skip("torch.distributed is not available", allow_module_level=True)
+
+from m2kt_ref.cli import main  # noqa: E402
+from m2kt_ref.packet.receipt import validate_report  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+OPTS = ["--opt", "n=8", "--opt", "functions=2", "--opt", "k=3"]
+INGEST = ["--allow-unverified", "--steps", "12", "--set", "patience=0", "--no-progress"]
+INGEST += ["--protect-problems", "8"]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("dist")
+    teacher, student, packet = root / "teacher", root / "student", root / "p.m2kt"
+    train = ["train-teacher", "--task", "chain", *OPTS, "--scale", "quick", "--no-progress"]
+    assert main([*train, "--out", str(teacher)]) == 0
+    generate = ["generate", "--teacher", str(teacher), "--traces", "4", "--created", "0"]
+    assert main([*generate, "-o", str(packet)]) == 0
+    init = ["init-student", "--task", "chain", "--family", "transformer", "--width", "16"]
+    assert main([*init, "--depth", "2", *OPTS, "--out", str(student)]) == 0
+    return {"root": root, "teacher": teacher, "student": student, "packet": packet}
+
+
+def torchrun(*args, fault: str | None = None, timeout: float = 180):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    env.pop("M2KT_TEST_FAULT", None)
+    if fault:
+        env["M2KT_TEST_FAULT"] = fault
+        target = [str(ROOT / "tests" / "dist_fault.py")]
+    else:
+        target = ["-m", "m2kt_ref.cli"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    cmd += ["--max-restarts", "0", *target, *map(str, args)]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
+
+
+def weights(directory: Path) -> np.ndarray:
+    from safetensors.numpy import load_file
+
+    tensors = load_file(directory / "model.safetensors")
+    return np.concatenate([tensors[k].ravel().astype(np.float64) for k in sorted(tensors)])
+
+
+def tree_digest(directory: Path) -> str:
+    h = hashlib.sha256()
+    for f in sorted(directory.rglob("*")):
+        h.update(f.name.encode() + (f.read_bytes() if f.is_file() else b""))
+    return h.hexdigest()
+
+
+@pytest.mark.parametrize("shard", [False, True], ids=["ddp", "fsdp"])
+@pytest.mark.parametrize(
+    ("extra", "decision", "status"),
+    [
+        (["--set", "ignore_packet_policy=true", "--set", "max_output_divergence=1"], "accepted", 0),
+        (["--set", "max_output_divergence=0"], "rolled_back", 3),
+    ],
+)
+def test_two_ranks_decide_and_train_as_one_process(files, extra, decision, status, shard):
+    root = files["root"]
+    one, two = root / f"one-{decision}-{shard}", root / f"two-{decision}-{shard}"
+    args = ["ingest", files["packet"], "--student", files["student"], *INGEST, *extra]
+    assert main([*map(str, args), "--out", str(one)]) == status
+    flags = ["--distributed", "--dist-timeout", "60", *(["--shard"] if shard else [])]
+    run = torchrun(*args, "--out", two, *flags)
+    # torchrun exits 1 when a rank exits non-zero; the ranks' own status (3) is in its summary
+    assert run.returncode == (1 if status else 0), run.stderr[-3000:]
+    if status:
+        assert f"exitcode  : {status}" in run.stderr
+    r1 = json.loads((one / "report.json").read_text())
+    r2 = json.loads((two / "report.json").read_text())
+    validate_report(r2)
+    assert r1["decision"] == r2["decision"] == decision
+    assert [c["passed"] for c in r1["safety"]["checks"]] == [
+        c["passed"] for c in r2["safety"]["checks"]
+    ]
+    d = r2["device"]["distributed"]
+    assert d["world_size"] == 2 and d["backend"] == "gloo" and d["cal_identical_on_ranks"]
+    assert ("(FSDP)" in d["sharded"]) == shard
+    assert r1["training"]["steps"] == r2["training"]["steps"] == 12
+    l1, l2 = r1["training"]["final"]["loss"], r2["training"]["final"]["loss"]
+    assert abs(l1 - l2) <= 1e-4 * abs(l1)
+    assert r1["data"]["distinct_rows"] == r2["data"]["distinct_rows"]
+    assert r1["data"]["task_inputs_used"] == r2["data"]["task_inputs_used"]
+    theta0, w1, w2 = weights(files["student"]), weights(one), weights(two)
+    if decision == "rolled_back":
+        assert np.array_equal(w1, theta0) and np.array_equal(w2, theta0)
+        assert r2["student"]["digest_after"] == r2["student"]["digest_before"]
+    else:
+        update = np.linalg.norm(w1 - theta0)
+        assert update > 0
+        assert np.linalg.norm(w2 - w1) <= 0.01 * update
+    # the trained student is the one the report describes
+    digest = "sha256:" + hashlib.sha256((two / "model.safetensors").read_bytes()).hexdigest()
+    assert r2["student"]["digest_after"] == digest
+
+
+def test_generation_on_two_ranks_writes_the_same_bytes(files):
+    root = files["root"]
+    args = ["generate", "--teacher", files["teacher"], "--traces", "4", "--created", "0"]
+    args += ["--batch-size", "8", "--operators", "--declare"]
+    assert main([*map(str, args), "-o", str(root / "g1.m2kt")]) == 0
+    run = torchrun(*args, "-o", root / "g2.m2kt", "--distributed", "--json")
+    assert run.returncode == 0, run.stderr[-3000:]
+    stats = json.loads(run.stdout)  # rank 0 alone prints
+    assert stats["distributed"]["world_size"] == 2
+    assert (root / "g1.m2kt").read_bytes() == (root / "g2.m2kt").read_bytes()
+
+
+@pytest.mark.parametrize("mode", ["raise", "exit", "hang"])
+def test_a_failing_rank_fails_the_run_and_writes_nothing(files, mode):
+    out = files["root"] / f"fault-{mode}"
+    before = tree_digest(files["student"])
+    start = time.perf_counter()
+    run = torchrun(
+        "ingest", files["packet"], "--student", files["student"], "--out", out, *INGEST,
+        "--distributed", "--dist-timeout", "5", fault=f"{mode}:1:4",
+    )  # fmt: skip
+    elapsed = time.perf_counter() - start
+    assert run.returncode != 0
+    assert not out.exists() or not any(out.iterdir())
+    assert tree_digest(files["student"]) == before
+    assert elapsed < 90
+    if mode == "hang":  # rank 0 gave up at the timeout with a coded error
+        assert "DIST_FAILED" in run.stderr, run.stderr[-3000:]
+
+
+def test_distributed_needs_torchrun_and_shard_needs_distributed(files, capsys, monkeypatch):
+    for var in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(var, raising=False)
+    base = ["ingest", str(files["packet"]), "--student", str(files["student"])]
+    base += ["--out", str(files["root"] / "never"), "--allow-unverified"]
+    assert main([*base, "--distributed"]) == 1
+    assert "USAGE: --distributed needs the torchrun environment" in capsys.readouterr().err
+    assert main([*base, "--shard"]) == 1
+    assert "USAGE: --shard shards the student over the ranks of a --distributed" in (
+        capsys.readouterr().err
+    )
+    assert not (files["root"] / "never").exists()
+
+
+def _ctx(rank: int, world: int):
+    from m2kt_ref.transfer.distributed import DistContext
+
+    return DistContext(rank, world, rank, "gloo", torch.device("cpu"), 5.0)
+
+
+@pytest.mark.parametrize(("n", "batch", "world"), [(1, 4, 2), (10, 3, 2), (17, 4, 3), (8, 8, 4)])
+def test_chunks_and_slices_cover_every_row_once(n, batch, world):
+    from m2kt_ref.transfer.distributed import local_chunks, row_slice
+
+    chunks = sorted(c for r in range(world) for c in local_chunks(n, batch, _ctx(r, world)))
+    assert chunks == local_chunks(n, batch, None)  # the single process's chunks, each once
+    slices = [row_slice(n, _ctx(r, world)) for r in range(world)]
+    rows = [i for start, stop, _ in slices for i in range(start, stop)]
+    assert rows == list(range(n))
+    assert len({size for _, _, size in slices}) == 1  # one padded size: equal all-gathers
