@@ -15,6 +15,8 @@ import pytest
 pytest.importorskip("transformers")
 torch = pytest.importorskip("torch")
 
+from hf_words import CONCEPT_WORDS, WORDS  # noqa: E402
+
 import m2kt_ref  # noqa: E402
 import m2kt_ref.transfer as mt  # noqa: E402
 from m2kt_ref.cli import main  # noqa: E402
@@ -30,29 +32,10 @@ from m2kt_ref.transfer.hf import (  # noqa: E402
 from m2kt_ref.transfer.hf.text_task import PromptText, parse_concepts  # noqa: E402
 from m2kt_ref.transfer.hf.tiny import save_tiny_model, tiny_model, word_tokenizer  # noqa: E402
 
-WORDS = [
-    "oak",
-    "pine",
-    "elm",
-    "tree",
-    "dog",
-    "cat",
-    "wolf",
-    "animal",
-    "red",
-    "blue",
-    "green",
-    "colour",
-    "is",
-    "a",
-    "kind",
-    "of",
-    "the",
-]
 CONCEPTS = parse_concepts(
     {
         "task": "toy",
-        "concepts": [{"id": w, "label": w, "probes": [w, f"the {w}"]} for w in WORDS[:12]],
+        "concepts": [{"id": w, "label": w, "probes": [w, f"the {w}"]} for w in CONCEPT_WORDS],
     }
 )
 PROMPTS = [

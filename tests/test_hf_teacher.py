@@ -16,6 +16,8 @@ import pytest
 pytest.importorskip("transformers")
 torch = pytest.importorskip("torch")
 
+from hf_words import CONCEPT_WORDS, WORDS  # noqa: E402
+
 import m2kt_ref  # noqa: E402
 from m2kt_ref.cli import main  # noqa: E402
 from m2kt_ref.errors import ModelDirError, UnknownLayerError, UsageError  # noqa: E402
@@ -30,39 +32,7 @@ from m2kt_ref.transfer.hf import (  # noqa: E402
 from m2kt_ref.transfer.hf.text_task import build_text_task, parse_concepts  # noqa: E402
 from m2kt_ref.transfer.hf.tiny import save_tiny_model  # noqa: E402
 
-WORDS = [
-    "oak",
-    "pine",
-    "elm",
-    "tree",
-    "dog",
-    "cat",
-    "wolf",
-    "animal",
-    "red",
-    "blue",
-    "green",
-    "colour",
-    "is",
-    "a",
-    "kind",
-    "of",
-    "the",
-]
-CONCEPTS = [
-    "oak",
-    "pine",
-    "elm",
-    "tree",
-    "dog",
-    "cat",
-    "wolf",
-    "animal",
-    "red",
-    "blue",
-    "green",
-    "colour",
-]
+CONCEPTS = CONCEPT_WORDS
 PROMPTS = [
     {"prompt": "oak is a kind of", "answer": "tree"},
     {"prompt": "dog is a kind of", "answer": "animal"},
