@@ -48,6 +48,8 @@ export const ERROR_CODES = [
   "INGEST_REFUSED",
   "INGEST_INCOMPATIBLE",
   "INGEST_ROLLED_BACK",
+  "INGEST_BUDGET",
+  "DIST_FAILED",
 ] as const;
 
 /** A code of the registry. */
