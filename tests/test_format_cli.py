@@ -265,6 +265,47 @@ def test_file_problems_respects_limits_for_both_forms(tmp_path, demo_cbor, demo_
         assert [p.code for p in file_problems(str(tmp_path / name), tight)] == ["LIMIT_EXCEEDED"]
 
 
+@pytest.mark.parametrize("command", ["validate", "inspect", "convert"])
+def test_limit_options_reach_the_reader(tmp_path, capsys, demo_file, command):
+    """``--limit NAME=N`` lowers (or raises) a limit of spec §8; a bad one is USAGE, exit 1."""
+    out = ["-o", str(tmp_path / "out.json"), "--to", "json"] if command == "convert" else []
+    items = ["--limit", "max_body_items=100"]
+    code, stdout, stderr = run(capsys, command, str(demo_file), *out, *items)
+    assert code == 1 and "LIMIT_EXCEEDED" in stdout + stderr
+    code, _, _ = run(capsys, command, str(demo_file), *out, "--limit", "max_body_items=1000000")
+    assert code == 0
+    for bad in ("max_body_itemz=5", "max_body_items=-1", "max_body_items", "max_depth=1e3"):
+        code, _, stderr = run(capsys, command, str(demo_file), *out, "--limit", bad)
+        assert code == 1 and stderr.startswith("USAGE: --limit"), (bad, stderr)
+
+
+def test_verify_and_sign_take_limits_too(tmp_path, capsys, demo_file):
+    code, stdout, _ = run(capsys, "verify", str(demo_file), "--limit", "max_depth=3", "--json")
+    assert code == 1 and json.loads(stdout)[0]["errors"][0]["code"] == "LIMIT_EXCEEDED"
+    code, _, _ = run(capsys, "keygen", "-o", str(tmp_path / "k"))
+    assert code == 0
+    signed = ["sign", str(demo_file), "--key", str(tmp_path / "k.key"), "-o", str(tmp_path / "s")]
+    code, _, stderr = run(capsys, *signed, "--limit", "max_depth=3")
+    assert code == 1 and "LIMIT_EXCEEDED" in stderr
+
+
+def test_a_reader_that_stops_reading_is_not_a_crash(demo_file):
+    """``m2kt inspect F | head -1``: the closed pipe ends the command quietly (exit 141)."""
+    script = "import sys; from m2kt_ref.cli import main; sys.exit(main(sys.argv[1:]))"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, "inspect", str(demo_file)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # the reader leaves before the first line
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141
+    assert "Traceback" not in stderr
+
+
 def test_demo_packet_refuses_sizes_it_cannot_fill() -> None:
     import pytest
 

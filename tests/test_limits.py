@@ -12,6 +12,7 @@ from typing import Any
 
 import cbor2
 import pytest
+from data_items import data_items
 
 from m2kt_ref.errors import M2ktError
 from m2kt_ref.packet import codec
@@ -57,6 +58,7 @@ def _counts(demo) -> dict[str, int]:
         "max_body_bytes": len(demo.body_bytes),
         "max_packet_bytes": len(codec.encode(demo)),
         "max_depth": 5,  # containers in containers: body / traces / trace / steps / step
+        "max_body_items": data_items(cbor2.loads(demo.body_bytes)),
     }
 
 
@@ -73,6 +75,7 @@ def _counts(demo) -> dict[str, int]:
         "max_body_bytes",
         "max_packet_bytes",
         "max_depth",
+        "max_body_items",
     ],
 )
 def test_each_limit_is_enforced(demo, demo_cbor, demo_json, name):
@@ -85,6 +88,8 @@ def test_each_limit_is_enforced(demo, demo_cbor, demo_json, name):
     assert [p.code for p in codec.iter_packet_errors(demo_cbor, tight)] == ["LIMIT_EXCEEDED"]
     if name not in ("max_body_bytes", "max_depth"):  # the JSON form has neither
         assert refused(lambda: codec.decode_json(demo_json, tight)).code == "LIMIT_EXCEEDED"
+    if name == "max_body_items":  # the JSON form counts its body as the CBOR form does
+        assert codec.decode_json(demo_json, exact) == demo
 
 
 def test_signature_bytes(demo):
@@ -190,3 +195,72 @@ def test_json_form_checks_tensor_lengths_before_allocating(demo_json):
     assert refused(lambda: codec.decode_json(text, Limits(max_tensor_bytes=15))).code == (
         "LIMIT_EXCEEDED"
     )
+
+
+# --------------------------------------------------------------------------- items before objects
+
+
+def test_a_body_of_empty_maps_is_refused_before_one_is_built(demo, envelope):
+    """200,000 one-byte empty maps under a limit of 10,000 items: refused with the body bytes as
+    the only large allocation (decoding them would build 200,000 dicts, some 14 MB)."""
+    raw = cbor2.loads(demo.body_bytes)
+    raw["provenance"]["parameters"]["x"] = [{}] * 200_000
+    buf = envelope(cbor2.dumps(raw, canonical=True), demo.data)
+    limits = Limits(max_body_items=10_000)
+    peak, error = peak_of(lambda: codec.decode(buf, limits))
+    assert (error.code, error.path) == ("LIMIT_EXCEEDED", "/body")
+    assert peak < 2 * len(buf)
+    assert [e.code for e in codec.iter_packet_errors(buf, limits)] == ["LIMIT_EXCEEDED"]
+    assert codec.decode(buf).body.provenance.parameters["x"] == [{}] * 200_000  # default: fits
+
+
+def test_the_json_form_is_counted_before_it_is_parsed(demo):
+    doc = json.loads(codec.encode_json(demo))
+    doc["body"]["provenance"]["parameters"]["x"] = [{}] * 200_000
+    text = json.dumps(doc).encode()
+    limits = Limits(max_body_items=10_000)
+    peak, error = peak_of(lambda: codec.decode_json(text, limits))
+    assert (error.code, error.path) == ("LIMIT_EXCEEDED", "/body")
+    assert peak < 2 * len(text)
+    assert codec.decode_json(text).body.provenance.parameters["x"] == [{}] * 200_000
+
+
+def test_items_beside_the_body_are_bounded_by_the_tensor_count(demo):
+    """Beside the body: 2 × max_tensors + 8 items; one more is refused before the unknown
+    member that holds them is looked at (else it would be SCHEMA_VIOLATION)."""
+    doc = json.loads(codec.encode_json(demo))
+    tensors = len(demo.body.tensors)
+    beside = 1 + 2 + 1 + 2 + 2 * tensors  # top object, m2kt_json, body's name, tensor_data
+    doc["x"] = [0] * (2 * tensors + 8 - beside - 2)  # its name and array, then numbers
+    limits = Limits(max_tensors=tensors)
+    at_bound = json.dumps(doc).encode()
+    assert refused(lambda: codec.decode_json(at_bound, limits)).code == "SCHEMA_VIOLATION"
+    doc["x"].append(0)
+    over = json.dumps(doc).encode()
+    assert refused(lambda: codec.decode_json(over, limits)).code == "LIMIT_EXCEEDED"
+    doc["x"] = [{}] * 100_000  # within the default bound: parsed, then refused
+    assert refused(lambda: codec.decode_json(json.dumps(doc).encode())).code == "SCHEMA_VIOLATION"
+
+
+def test_maps_where_the_envelope_should_be_are_counted_before_they_are_explained():
+    """The magic tag, then an array of 2,000,000 empty maps: not an envelope, and explaining why
+    (a generic decode) would build every map; it is refused from the count instead."""
+    buf = b"\xd9\xd9\xf7\x9a" + (2_000_000).to_bytes(4, "big") + b"\xa0" * 2_000_000
+    peak, error = peak_of(lambda: codec.decode(buf))
+    assert error.code == "LIMIT_EXCEEDED"
+    assert peak < 2 * len(buf)
+
+
+def test_hostile_report_files_are_refused_with_codes(tmp_path):
+    """A report is someone else's file: deep, wide or huge ones get codes, never a traceback."""
+    from m2kt_ref.packet import receipt
+
+    deep, wide, huge = tmp_path / "deep.json", tmp_path / "wide.json", tmp_path / "huge.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    wide.write_text("[" + ",".join(["{}"] * (receipt.MAX_REPORT_ITEMS + 1)) + "]")
+    with open(huge, "wb") as f:
+        f.truncate(receipt.MAX_REPORT_BYTES + 1)
+    assert refused(lambda: receipt.read_report(deep)).code == "USAGE"
+    peak, error = peak_of(lambda: receipt.read_report(wide))
+    assert error.code == "LIMIT_EXCEEDED" and peak < 2 * wide.stat().st_size
+    assert refused(lambda: receipt.read_report(huge)).code == "LIMIT_EXCEEDED"

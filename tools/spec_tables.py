@@ -275,6 +275,9 @@ LIMIT_MEANINGS: dict[str, str] = {
     "max_trace_steps": "Entries of one trace's `steps`; step 3.",
     "max_anchors": "Entries of `anchors`; step 3.",
     "max_depth": "Nesting of arrays and maps in the body, the body map being depth 1; step 2.",
+    "max_body_items": "Data items of the body: every array, map, map key and value, string, "
+    "number and simple value once (a map of n entries is 1 + 2n items); step 2, counted before "
+    "any item is built.",
 }
 
 

@@ -53,6 +53,7 @@ DEFAULT_LIMITS = {
     "max_trace_steps": 4096,
     "max_anchors": 1 << 20,
     "max_depth": 32,
+    "max_body_items": 1 << 22,
 }
 RELATIONS = {"is_a", "part_of", "implies", "similar_to", "precedes", "inverse_of", "composes_to"}
 DTYPE_SIZE = {"f32": 4, "f16": 2, "bf16": 2, "i8": 1}
@@ -94,8 +95,11 @@ class Decoder:
     and reported by the caller once the whole item decoded (well-formedness comes first).
     """
 
-    def __init__(self, buf: bytes, *, max_depth: int, tags: bool) -> None:
+    def __init__(
+        self, buf: bytes, *, max_depth: int, tags: bool, max_items: int | None = None
+    ) -> None:
         self.buf, self.pos, self.max_depth, self.tags = buf, 0, max_depth, tags
+        self.max_items, self.items = max_items, 0
         self.noncanonical: str | None = None
 
     def _need(self, n: int) -> bytes:
@@ -128,6 +132,9 @@ class Decoder:
         raise Refused("CBOR_MALFORMED", f"reserved additional information {info}")
 
     def item(self, depth: int = 0) -> Any:
+        self.items += 1  # every item counts, map keys included (spec §8 max_body_items)
+        if self.max_items is not None and self.items > self.max_items:
+            raise Refused("LIMIT_EXCEEDED", f"more than {self.max_items} items")
         major, info, arg = self._head()
         assert arg is not None
         if major == 0:
@@ -198,9 +205,11 @@ def _key_marker(key: Any, encoded: bytes) -> Any:
     return ("raw", encoded)
 
 
-def decode_item(buf: bytes, *, max_depth: int, tags: bool, canonical: bool = True) -> Any:
+def decode_item(
+    buf: bytes, *, max_depth: int, tags: bool, canonical: bool = True, max_items: int | None = None
+) -> Any:
     """Exactly one item; trailing bytes (and, if ``canonical``, encoding faults) refused."""
-    d = Decoder(buf, max_depth=max_depth, tags=tags)
+    d = Decoder(buf, max_depth=max_depth, tags=tags, max_items=max_items)
     value = d.item()
     if d.pos != len(buf):
         raise Refused("TRAILING_BYTES", f"{len(buf) - d.pos} bytes after the item")
@@ -734,7 +743,9 @@ def split_envelope(buf: bytes, limits: dict[str, int]) -> tuple[bytes, bytes, by
 
 def decode_cbor(buf: bytes, limits: dict[str, int]) -> Packet:
     body_bytes, data, sigs = split_envelope(buf, limits)
-    raw = decode_item(body_bytes, max_depth=limits["max_depth"], tags=False)
+    raw = decode_item(
+        body_bytes, max_depth=limits["max_depth"], tags=False, max_items=limits["max_body_items"]
+    )
     body = check_body(raw, limits, cbor=True)
     check_tensor_data(body, data)
     return Packet(body, body_bytes, data, sigs)
@@ -762,6 +773,15 @@ def _no_constants(name: str) -> Any:
     raise Refused("JSON_MALFORMED", f"{name} is not JSON")
 
 
+def _items(value: Any) -> int:
+    """Data items as spec §8 counts them: a map of n entries is 1 + 2n, an array of n 1 + n."""
+    if isinstance(value, dict):
+        return 1 + sum(1 + _items(v) for v in value.values())
+    if isinstance(value, list):
+        return 1 + sum(_items(v) for v in value)
+    return 1
+
+
 def decode_json(text: bytes, limits: dict[str, int]) -> Packet:
     if len(text) > limits["max_packet_bytes"]:
         raise Refused("LIMIT_EXCEEDED", "packet too large")
@@ -771,6 +791,13 @@ def decode_json(text: bytes, limits: dict[str, int]) -> Packet:
         )
     except (ValueError, RecursionError):
         raise Refused("JSON_MALFORMED", "not JSON") from None
+    # item limits (spec §4.5), counted here after parsing: this implementation checks outcomes,
+    # it does not defend its memory
+    body_items = _items(doc["body"]) if isinstance(doc, dict) and "body" in doc else 0
+    if body_items > limits["max_body_items"]:
+        raise Refused("LIMIT_EXCEEDED", f"body holds {body_items} items")
+    if _items(doc) - body_items > 2 * limits["max_tensors"] + 8:
+        raise Refused("LIMIT_EXCEEDED", "too many items beside the body")
     for v in _walk(doc):  # json.loads lets "\ud800" through; JSON text is Unicode
         if isinstance(v, str) and any(0xD800 <= ord(c) <= 0xDFFF for c in v):
             raise Refused("JSON_MALFORMED", "a string holds a lone surrogate")

@@ -287,8 +287,14 @@ CBOR = [
         "body-trailing-bytes",
         "packet-1.1.md §4.2: the body is one item filling its byte string (TRAILING_BYTES)",
         INDEP,
-        '    raw = decode_item(body_bytes, max_depth=limits["max_depth"], tags=False)',
-        '    _d = Decoder(body_bytes, max_depth=limits["max_depth"], tags=False)\n'
+        "    raw = decode_item(\n"
+        '        body_bytes, max_depth=limits["max_depth"], tags=False, '
+        'max_items=limits["max_body_items"]\n'
+        "    )",
+        "    _d = Decoder(\n"
+        '        body_bytes, max_depth=limits["max_depth"], tags=False, '
+        'max_items=limits["max_body_items"]\n'
+        "    )\n"
         "    raw = _d.item()\n"
         "    if _d.noncanonical:\n"
         '        raise Refused("NON_CANONICAL", _d.noncanonical)',
@@ -331,6 +337,27 @@ LIMITS = [
         INDEP,
         '            check("max_tensor_bytes", t["length"])',
         "            pass",
+    ),
+    _m(
+        "limit-body-items",
+        "packet-1.1.md §8: max_body_items bounds the body's data items (LIMIT_EXCEEDED)",
+        INDEP,
+        "        if self.max_items is not None and self.items > self.max_items:",
+        "        if False:",
+    ),
+    _m(
+        "limit-body-items-keys",
+        "packet-1.1.md §8: map keys are items too (a map of n entries is 1 + 2n items)",
+        INDEP,
+        "                key = self.item(depth + 1)\n",
+        "                key = self.item(depth + 1)\n                self.items -= 1\n",
+    ),
+    _m(
+        "limit-body-items-at-bound",
+        "packet-1.1.md §8: a body of exactly max_body_items items is accepted",
+        INDEP,
+        "        if self.max_items is not None and self.items > self.max_items:",
+        "        if self.max_items is not None and self.items >= self.max_items:",
     ),
     _m(
         "limit-at-bound",
@@ -689,6 +716,36 @@ JSON_FORM = [
         INDEP,
         '    if _depth(doc["body"]) > limits["max_depth"]:',
         "    if False:",
+    ),
+    _m(
+        "json-body-items",
+        "packet-1.1.md §4.5: the JSON form's body obeys max_body_items (LIMIT_EXCEEDED)",
+        INDEP,
+        '    if body_items > limits["max_body_items"]:',
+        "    if False:",
+    ),
+    _m(
+        "json-items-beside-body",
+        "packet-1.1.md §4.5: the items beside the body are at most 2 × max_tensors + 8 "
+        "(LIMIT_EXCEEDED)",
+        INDEP,
+        '    if _items(doc) - body_items > 2 * limits["max_tensors"] + 8:',
+        "    if False:",
+    ),
+    _m(
+        "json-items-beside-body-bound-high",
+        "packet-1.1.md §4.5: the bound beside the body is 2 × max_tensors + 8, not more",
+        INDEP,
+        '    if _items(doc) - body_items > 2 * limits["max_tensors"] + 8:',
+        '    if _items(doc) - body_items > 2 * limits["max_tensors"] + 9:',
+    ),
+    _m(
+        "json-items-beside-body-bound-low",
+        "packet-1.1.md §4.5: a text with exactly 2 × max_tensors + 8 items beside the body is "
+        "within the bound",
+        INDEP,
+        '    if _items(doc) - body_items > 2 * limits["max_tensors"] + 8:',
+        '    if _items(doc) - body_items >= 2 * limits["max_tensors"] + 8:',
     ),
     _m(
         "json-tensor-data-length",

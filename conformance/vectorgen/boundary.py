@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .common import DIM, FULL_TENSORS, T, bf16_bytes, f32_bytes, full_fields, minimal_fields
-from .packets import Bases, build, envelope, json_form, mutate
+from .packets import Bases, Built, build, data_items, envelope, json_form, mutate
 from .rawcbor import enc
 from .reference import summarize
 from .suite import Suite, b64, intermediates
@@ -227,4 +227,68 @@ def add_vectors(s: Suite, bases: Bases) -> None:
         expected={"outcome": "valid", "packet_b64": b64(full.encode())},
         tags=["encode", "numbers"],
         intermediate=intermediates(full, full.encode()),
+    )
+    _item_limits(s, full)
+
+
+def _item_limits(s: Suite, full: Built) -> None:
+    """``max_body_items`` on both sides of its edge, in both encodings, and the JSON form's bound
+    on the items beside the body (packet-1.1.md §8 and §4.5)."""
+    items = data_items(full.body)
+    tensors = len(full.body["tensors"])
+    for encoding in ("cbor", "json"):
+        suffix = "" if encoding == "cbor" else "-json"
+        form = "The full packet" if encoding == "cbor" else "The full packet's JSON form"
+        s.valid(
+            f"r-valid-body-items-at-limit{suffix}",
+            f"{form} under max_body_items = {items}: its body holds exactly that many items "
+            "(a map of n entries is 1 + 2n items).",
+            full,
+            spec=["limits", "json"] if encoding == "json" else ["limits"],
+            tags=["limits", "per-vector-limits"],
+            encoding=encoding,
+            limits={"max_body_items": items},
+        )
+    s.invalid(
+        "r-json-limit-body-items",
+        f"The full packet's JSON form under max_body_items = {items - 1}: one body item too "
+        "many, counted as in the CBOR form.",
+        json_form(full),
+        "LIMIT_EXCEEDED",
+        spec=["limits", "json"],
+        tags=["limits", "per-vector-limits", "json-form"],
+        encoding="json",
+        limits={"max_body_items": items - 1},
+        mutation=("r-valid-body-items-at-limit-json", "limits", f"max_body_items := {items - 1}"),
+    )
+    doc = json.loads(json_form(full))
+    beside = 1 + 2 + 1 + 2 + 2 * tensors  # top object, m2kt_json, body's name, tensor_data
+    bound = 2 * tensors + 8
+    numbers = bound + 1 - beside - 2  # the member's name and array, then its numbers
+    doc["x"] = [0] * numbers
+    s.invalid(
+        "r-json-limit-items-beside-body",
+        f"The full packet's JSON form under max_tensors = {tensors} with an unknown member "
+        f"holding {numbers} number(s): {bound + 1} items beside the body, one more than "
+        "2 × max_tensors + 8 (refused before the unknown member is seen).",
+        json.dumps(doc, sort_keys=True, separators=(",", ":")).encode(),
+        "LIMIT_EXCEEDED",
+        spec=["limits", "json"],
+        tags=["limits", "per-vector-limits", "json-form"],
+        encoding="json",
+        limits={"max_tensors": tensors},
+        mutation=("full", "json", f"add member x with {numbers} number(s)"),
+    )
+    doc["x"] = [0] * (numbers - 1)
+    s.invalid(
+        "r-json-unknown-member-at-item-bound",
+        f"The same with one number fewer: {bound} items beside the body, at the bound, so "
+        "the unknown member is what is refused.",
+        json.dumps(doc, sort_keys=True, separators=(",", ":")).encode(),
+        "SCHEMA_VIOLATION",
+        spec=["limits", "json"],
+        tags=["limits", "per-vector-limits", "json-form"],
+        encoding="json",
+        limits={"max_tensors": tensors},
+        mutation=("full", "json", f"add member x with {numbers - 1} number(s)"),
     )

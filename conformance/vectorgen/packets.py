@@ -159,6 +159,16 @@ def json_form(b: Built) -> bytes:
     return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+def data_items(value: Any) -> int:
+    """Data items of a value as spec/packet-1.1.md §8 counts them for ``max_body_items``: every
+    array, map, key and value once (a map of n entries is 1 + 2n)."""
+    if isinstance(value, dict):
+        return 1 + sum(1 + data_items(v) for v in value.values())
+    if isinstance(value, list):
+        return 1 + sum(data_items(v) for v in value)
+    return 1
+
+
 def data_offset(packet: bytes, b: Built) -> int:
     """Offset of the data payload in an unsigned packet."""
     return len(packet) - len(b.data)

@@ -10,7 +10,7 @@ from typing import Any
 
 from . import rawcbor
 from .common import DIM, FULL_TENSORS, MAGIC, T, f16_bytes, f32_bytes, full_fields, minimal_fields
-from .packets import Bases, body_variant, build, mutate, replace_tensor
+from .packets import Bases, body_variant, build, data_items, mutate, replace_tensor
 from .rawcbor import Raw, enc
 from .suite import Suite
 
@@ -86,6 +86,7 @@ def add_vectors(s: Suite, bases: Bases) -> None:
         ("max_anchors", 0, "1 anchor"),
         ("max_tensor_bytes", 23, "a 24-byte tensor"),
         ("max_depth", 4, "provenance.parameters.nested.k is at depth 5"),
+        ("max_body_items", data_items(full.body) - 1, f"{data_items(full.body)} body items"),
     ):
         s.invalid(
             f"r-limit-{name.removeprefix('max_').replace('_', '-')}",

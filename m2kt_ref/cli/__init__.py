@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -47,3 +48,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except M2ktError as exc:
         print(f"{exc.code}: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        # the reader of stdout left (``m2kt inspect F | head``): not an error of ours; point
+        # stdout at /dev/null so the interpreter's final flush does not fail again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, as a shell reports a command killed by it

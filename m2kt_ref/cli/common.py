@@ -8,7 +8,9 @@ from typing import Any
 
 __all__ = [
     "add_distributed_options",
+    "add_limit_option",
     "add_trust_option",
+    "limits_from",
     "print_json",
     "start_distributed",
     "stop_distributed",
@@ -30,6 +32,40 @@ def add_trust_option(parser: argparse.ArgumentParser, *, required: bool = False)
         metavar="PUB",
         help="a .pub file or a JSON trust store; repeat for several",
     )
+
+
+def add_limit_option(parser: argparse.ArgumentParser) -> None:
+    """``--limit NAME=N`` (repeatable): a decoding limit other than the spec's default (§8)."""
+    parser.add_argument(
+        "--limit",
+        action="append",
+        default=[],
+        metavar="NAME=N",
+        help="a decoding limit of spec/packet-1.1.md §8 other than its default, e.g. "
+        "max_body_items=16777216 for a large local packet or max_packet_bytes=1048576 for "
+        "untrusted input; repeat for several",
+    )
+
+
+def limits_from(args: argparse.Namespace) -> Any:
+    """The :class:`~m2kt_ref.packet.limits.Limits` that ``--limit`` asks for.
+
+    Raises:
+        UsageError: ``USAGE`` for an unknown name or a value that is not a whole number >= 0.
+    """
+    from m2kt_ref.errors import UsageError
+    from m2kt_ref.packet.limits import DEFAULT_LIMITS, Limits
+
+    values = DEFAULT_LIMITS.to_dict()
+    for spec in args.limit:
+        name, sep, text = spec.partition("=")
+        if not sep or name not in values or not text.isdigit():
+            raise UsageError(
+                f"--limit {spec!r}: expected NAME=N with N a whole number and NAME one of "
+                + ", ".join(values)
+            )
+        values[name] = int(text)
+    return Limits(**values)
 
 
 def add_distributed_options(parser: argparse.ArgumentParser, *, shard: bool = False) -> None:

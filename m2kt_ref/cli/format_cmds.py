@@ -14,7 +14,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from m2kt_ref.cli.common import print_json
+from m2kt_ref.cli.common import add_limit_option, limits_from, print_json
 from m2kt_ref.errors import DecodeError, LimitError, M2ktError
 from m2kt_ref.packet import codec
 from m2kt_ref.packet.extensions import read_derivation, read_operators
@@ -46,6 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser("inspect", help="print a readable summary of a packet")
     p.add_argument("file", metavar="FILE")
+    add_limit_option(p)
     _json_flag(p)
     p.set_defaults(handler=run_inspect)
 
@@ -53,6 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "validate", help="check packets (structure, semantics, tensor data); exit 1 if any fails"
     )
     p.add_argument("files", nargs="+", metavar="FILE")
+    add_limit_option(p)
     _json_flag(p)
     p.set_defaults(handler=run_validate)
 
@@ -60,6 +62,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("file", metavar="FILE")
     p.add_argument("--to", required=True, choices=("json", "cbor"), help="target encoding")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="where to write it")
+    add_limit_option(p)
     _json_flag(p)
     p.set_defaults(handler=run_convert)
 
@@ -133,9 +136,10 @@ def _problem_line(path: str, exc: M2ktError) -> str:
 
 
 def run_validate(args: argparse.Namespace) -> int:
+    limits = limits_from(args)
     report = []
     for path in args.files:
-        problems = file_problems(path)
+        problems = file_problems(path, limits)
         report.append(
             {"file": path, "valid": not problems, "errors": [p.to_dict() for p in problems]}
         )
@@ -152,17 +156,17 @@ def run_validate(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- convert
 
 
-def _read(path: str) -> codec.Packet | None:
+def _read(path: str, limits: Limits) -> codec.Packet | None:
     """The verified packet at ``path``, or None after printing its problem on stderr."""
     try:
-        return codec.read_packet(path)
+        return codec.read_packet(path, limits)
     except M2ktError as exc:
         print(_problem_line(path, exc), file=sys.stderr)
         return None
 
 
 def run_convert(args: argparse.Namespace) -> int:
-    packet = _read(args.file)
+    packet = _read(args.file, limits_from(args))
     if packet is None:
         return 1
     codec.write_packet(packet, args.output, encoding=args.to)
@@ -396,7 +400,7 @@ def _render_signers(signers: Any) -> str:
 
 
 def run_inspect(args: argparse.Namespace) -> int:
-    packet = _read(args.file)
+    packet = _read(args.file, limits_from(args))
     if packet is None:
         return 1
     summary = summarize(packet)

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from m2kt_ref.cli.common import add_trust_option, print_json
+from m2kt_ref.cli.common import add_limit_option, add_trust_option, limits_from, print_json
 from m2kt_ref.errors import M2ktError, UsageError
 
 __all__ = ["keygen_command", "register", "sign_command", "verify_command"]
@@ -37,6 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("file", metavar="FILE")
     p.add_argument("--key", required=True, metavar="NAME.key", help="secret key file")
     p.add_argument("-o", "--output", required=True, metavar="OUT")
+    add_limit_option(p)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(handler=sign_command)
 
@@ -49,6 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("files", nargs="+", metavar="FILE")
     add_trust_option(p)
     p.add_argument("--min-signers", type=int, default=1, metavar="K", help="k of n (default 1)")
+    add_limit_option(p)
     p.add_argument("--json", action="store_true", help="print a JSON list of results")
     p.set_defaults(handler=verify_command)
 
@@ -83,7 +85,7 @@ def sign_command(args: argparse.Namespace) -> int:
     try:
         key = load_signing_key(args.key)
         encoding = "json" if codec.sniff_json(bytes(read_bytes(args.file)[:64])) else "cbor"
-        packet = codec.read_packet(args.file)
+        packet = codec.read_packet(args.file, limits_from(args))
         signed = sign_packet(packet, key)
         codec.write_packet(signed, args.output, encoding=encoding)
     except M2ktError as exc:
@@ -119,12 +121,13 @@ def verify_command(args: argparse.Namespace) -> int:
 
     if args.min_signers < 1:
         raise UsageError("--min-signers must be at least 1")
+    limits = limits_from(args)
     trust = TrustStore.load(args.trust)
     results: list[dict[str, Any]] = []
     ok = True
     for file in args.files:
         try:
-            result = verify_file(file, trust, min_signers=args.min_signers)
+            result = verify_file(file, trust, min_signers=args.min_signers, limits=limits)
         except M2ktError as exc:  # unreadable file
             ok = False
             results.append({"file": file, "valid": False, "errors": [exc.to_dict()], "signers": []})

@@ -41,11 +41,11 @@ from m2kt_ref.errors import (
     ValidationError,
     VersionError,
 )
-from m2kt_ref.packet import columns
+from m2kt_ref.packet import columns, json_scan
 from m2kt_ref.packet import tensors as tz
 from m2kt_ref.packet.buffers import copy_into, join_bytes
 from m2kt_ref.packet.bulk import gc_paused
-from m2kt_ref.packet.cbor_scan import has_duplicate_keys
+from m2kt_ref.packet.cbor_scan import count_items, has_duplicate_keys
 from m2kt_ref.packet.files import read_bytes, write_atomic
 from m2kt_ref.packet.limits import DEFAULT_LIMITS, Limits
 from m2kt_ref.packet.model import PacketBody, TensorInfo
@@ -557,6 +557,11 @@ def _classify(buf: memoryview, limits: Limits) -> DecodeError | LimitError:
     """Explain why ``buf`` is not a packet envelope, using a strict generic CBOR decode."""
     if len(buf) > limits.max_body_bytes * 2 or bytes(buf[: len(MAGIC)]) != MAGIC:
         return DecodeError("NOT_A_PACKET", "input is not an m2kt packet envelope (spec §4.1)")
+    # An envelope is a few byte strings and the signatures item: bounded in items before the
+    # generic decode builds them (a tag and an array of millions of empty maps would not be).
+    budget = limits.max_signature_bytes + 16
+    if count_items(buf, budget) > budget:
+        return LimitError(f"the envelope holds more than {budget} data items")
     stream = io.BytesIO(bytes(buf))
     try:
         value = cbor2.CBORDecoder(
@@ -710,7 +715,10 @@ def _split_envelope(buf: memoryview, limits: Limits) -> _Envelope:
         r.expect(KEY_BODY, "body")
         body_len = r.bstr_length("body")
         limits.check("max_body_bytes", body_len, path="/body")
-        body = bytes(r.take(body_len))
+        body_view = r.take(body_len)
+        # counted on the mapped bytes, reported after the envelope's own checks (step 1)
+        too_many_items = _body_items_error(body_view, limits)
+        body = b"" if too_many_items else bytes(body_view)
         r.expect(KEY_DATA, "data")
         data_len = r.bstr_length("data")
         data_start = r.pos
@@ -734,7 +742,23 @@ def _split_envelope(buf: memoryview, limits: Limits) -> _Envelope:
             path="/pad",
         )
     assert data_start % tz.ALIGNMENT == 0
+    if too_many_items:
+        raise too_many_items
     return _Envelope(body, data, signatures)
+
+
+def _body_items_error(body: memoryview, limits: Limits) -> LimitError | None:
+    """``max_body_items`` (spec §8, step 2), before any item is built or the body copied.
+
+    Every item takes at least one byte, so a body no longer than the limit is within it and
+    needs no count; a longer one is walked (no objects built) until the limit is passed, so the
+    work is bounded by the limit, not by the body.
+    """
+    if len(body) <= limits.max_body_items:
+        return None
+    if count_items(body, limits.max_body_items) <= limits.max_body_items:
+        return None
+    return LimitError(f"the body holds more than {limits.max_body_items} data items", path="/body")
 
 
 def _decode_body_entries(
@@ -833,12 +857,6 @@ def _is_own_encoding(
         elif view[start + len(encoded_key) : end] != canonical_cbor(data[key]):
             return False
     return True
-
-
-def _decode_body(body_bytes: bytes, limits: Limits) -> Any:
-    raw = decode_strict_cbor(body_bytes, limits, "/body", tags=False)
-    _check_canonical(raw, body_bytes)
-    return raw
 
 
 def _check_canonical(raw: Any, body_bytes: bytes) -> None:
@@ -1065,16 +1083,40 @@ def _b64(text: Any, path: str) -> bytes:
         raise DecodeError("JSON_MALFORMED", "invalid base64", path=path) from None
 
 
-def _check_depth(value: Any, limits: Limits, path: str) -> None:
-    """The nesting limit the CBOR decoder applies to a body, applied to the JSON form's body."""
+def _check_depth_and_items(value: Any, limits: Limits, path: str) -> None:
+    """The nesting and item limits the CBOR decoder applies to a body, applied to the JSON
+    form's parsed body (a member name is an item, as a map key is in CBOR)."""
     stack = [(value, 1)]
+    items = 0
     while stack:
         item, depth = stack.pop()
+        items += 1
         if isinstance(item, (dict, list)):
             if depth > limits.max_depth:
                 raise LimitError(f"nesting depth exceeds {limits.max_depth}", path=path)
-            children = item.values() if isinstance(item, dict) else item
-            stack.extend((child, depth + 1) for child in children)
+            if isinstance(item, dict):
+                items += len(item)
+                stack.extend((child, depth + 1) for child in item.values())
+            else:
+                stack.extend((child, depth + 1) for child in item)
+    if items > limits.max_body_items:
+        raise LimitError(f"the body holds more than {limits.max_body_items} data items", path=path)
+
+
+def _check_text_items(text: bytes | str, limits: Limits) -> None:
+    """The JSON form's item limits (spec §4.5), on the text, before it is parsed."""
+    raw = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
+    other_budget = json_scan.outside_body_budget(limits.max_tensors)
+    counted = json_scan.count_json_items(raw, limits.max_body_items, other_budget)
+    if counted.body > limits.max_body_items:
+        raise LimitError(
+            f"the body holds more than {limits.max_body_items} data items", path="/body"
+        )
+    if counted.other > other_budget:
+        raise LimitError(
+            f"the members beside the body hold more than {other_budget} data items "
+            f"(2 × max_tensors + 8)"
+        )
 
 
 def _reject_constant(name: str) -> Any:
@@ -1104,7 +1146,7 @@ def decode_json_data(
     extra = set(doc) - {"m2kt_json", "body", "tensor_data", "signatures"}
     if extra:
         raise ValidationError("SCHEMA_VIOLATION", f"unknown member {sorted(extra)[0]!r}", path="/")
-    _check_depth(doc["body"], limits, "/body")
+    _check_depth_and_items(doc["body"], limits, "/body")
     body = validate_body(doc["body"], limits)
     tensor_data = doc.get("tensor_data")
     if not isinstance(tensor_data, dict):
@@ -1193,6 +1235,7 @@ def decode_json(
         JSON_MALFORMED
     """
     limits.check("max_packet_bytes", len(text))
+    _check_text_items(text, limits)
     try:
         doc = json.loads(
             text, parse_constant=_reject_constant, object_pairs_hook=_no_duplicate_members

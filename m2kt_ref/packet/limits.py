@@ -29,6 +29,9 @@ class Limits:
         max_trace_steps: steps of one trace.
         max_anchors: number of anchors.
         max_depth: nesting depth of CBOR or JSON values.
+        max_body_items: data items of the body (every array, map, key and value once), counted
+            before any of them is built: the bound on the reader's work and memory that a byte
+            limit alone cannot give (a one-byte empty map costs the decoder some 70 bytes).
 
     Example:
         >>> import m2kt_ref
@@ -54,6 +57,7 @@ class Limits:
     max_trace_steps: int = 4096
     max_anchors: int = 1 << 20
     max_depth: int = 32
+    max_body_items: int = 1 << 22
 
     def check(self, name: str, value: int, *, path: str | None = None) -> None:
         """Raise ``LIMIT_EXCEEDED`` when ``value`` is above the limit called ``name``.

@@ -27,6 +27,7 @@ import base64
 import hashlib
 import json
 import math
+import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -34,7 +35,8 @@ from typing import Any
 
 import cbor2
 
-from m2kt_ref.errors import FileAccessError, M2ktError, SignatureError, UsageError
+from m2kt_ref.errors import FileAccessError, LimitError, M2ktError, SignatureError, UsageError
+from m2kt_ref.packet import json_scan
 from m2kt_ref.packet.codec import canonical_cbor, decode_strict_cbor
 from m2kt_ref.packet.files import write_atomic
 from m2kt_ref.packet.keys import ALG_EDDSA, PublicKey, SigningKey
@@ -109,17 +111,36 @@ def write_report(path: str | Path, doc: Mapping[str, Any]) -> None:
     write_atomic(path, [text.encode("utf-8")])
 
 
+#: Reports come from whoever ingested a packet: their size and item count are bounded before
+#: they are parsed (a report holds a few hundred items; these leave room for thousands of
+#: concepts' figures), and so is their nesting.
+MAX_REPORT_BYTES = 1 << 24
+MAX_REPORT_ITEMS = 1 << 20
+
+
 def read_report(path: str | Path) -> dict[str, Any]:
     """Read a report file (JSON object).
 
     Raises:
-        FileAccessError: ``IO_ERROR``; UsageError: ``USAGE`` when not a JSON object.
+        FileAccessError: ``IO_ERROR``; UsageError: ``USAGE`` when not a JSON object (invalid
+        JSON, nested beyond what the parser allows); LimitError: ``LIMIT_EXCEEDED`` above
+        :data:`MAX_REPORT_BYTES` or :data:`MAX_REPORT_ITEMS`.
     """
     try:
-        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size  # 0 for a pipe: then read up to the bound
+            if size > MAX_REPORT_BYTES:
+                raise LimitError(f"{path} is larger than {MAX_REPORT_BYTES} bytes: not a report")
+            raw = f.read() if size else f.read(MAX_REPORT_BYTES + 1)
     except OSError as exc:
         raise FileAccessError(f"cannot read {path}: {exc.strerror}") from None
-    except ValueError:
+    if len(raw) > MAX_REPORT_BYTES:
+        raise LimitError(f"{path} is larger than {MAX_REPORT_BYTES} bytes: not a report")
+    if json_scan.item_bound(raw) > MAX_REPORT_ITEMS:
+        raise LimitError(f"{path} holds more than {MAX_REPORT_ITEMS} JSON items: not a report")
+    try:
+        doc = json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         raise UsageError(f"{path} is not valid JSON") from None
     if not isinstance(doc, dict):
         raise UsageError(f"{path} is not a JSON object")

@@ -22,13 +22,17 @@ export interface ValidBody {
 
 /**
  * §10 step 2: the body bytes are one well-formed, deterministically encoded item without tags,
- * within `max_depth`.
+ * within `max_depth` and `max_body_items`.
  *
  * @throws M2ktError `TRUNCATED`, `CBOR_MALFORMED`, `TRAILING_BYTES`, `INDEFINITE_LENGTH`,
  *   `DUPLICATE_KEY`, `LIMIT_EXCEEDED` or `NON_CANONICAL`.
  */
 export function decodeBody(bytes: Uint8Array, limits: Limits): CborItem {
-  const decoded = decodeItem(bytes, 0, bytes.length, { maxDepth: limits.max_depth, path: "/body" });
+  const decoded = decodeItem(bytes, 0, bytes.length, {
+    maxDepth: limits.max_depth,
+    maxItems: limits.max_body_items,
+    path: "/body",
+  });
   if (decoded.end !== bytes.length) {
     throw new M2ktError("TRAILING_BYTES", `${bytes.length - decoded.end} bytes after the body item`, "/body");
   }

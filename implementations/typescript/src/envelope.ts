@@ -3,7 +3,7 @@
  * `tag 55799 {"pad": zeros, "body": bstr, "data": bstr, ? "signatures": item}`.
  */
 import { toHex } from "./bytes.js";
-import { decodeItem, readHead } from "./cbor/decode.js";
+import { decodeItem, readHead, type Decoded, type DecodeOptions } from "./cbor/decode.js";
 import { encodeItem } from "./cbor/encode.js";
 import type { CborItem } from "./cbor/item.js";
 import { M2ktError } from "./errors.js";
@@ -47,10 +47,18 @@ export function readEnvelope(input: Uint8Array, limits: Limits): Envelope {
   });
   const end = input.length;
   const maxDepth = limits.max_depth;
+  // An envelope is a few byte strings and the signatures item: what is decoded here to tell
+  // what is wrong with one is bounded in items, shared by every entry (§8), before it is built.
+  const budget = { items: limits.max_signature_bytes + 16 };
+  const decodeBounded = (start: number, options: DecodeOptions): Decoded => {
+    const decoded = decodeItem(input, start, end, { ...options, maxItems: budget.items });
+    budget.items -= decoded.items;
+    return decoded;
+  };
   const mapHead = (input[3] ?? 0) >> 5 === 5 ? readHead(input, 3, end) : undefined;
   if (mapHead === undefined) {
     // Not a map: tell malformed or trailing input from a well-formed item that is no packet.
-    const item = decodeItem(input, 3, end, { maxDepth });
+    const item = decodeBounded(3, { maxDepth });
     if (item.end !== end) throw new M2ktError("TRAILING_BYTES", `${end - item.end} bytes after the item`);
     throw new M2ktError("NOT_A_PACKET", "the tagged item is not a map");
   }
@@ -62,13 +70,13 @@ export function readEnvelope(input: Uint8Array, limits: Limits): Envelope {
   let pos = mapHead.end;
   let foreignKey = false;
   for (let i = Number(mapHead.argument); i > 0; i--) {
-    const key = decodeItem(input, pos, end, { maxDepth });
+    const key = decodeBounded(pos, { maxDepth });
     const identity = toHex(encodeItem(key.item));
     if (seen.has(identity)) throw new M2ktError("DUPLICATE_KEY", "an envelope key appears twice");
     seen.add(identity);
     pos = key.end;
     const name = key.item.kind === "text" ? key.item.value : undefined;
-    const value = readValue(input, pos, name, limits);
+    const value = readValue(input, pos, name, limits, decodeBounded);
     if (name !== undefined && (KEYS as readonly string[]).includes(name)) {
       entries.set(name, { keyCanonical: key.nonCanonical === undefined, ...value, start: pos });
       order.push(name);
@@ -106,6 +114,7 @@ function readValue(
   start: number,
   name: string | undefined,
   limits: Limits,
+  decodeBounded: (start: number, options: DecodeOptions) => Decoded,
 ): { value: CborItem; valueCanonical: boolean; end: number } {
   const end = input.length;
   const maxDepth = limits.max_depth;
@@ -132,7 +141,7 @@ function readValue(
       throw new M2ktError("LIMIT_EXCEEDED", `a body of ${head.argument} bytes exceeds max_body_bytes = ${limits.max_body_bytes}`, "/body");
     }
   }
-  const item = decodeItem(input, start, end, path === undefined ? { maxDepth } : { maxDepth, path });
+  const item = decodeBounded(start, path === undefined ? { maxDepth } : { maxDepth, path });
   return { value: item.item, valueCanonical: item.nonCanonical === undefined, end: item.end };
 }
 

@@ -3,20 +3,35 @@
  * same {@link CborItem} tree as the CBOR decoder, keeping what `JSON.parse` loses: a number
  * written with a fraction or an exponent is a float, one without is an integer (held exactly).
  * Duplicate member names are `DUPLICATE_KEY`; invalid JSON and lone surrogates are
- * `JSON_MALFORMED`; nesting beyond `maxDepth` is `LIMIT_EXCEEDED`.
+ * `JSON_MALFORMED`; nesting beyond `maxDepth` and items beyond their bounds are `LIMIT_EXCEEDED`.
  */
 import type { CborItem } from "./cbor/item.js";
 import { SIMPLE_FALSE, SIMPLE_NULL, SIMPLE_TRUE } from "./cbor/item.js";
 import { M2ktError } from "./errors.js";
 
 /**
+ * Bounds on the items of a JSON form (spec/packet-1.1.md §4.5), counted as in CBOR: every
+ * array, object, member name and value once.
+ */
+export interface ItemBounds {
+  /** Most items in the value of the top-level member `body`. */
+  readonly body: number;
+  /** Most items everywhere else (the top-level object and its member names included). */
+  readonly beside: number;
+}
+
+const NO_BOUNDS: ItemBounds = { body: Infinity, beside: Infinity };
+
+/**
  * Parses one JSON text.
  *
  * @param maxDepth most arrays and objects that may enclose a value (a member of the top-level
  *   object lies inside one).
+ * @param bounds items allowed in the top-level `body` member and beside it; each item is
+ *   counted before it is built, so an excess stops the parse before it costs memory.
  */
-export function parseJson(text: string, maxDepth: number): CborItem {
-  const parser = new JsonParser(text, maxDepth);
+export function parseJson(text: string, maxDepth: number, bounds: ItemBounds = NO_BOUNDS): CborItem {
+  const parser = new JsonParser(text, maxDepth, bounds);
   parser.skipWhitespace();
   const value = parser.value(0);
   parser.skipWhitespace();
@@ -30,11 +45,27 @@ const ESCAPES: Readonly<Record<string, string>> = { '"': '"', "\\": "\\", "/": "
 
 class JsonParser {
   pos = 0;
+  private bodyItems = 0;
+  private besideItems = 0;
+  /** Whether the parse is inside the value of the top-level member `body`. */
+  private inBody = false;
 
   constructor(
     private readonly text: string,
     private readonly maxDepth: number,
+    private readonly bounds: ItemBounds,
   ) {}
+
+  /** Counts one item where the parse is, refusing the first past its bound. */
+  private countItem(): void {
+    if (this.inBody) {
+      if (++this.bodyItems > this.bounds.body) {
+        throw new M2ktError("LIMIT_EXCEEDED", `the body holds more than ${this.bounds.body} items (character ${this.pos})`, "/body");
+      }
+    } else if (++this.besideItems > this.bounds.beside) {
+      throw new M2ktError("LIMIT_EXCEEDED", `more than ${this.bounds.beside} items beside the body (character ${this.pos})`);
+    }
+  }
 
   fail(message: string): never {
     throw new M2ktError("JSON_MALFORMED", `${message} (character ${this.pos})`);
@@ -52,6 +83,7 @@ class JsonParser {
     if (depth > this.maxDepth) {
       throw new M2ktError("LIMIT_EXCEEDED", `JSON nested deeper than ${this.maxDepth} (character ${this.pos})`);
     }
+    this.countItem();
     const c = this.text[this.pos];
     if (c === "{") return this.object(depth);
     if (c === "[") return this.array(depth);
@@ -88,13 +120,17 @@ class JsonParser {
       this.skipWhitespace();
       if (this.text[this.pos] !== '"') this.fail("expected a member name");
       const at = this.pos;
+      this.countItem();
       const name = this.string();
       if (seen.has(name)) throw new M2ktError("DUPLICATE_KEY", `member ${JSON.stringify(name)} appears twice (character ${at})`);
       seen.add(name);
       this.skipWhitespace();
       this.expect(":");
       this.skipWhitespace();
+      const body = depth === 0 && name === "body";
+      if (body) this.inBody = true;
       entries.push([{ kind: "text", value: name }, this.value(depth + 1)]);
+      if (body) this.inBody = false;
       this.skipWhitespace();
       if (this.text[this.pos] === "}") {
         this.pos++;

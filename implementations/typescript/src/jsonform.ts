@@ -35,7 +35,10 @@ export function readJsonForm(input: Uint8Array, limits: Limits): JsonForm {
   const text = decodeUtf8(input);
   if (text === undefined) throw new M2ktError("JSON_MALFORMED", "the text is not valid UTF-8");
   // The body's depth counts from the body map; the document adds one level around it.
-  const document = parseJson(text, limits.max_depth + 1);
+  const document = parseJson(text, limits.max_depth + 1, {
+    body: limits.max_body_items,
+    beside: 2 * limits.max_tensors + 8,
+  });
   const version = mapGet(document, "m2kt_json");
   const body = mapGet(document, "body");
   if (document.kind !== "map" || version === undefined || body === undefined) {

@@ -23,6 +23,11 @@ export interface Limits {
   readonly max_anchors: number;
   /** Nesting of arrays and maps in the body, the body map being depth 1. */
   readonly max_depth: number;
+  /**
+   * Data items of the body (every array, map, key and value once: a map of n entries is 1 + 2n
+   * items), counted before they are built; in the JSON form also the bound beside the body.
+   */
+  readonly max_body_items: number;
 }
 
 export const DEFAULT_LIMITS: Limits = Object.freeze({
@@ -37,6 +42,7 @@ export const DEFAULT_LIMITS: Limits = Object.freeze({
   max_trace_steps: 4096,
   max_anchors: 2 ** 20,
   max_depth: 32,
+  max_body_items: 2 ** 22,
 });
 
 /**

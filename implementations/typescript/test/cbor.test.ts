@@ -187,3 +187,12 @@ test("encoding is deterministic: decoding the encoding and encoding again gives 
     assert.equal(toHex(encodeItem(decoded.item)), toHex(bytes));
   }
 });
+
+test("maxItems counts every item, map keys included, and refuses the first past it", () => {
+  const bytes = Uint8Array.of(0xa2, 0x61, 0x61, 0x80, 0x61, 0x62, 0x01); // {"a": [], "b": 1}: 5 items
+  assert.equal(decodeItem(bytes, 0, bytes.length, { maxDepth: 4, maxItems: 5 }).end, bytes.length);
+  assert.throws(
+    () => decodeItem(bytes, 0, bytes.length, { maxDepth: 4, maxItems: 4 }),
+    (error: unknown) => error instanceof M2ktError && error.code === "LIMIT_EXCEEDED",
+  );
+});

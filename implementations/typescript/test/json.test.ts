@@ -48,3 +48,33 @@ test("depth: a value may lie inside at most maxDepth arrays and objects", () => 
   assert.equal(failure("[[[1]]]", 2), "LIMIT_EXCEEDED");
   assert.equal(failure('{"a": {"b": []}}', 2), "no error");
 });
+
+test("items are counted as in CBOR, the body's apart from the rest, and refused before they are built", () => {
+  // body: {"a": [1, 2]} = map, name, array, 2 numbers = 5; beside: top object, 2 names, "1.0" = 4
+  const text = '{"body": {"a": [1, 2]}, "m2kt_json": "1.0"}';
+  const bounded = (body: number, beside: number): string => {
+    try {
+      parseJson(text, 32, { body, beside });
+    } catch (error) {
+      assert.ok(error instanceof M2ktError);
+      return `${error.code} ${error.path ?? ""}`.trim();
+    }
+    return "parsed";
+  };
+  assert.equal(bounded(5, 4), "parsed");
+  assert.equal(bounded(4, 4), "LIMIT_EXCEEDED /body");
+  assert.equal(bounded(5, 3), "LIMIT_EXCEEDED");
+  // "body" below the top level is an ordinary member: its items count beside the body
+  assert.equal(failureWithBounds('{"x": {"body": [1, 2, 3]}}', { body: 0, beside: 8 }), "no error");
+  assert.equal(failureWithBounds('{"x": {"body": [1, 2, 3]}}', { body: 0, beside: 7 }), "LIMIT_EXCEEDED");
+});
+
+function failureWithBounds(text: string, bounds: { body: number; beside: number }): string {
+  try {
+    parseJson(text, 32, bounds);
+  } catch (error) {
+    assert.ok(error instanceof M2ktError);
+    return error.code;
+  }
+  return "no error";
+}

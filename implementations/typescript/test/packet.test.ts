@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { readEnvelope } from "../src/envelope.js";
 import { M2ktError } from "../src/errors.js";
+import { DEFAULT_LIMITS } from "../src/limits.js";
 import { detectEncoding, readPacket } from "../src/packet.js";
 import { vector, vectorBytes } from "./helpers.js";
 
@@ -130,5 +132,15 @@ test("the signatures entry: tags not interpreted, nesting bounded by max_depth w
     failure(() => readPacket(withSignaturesEntry([0xa2, 0x61, 0x61, 0x01, 0x78, 0x01, 0x61, 0x02]))).code,
     "DUPLICATE_KEY",
     "one key in two encodings",
+  );
+});
+
+test("what stands where the envelope should be is bounded in items before it is built", () => {
+  const n = 2_000_000; // the magic tag, then an array of empty maps instead of the envelope's map
+  const input = new Uint8Array(8 + n).fill(0xa0);
+  input.set([0xd9, 0xd9, 0xf7, 0x9a, (n >>> 24) & 0xff, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff]);
+  assert.throws(
+    () => readEnvelope(input, DEFAULT_LIMITS),
+    (error: unknown) => error instanceof M2ktError && error.code === "LIMIT_EXCEEDED",
   );
 });

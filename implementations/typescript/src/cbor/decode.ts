@@ -19,6 +19,11 @@ export interface DecodeOptions {
    * inside one). Deeper input is `LIMIT_EXCEEDED`.
    */
   readonly maxDepth: number;
+  /**
+   * Most data items the item may hold, itself included (every array, map, key and value once);
+   * the item past it is `LIMIT_EXCEEDED`, before it is built. No bound when absent.
+   */
+  readonly maxItems?: number;
   /** JSON Pointer reported with errors (the envelope part being decoded, e.g. `/body`). */
   readonly path?: string;
 }
@@ -29,18 +34,20 @@ export interface Decoded {
   readonly end: number;
   /** The first departure from deterministic encoding, or `undefined` when there is none. */
   readonly nonCanonical: string | undefined;
+  /** Data items read (the item itself and every item inside it). */
+  readonly items: number;
 }
 
 /**
  * Decodes one item of `input[start, end)`.
  *
  * @throws M2ktError `TRUNCATED`, `CBOR_MALFORMED`, `INDEFINITE_LENGTH`, `DUPLICATE_KEY` or
- *   `LIMIT_EXCEEDED` (nesting).
+ *   `LIMIT_EXCEEDED` (nesting or items).
  */
 export function decodeItem(input: Uint8Array, start: number, end: number, options: DecodeOptions): Decoded {
   const decoder = new Decoder(input, start, end, options);
   const item = decoder.item(0);
-  return { item, end: decoder.pos, nonCanonical: decoder.nonCanonical };
+  return { item, end: decoder.pos, nonCanonical: decoder.nonCanonical, items: decoder.items };
 }
 
 const INDEFINITE = 31;
@@ -70,6 +77,8 @@ class Decoder {
   nonCanonical: string | undefined;
   /** Departures from deterministic encoding seen so far. */
   private notes = 0;
+  /** Data items begun so far, for `maxItems`. */
+  items = 0;
   private readonly view: DataView;
 
   constructor(
@@ -135,6 +144,9 @@ class Decoder {
   item(depth: number): CborItem {
     const at = this.pos;
     if (depth > this.options.maxDepth) this.fail("LIMIT_EXCEEDED", `nesting deeper than ${this.options.maxDepth}`, at);
+    this.items++;
+    const maxItems = this.options.maxItems;
+    if (maxItems !== undefined && this.items > maxItems) this.fail("LIMIT_EXCEEDED", `more than ${maxItems} data items`, at);
     this.need(1, at);
     const initial = this.input[this.pos] as number;
     if (initial >> 5 === 7) {
