@@ -124,6 +124,56 @@ def test_two_ranks_decide_and_train_as_one_process(files, extra, decision, statu
     assert r2["student"]["digest_after"] == digest
 
 
+def _wrong_answers(packet: Path, out: Path) -> Path:
+    """The packet with every trace's answer moved to the next class: a trusted packet that
+    would change a trained student's answers on its own problems (issue 13.4)."""
+    from m2kt_ref.packet import codec
+    from m2kt_ref.packet import tensors as tz
+
+    original = codec.read_packet(packet)
+    fields = original.body.to_data()
+    fields.pop("tensors")
+    n_classes = 1 + max(t["answer"] for t in fields["traces"])
+    for t in fields["traces"]:
+        t["answer"] = (t["answer"] + 1) % n_classes
+    tensors = {
+        t.name: tz.encode(np.array(original.tensor_f32(t.name)), "f32")
+        for t in original.body.tensors
+    }
+    codec.write_packet(codec.assemble(fields, tensors), out)
+    return out
+
+
+def test_a_trained_student_is_protected_on_two_ranks_as_on_one(files):
+    """The self-agreement check is enforced for a trained student (the teacher's own directory)
+    under torchrun as in one process: the same answers changed, the same roll-back; and with
+    ``student_trained=false`` it is measured, not enforced, on both."""
+    root = files["root"]
+    wrong = _wrong_answers(files["packet"], root / "wrong.m2kt")
+    args = ["ingest", wrong, "--student", files["teacher"], "--allow-unverified", "--steps", "40"]
+    args += ["--set", "patience=0", "--set", "lr=0.01", "--no-progress"]
+    args += ["--set", "ignore_packet_policy=true", "--set", "max_output_divergence=1"]
+    reports = {}
+    for trained in ("true", "false"):
+        extra = ["--set", f"student_trained={trained}"]
+        one, two = root / f"self-one-{trained}", root / f"self-two-{trained}"
+        status = main([*map(str, args), *extra, "--out", str(one)])
+        run = torchrun(*args, *extra, "--out", two, "--distributed", "--dist-timeout", "60")
+        assert run.returncode == (1 if status else 0), run.stderr[-3000:]
+        r1 = json.loads((one / "report.json").read_text())
+        r2 = json.loads((two / "report.json").read_text())
+        checks = [{c["name"]: c for c in r["safety"]["checks"]} for r in (r1, r2)]
+        assert [c["self_agreement"]["passed"] for c in checks] == [trained == "false"] * 2
+        assert r1["decision"] == r2["decision"]
+        sa1, sa2 = r1["safety"]["self_agreement"], r2["safety"]["self_agreement"]
+        assert sa1["enforced"] == sa2["enforced"] == (trained == "true")
+        assert abs(sa1["agreement"] - sa2["agreement"]) <= 0.05
+        reports[trained] = (status, r1)
+    status, r1 = reports["true"]
+    assert status == 3 and r1["decision"] == "rolled_back"
+    assert r1["safety"]["self_agreement"]["agreement"] < 0.8  # far past the 5 % allowed
+
+
 def test_generation_on_two_ranks_writes_the_same_bytes(files):
     root = files["root"]
     args = ["generate", "--teacher", files["teacher"], "--traces", "4", "--created", "0"]
