@@ -174,6 +174,55 @@ def test_m2kt_ingest_with_an_hf_student(dirs, packet, tmp_path, capsys):
     assert "IO_ERROR" in capsys.readouterr().err
 
 
+def _sharded_copy(src: Path, dst: Path) -> Path:
+    """The same model written as three safetensors shards and an index (``max_shard_size``)."""
+    hf = load_hf_model(src)
+    hf.rows.model.save_pretrained(dst, max_shard_size="20KB")
+    hf.tokenizer.save_pretrained(dst)
+    return dst
+
+
+def test_sharded_checkpoints_read_and_write_as_single_files_do(dirs, packet, tmp_path):
+    """A ``save_pretrained`` directory in shards gives the same packet tensors (teacher) and the
+    same ingested weights (student) as its single-file copy; its weights digest covers every
+    shard; writing back into it leaves one set of weights, never two."""
+    from m2kt_ref.transfer.hf.files import inspect_hf_dir
+
+    teacher = _sharded_copy(dirs["gpt2"], tmp_path / "gpt2-sharded")
+    student = _sharded_copy(dirs["llama"], tmp_path / "llama-sharded")
+    assert len(inspect_hf_dir(student).weights) == 3
+    assert inspect_hf_dir(student).weights_digest != inspect_hf_dir(dirs["llama"]).weights_digest
+    single = generate_hf_packet(dirs["gpt2"], CONCEPTS, PROMPTS, created=0).packet
+    sharded = generate_hf_packet(teacher, CONCEPTS, PROMPTS, created=0).packet
+    assert [t.sha256 for t in sharded.body.tensors] == [t.sha256 for t in single.body.tensors]
+    assert sharded.body.teacher.model_digest == f"sha256:{inspect_hf_dir(teacher).weights_digest}"
+
+    m2kt_ref.write_packet(packet, tmp_path / "p.m2kt")
+    (tmp_path / "teacher.pub").write_bytes(KEY.public_key.to_cose_key_bytes())
+    args = ["ingest", str(tmp_path / "p.m2kt"), "--trust", str(tmp_path / "teacher.pub")]
+    args += ["--steps", "5", "--no-progress"]
+    assert main([*args, "--student", f"hf:{dirs['llama']}", "--out", str(tmp_path / "a")]) == 0
+    assert main([*args, "--student", f"hf:{student}", "--out", str(student)]) == 0  # in place
+    assert _same(_state(load_hf_model(tmp_path / "a").rows.model),
+                 _state(load_hf_model(student).rows.model))  # fmt: skip
+    weights = sorted(p.name for p in student.iterdir() if p.suffix == ".safetensors")
+    assert weights == ["model.safetensors"]  # the stale shards went with their index
+    assert not (student / "model.safetensors.index.json").exists()
+    history = json.loads((student / "m2kt-ingestions.json").read_text())
+    assert history[-1]["weights_sha256"] == inspect_hf_dir(student).weights_digest
+
+
+def test_a_directory_with_two_sets_of_weights_is_refused(dirs, tmp_path):
+    from m2kt_ref.errors import ModelDirError
+    from m2kt_ref.transfer.hf.files import inspect_hf_dir
+
+    both = _sharded_copy(dirs["llama"], tmp_path / "both")
+    (both / "model.safetensors").write_bytes((dirs["llama"] / "model.safetensors").read_bytes())
+    with pytest.raises(ModelDirError, match="two sets of weights") as info:
+        inspect_hf_dir(both)
+    assert info.value.code == "IO_ERROR"
+
+
 # --------------------------------------------------------------------------- end to end
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ __all__ = [
     "HFFiles",
     "file_sha256",
     "inspect_hf_dir",
+    "is_weight_file",
 ]
 
 CONFIG_FILE = "config.json"
@@ -38,6 +40,15 @@ SHARD_INDEX = "model.safetensors.index.json"
 TOKENIZER_FILE = "tokenizer.json"
 #: Weight files that would need pickle to read; m2kt never loads them.
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+
+
+_SHARD = re.compile(r"model-[0-9]{5}-of-[0-9]{5}\.safetensors")
+
+
+def is_weight_file(name: str) -> bool:
+    """Whether ``name`` is one of the safetensors weight files ``save_pretrained`` writes: the
+    single file, a shard, or the shard index."""
+    return name in (WEIGHTS_FILE, SHARD_INDEX) or _SHARD.fullmatch(name) is not None
 
 
 @dataclass(frozen=True)
@@ -132,6 +143,12 @@ def inspect_hf_dir(path: str | os.PathLike[str]) -> HFFiles:
     if not src.is_dir():
         raise ModelDirError(f"Hugging Face model directory {src} does not exist")
     missing = [n for n in (CONFIG_FILE, TOKENIZER_FILE) if not (src / n).is_file()]
+    if (src / SHARD_INDEX).is_file() and (src / WEIGHTS_FILE).is_file():
+        # transformers would load one and a digest could describe the other: refuse to guess
+        raise ModelDirError(
+            f"model directory {src} holds both {WEIGHTS_FILE} and {SHARD_INDEX}: two sets of "
+            "weights; remove the stale one"
+        )
     if (src / SHARD_INDEX).is_file():
         weights = _shards(src)
     elif (src / WEIGHTS_FILE).is_file():

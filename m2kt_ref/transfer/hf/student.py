@@ -30,7 +30,7 @@ from typing import Any
 from m2kt_ref.errors import FileAccessError, IngestError
 from m2kt_ref.packet.codec import Packet
 from m2kt_ref.packet.trust import TrustStore
-from m2kt_ref.transfer.hf.files import WEIGHTS_FILE, file_sha256
+from m2kt_ref.transfer.hf.files import inspect_hf_dir, is_weight_file
 from m2kt_ref.transfer.hf.load import HFModel, load_hf_model, quiet_transformers
 from m2kt_ref.transfer.student.config import IngestConfig
 from m2kt_ref.transfer.student.ingest import Callback, IngestResult, ingest
@@ -200,9 +200,7 @@ def save_hf_student(
                         "decision": report["decision"],
                         "digest_before": report["student"]["digest_before"],
                         "digest_after": report["student"]["digest_after"],
-                        "weights_sha256": file_sha256(tmp / WEIGHTS_FILE)
-                        if (tmp / WEIGHTS_FILE).is_file()
-                        else None,
+                        "weights_sha256": inspect_hf_dir(tmp).weights_digest,
                         "report": REPORT_FILE,
                     }
                 )
@@ -210,8 +208,14 @@ def save_hf_student(
             if entries:
                 text = json.dumps(entries, indent=2, sort_keys=True) + "\n"
                 (tmp / HISTORY_FILE).write_text(text, encoding="utf-8")
+            written = {f.name for f in tmp.iterdir()}
             for f in sorted(tmp.iterdir()):
                 os.replace(f, target / f.name)
+            # weights of another layout left by an earlier save (a single file where shards
+            # are now, or the reverse) would make the directory hold two sets of weights
+            for f in sorted(target.iterdir()):
+                if is_weight_file(f.name) and f.name not in written:
+                    f.unlink()
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     except OSError as exc:
