@@ -4,6 +4,8 @@
   the single-process decision (accepted, and rolled back) with the same global batch;
   parameters agree within 1 % of the update's norm (float sums in another order; Adam turns a
   near-zero gradient's noise into a step of size ``lr``), final loss within 1e-4 relative;
+* the same for a Hugging Face student (``hf:DIR``), replicated or sharded, and for the safe
+  default that protects a trained student (self-agreement enforced on both ranks);
 * generation on 2 ranks writes the very bytes of a single-process run with the same batch size;
 * a rank that raises, dies or hangs fails the whole run: non-zero exit, nothing written to
   ``--out``, the student directory untouched; a hang ends at the process-group timeout.
@@ -172,6 +174,52 @@ def test_a_trained_student_is_protected_on_two_ranks_as_on_one(files):
     status, r1 = reports["true"]
     assert status == 3 and r1["decision"] == "rolled_back"
     assert r1["safety"]["self_agreement"]["agreement"] < 0.8  # far past the 5 % allowed
+
+
+@pytest.mark.parametrize("shard", [False, True], ids=["ddp", "fsdp"])
+def test_a_hugging_face_student_on_two_ranks_as_in_one_process(files, shard):
+    """``--student hf:DIR --distributed``: a Llama-config student ingesting a GPT-2 packet on
+    two ranks (replicated or sharded) takes the single process's decision and ends within the
+    stated tolerance of its weights; rank 0 alone writes the ``save_pretrained`` directory."""
+    pytest.importorskip("transformers")
+    from hf_words import CONCEPT_WORDS, WORDS
+
+    import m2kt_ref
+    from m2kt_ref.transfer.hf import generate_hf_packet, load_hf_model
+    from m2kt_ref.transfer.hf.text_task import PromptText, parse_concepts
+    from m2kt_ref.transfer.hf.tiny import save_tiny_model
+
+    root = files["root"] / f"hf-{shard}"
+    teacher = save_tiny_model(root / "gpt2", "gpt2", WORDS, width=32, seed=0)
+    student = save_tiny_model(root / "llama", "llama", WORDS, width=24, seed=1)
+    concepts = parse_concepts(
+        {"task": "toy", "concepts": [{"id": w, "probes": [w, f"the {w}"]} for w in CONCEPT_WORDS]}
+    )
+    prompts = [PromptText("oak is a kind of", "tree"), PromptText("dog is a kind of", "animal")]
+    packet = generate_hf_packet(teacher, concepts, prompts, created=0).packet
+    m2kt_ref.write_packet(packet, root / "p.m2kt")
+    args = ["ingest", root / "p.m2kt", "--student", f"hf:{student}", "--allow-unverified"]
+    args += ["--steps", "8", "--set", "patience=0", "--no-progress"]
+    one, two = root / "one", root / "two"
+    assert main([*map(str, args), "--out", str(one)]) == 0
+    flags = ["--distributed", "--dist-timeout", "60", *(["--shard"] if shard else [])]
+    run = torchrun(*args, "--out", two, *flags)
+    assert run.returncode == 0, run.stderr[-3000:]
+    r1 = json.loads((one / "report.json").read_text())
+    r2 = json.loads((two / "report.json").read_text())
+    validate_report(r2)
+    assert r1["decision"] == r2["decision"] == "accepted"
+    assert r2["device"]["distributed"]["world_size"] == 2
+    assert ("(FSDP)" in r2["device"]["distributed"]["sharded"]) == shard
+
+    def flat(directory: Path) -> np.ndarray:
+        state = load_hf_model(directory).rows.model.state_dict()
+        return np.concatenate([state[k].double().numpy().ravel() for k in sorted(state)])
+
+    theta0, w1, w2 = flat(student), flat(one), flat(two)
+    update = np.linalg.norm(w1 - theta0)
+    assert update > 0 and np.linalg.norm(w2 - w1) <= 0.01 * update
+    assert r2["student"]["digest_after"] != r2["student"]["digest_before"]
 
 
 def test_generation_on_two_ranks_writes_the_same_bytes(files):

@@ -41,8 +41,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point: parse arguments and run the chosen handler; returns the exit status."""
+    """Entry point: parse arguments and run the chosen handler; returns the exit status.
+
+    After a ``--distributed`` command (one rank of a torchrun job) the process ends here with
+    ``os._exit`` once its output is flushed: everything was written atomically and agreed by
+    the ranks before, and gloo's worker threads can abort the interpreter's finalisation
+    (``terminate called without an active exception``, SIGABRT) if any of their work objects
+    outlive the process group, which made torchrun report a failed rank now and then.
+    """
     args = build_parser().parse_args(argv)
+    status = _run(args)
+    from m2kt_ref.cli.common import joined_process_group
+
+    if joined_process_group():
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    return status
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return int(args.handler(args) or 0)
     except M2ktError as exc:

@@ -10,6 +10,7 @@ __all__ = [
     "add_distributed_options",
     "add_limit_option",
     "add_trust_option",
+    "joined_process_group",
     "limits_from",
     "print_json",
     "start_distributed",
@@ -92,18 +93,34 @@ def add_distributed_options(parser: argparse.ArgumentParser, *, shard: bool = Fa
         )
 
 
+#: Whether this process joined a process group through :func:`start_distributed`.
+_joined_process_group = False
+
+
 def start_distributed(args: argparse.Namespace) -> Any:
     """The :class:`~m2kt_ref.transfer.distributed.DistContext` for ``--distributed``, or None."""
+    global _joined_process_group
     if not getattr(args, "distributed", False):
         return None
     from m2kt_ref.transfer.distributed import init_distributed
 
-    return init_distributed(args.device, timeout_s=args.dist_timeout)
+    ctx = init_distributed(args.device, timeout_s=args.dist_timeout)
+    _joined_process_group = True
+    return ctx
 
 
 def stop_distributed(ctx: Any) -> None:
     """Leave the process group started by :func:`start_distributed` (None: nothing to do)."""
     if ctx is not None:
+        import gc
+
         from m2kt_ref.transfer.distributed import shutdown
 
+        gc.collect()  # DDP/FSDP objects in reference cycles, and their gloo work, go first
         shutdown(ctx)
+
+
+def joined_process_group() -> bool:
+    """Whether a ``--distributed`` command of this process joined (and has left) a process
+    group; the command line then ends the process without interpreter finalisation."""
+    return _joined_process_group

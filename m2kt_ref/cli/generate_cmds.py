@@ -154,7 +154,10 @@ def generate_command(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise UsageError("--batch-size must be >= 1")
     if args.distributed and args.teacher.startswith(HF_PREFIX):
-        raise UsageError("--distributed supports m2kt teacher directories, not hf: yet")
+        raise UsageError(
+            "--distributed shares out an m2kt teacher's forward passes; an hf: teacher runs in "
+            "one process (its probes and prompts are one batch each)"
+        )
     dist = start_distributed(args)
     try:
         return _generate(args, dist)

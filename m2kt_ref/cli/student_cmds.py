@@ -288,9 +288,7 @@ def _ingest(args: argparse.Namespace, dist: Any) -> int:
 
     show = main and not args.no_progress and sys.stderr.isatty()
     if args.student.startswith(HF_PREFIX):
-        if dist is not None:
-            raise UsageError("--distributed supports m2kt student directories, not hf: yet")
-        return _ingest_hf(args, packet, config, trust, key, show, write)
+        return _ingest_hf(args, packet, config, trust, key, show, write, dist)
     if args.model_dtype is not None:
         raise UsageError("--model-dtype is for hf: students")
     student = load_model_dir(args.student, device=device)
@@ -403,9 +401,11 @@ def _ingest_hf(
     key: Any,
     show: bool,
     write: Any,
+    dist: Any,
 ) -> int:
     """``m2kt ingest --student hf:DIR``: ingest, then save_pretrained into --out with the
-    report (also the restored student after a rollback)."""
+    report (also the restored student after a rollback); under ``--distributed`` every rank
+    ingests and rank 0 alone writes, the others waiting for its outcome."""
     from m2kt_ref.errors import IngestRefusedError
     from m2kt_ref.packet.receipt import sign_report
 
@@ -422,18 +422,30 @@ def _ingest_hf(
             allow_unverified=args.allow_unverified,
             progress=show,
             model_dtype=args.model_dtype,
+            dist=dist,
+            shard=args.shard,
         )
     except IngestRefusedError as exc:
-        if exc.report is not None:
+        if exc.report is not None and (dist is None or dist.is_main):
             report = write(exc.report)
             if args.json:
                 print_json(report)
         raise
     report = result.report
-    if key is not None:
-        report = sign_report(report, key)
+    if dist is not None and not dist.is_main:
+        dist.agree(True, "writing the student")
+        return _status(report)
     out = Path(args.out)
-    mhf.save_hf_student(hf, out, report=report)
+    try:
+        if key is not None:
+            report = sign_report(report, key)
+        mhf.save_hf_student(hf, out, report=report)
+    except BaseException:
+        if dist is not None:
+            dist.agree(False, "writing the student")
+        raise
+    if dist is not None:
+        dist.agree(True, "writing the student")
     return _finish(args, report, out, result)
 
 

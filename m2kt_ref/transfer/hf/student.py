@@ -99,6 +99,8 @@ def ingest_hf(
     callback: Callback | None = None,
     now: int | None = None,
     model_dtype: str | None = None,
+    dist: Any = None,
+    shard: bool = False,
 ) -> tuple[IngestResult, HFModel]:
     """Ingest ``packet`` into a Hugging Face student (spec/algorithms.md §3–§4 and §6.6).
 
@@ -112,6 +114,10 @@ def ingest_hf(
             :func:`~m2kt_ref.transfer.ingest`.
         model_dtype: precision of the student's weights when loading a directory (``fp32``;
             ``bf16``/``fp16`` on CUDA).
+        dist, shard: a :class:`~m2kt_ref.transfer.distributed.DistContext` and FSDP sharding,
+            as for :func:`~m2kt_ref.transfer.ingest` (docs/scaling.md): every rank loads the
+            directory and runs this call; the returned student is the one to save on rank 0
+            (a plain copy with the final weights when sharded).
 
     Returns:
         ``(result, student)``: the :class:`~m2kt_ref.transfer.IngestResult` (decision
@@ -146,7 +152,11 @@ def ingest_hf(
         progress=progress,
         callback=callback,
         now=now,
+        dist=dist,
+        shard=shard,
     )
+    if shard and result.model is not hf.rows:  # rank 0's plain copy holds the final weights
+        hf = dataclasses.replace(hf, rows=result.model)
     result.report["student"]["digest_method"] = _DIGEST_METHOD
     result.report["student"]["architecture"]["class"] = (
         f"TokenRowModel({type(hf.rows.model).__name__})"
