@@ -185,10 +185,80 @@ def iter_cycle_errors(body: PacketBody) -> Iterator[M2ktError]:
         )
 
 
-def _json_model_problem(value: Any, depth: int = 0) -> tuple[str, str] | None:
+#: Deepest nesting a free-form value may have below its own root.
+_FREE_FORM_DEPTH = 32
+
+
+def _json_model_problem(value: Any) -> tuple[str, str] | None:
     """Why ``value`` is outside the JSON data model, and where (a JSON Pointer relative to
-    ``value``); None when it is inside."""
-    if depth > 32:
+    ``value``); None when it is inside.
+
+    Free-form values can hold millions of items (up to ``max_body_items``), so the common
+    answer, "inside", comes from a flat loop over exact types; only a value it cannot vouch for
+    is walked again, recursively, for the first problem in document order and its path.
+    """
+    if _plainly_in_json_model(value):
+        return None
+    return _first_json_model_problem(value)
+
+
+def _plainly_in_json_model(value: Any) -> bool:
+    """True when every item of ``value`` is of an exact JSON type, in range and not too deep;
+    False when one is not, or is of a type this loop leaves to the recursive walk (subclasses).
+
+    Depth first with one iterator per open container, so its memory is the nesting depth, not
+    the number of containers (a value can be millions of empty maps)."""
+    if type(value) is not dict and type(value) is not list:
+        return _plain_scalar(value)
+    opened = _open(value, 0)
+    if opened is None:
+        return False
+    stack: list[tuple[Any, int]] = [opened]
+    while stack:
+        children, depth = stack[-1]
+        for child in children:
+            ct = type(child)
+            if ct is dict or ct is list:
+                if child:
+                    inner = _open(child, depth + 1)
+                    if inner is None:
+                        return False
+                    stack.append(inner)
+                    break
+            elif not _plain_scalar(child):
+                return False
+        else:
+            stack.pop()
+    return True
+
+
+def _open(container: Any, depth: int) -> tuple[Any, int] | None:
+    """An iterator over a container's values at ``depth``, or None when its keys are not all
+    text or its items would lie deeper than allowed."""
+    if container and depth >= _FREE_FORM_DEPTH:
+        return None
+    if type(container) is dict:
+        if not all(type(k) is str for k in container):
+            return None
+        return iter(container.values()), depth
+    return iter(container), depth
+
+
+def _plain_scalar(value: Any) -> bool:
+    t = type(value)
+    if t is str or t is bool or value is None:
+        return True
+    if t is int:
+        return INT_MIN <= value <= INT_MAX
+    if t is float:
+        return math.isfinite(value)
+    return False
+
+
+def _first_json_model_problem(value: Any, depth: int = 0) -> tuple[str, str] | None:
+    """The recursive walk behind :func:`_json_model_problem`: the first problem in document
+    order (arrays by index, maps in their order) and its path."""
+    if depth > _FREE_FORM_DEPTH:
         return "nested too deeply", ""
     if value is None or isinstance(value, (str, bool)):
         return None
@@ -205,7 +275,7 @@ def _json_model_problem(value: Any, depth: int = 0) -> tuple[str, str] | None:
     else:
         return f"value of type {type(value).__name__}", ""
     for key, item in items:
-        found = _json_model_problem(item, depth + 1)
+        found = _first_json_model_problem(item, depth + 1)
         if found:
             return found[0], f"/{key}{found[1]}"
     return None
