@@ -222,6 +222,31 @@ def test_a_hugging_face_student_on_two_ranks_as_in_one_process(files, shard):
     assert r2["student"]["digest_after"] != r2["student"]["digest_before"]
 
 
+def test_a_hugging_face_teacher_on_two_ranks_writes_the_same_bytes(files, tmp_path):
+    """``m2kt generate --teacher hf:DIR --distributed``: the probes', anchors' and traces'
+    forward passes shared out over two ranks give the single process's packet, byte for byte."""
+    pytest.importorskip("transformers")
+    from hf_words import CONCEPT_WORDS, WORDS
+
+    from m2kt_ref.transfer.hf.tiny import save_tiny_model
+
+    teacher = save_tiny_model(tmp_path / "gpt2", "gpt2", WORDS, width=32, seed=0)
+    concepts = {
+        "task": "toy",
+        "concepts": [{"id": w, "probes": [w, f"the {w}"]} for w in CONCEPT_WORDS],
+    }
+    (tmp_path / "concepts.json").write_text(json.dumps(concepts))
+    prompts = [{"prompt": "oak is a kind of", "answer": "tree"}, {"prompt": "dog is a kind of"}]
+    (tmp_path / "prompts.jsonl").write_text("".join(json.dumps(p) + "\n" for p in prompts))
+    args = ["generate", "--teacher", f"hf:{teacher}", "--concepts", tmp_path / "concepts.json"]
+    args += ["--traces", tmp_path / "prompts.jsonl", "--created", "0", "--batch-size", "4"]
+    one, two = tmp_path / "one.m2kt", tmp_path / "two.m2kt"
+    assert main([*map(str, args), "-o", str(one)]) == 0
+    run = torchrun(*args, "-o", two, "--distributed", "--dist-timeout", "60")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert two.read_bytes() == one.read_bytes()  # 4-row batches: both ranks computed some
+
+
 def test_generation_on_two_ranks_writes_the_same_bytes(files):
     root = files["root"]
     args = ["generate", "--teacher", files["teacher"], "--traces", "4", "--created", "0"]

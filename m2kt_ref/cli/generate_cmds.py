@@ -128,10 +128,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--batch-size",
         type=int,
-        default=1024,
+        default=None,
         metavar="N",
-        help="rows per forward pass (1024); with --distributed, the unit shared out to the "
-        "ranks (the packet equals a single-process run with the same N)",
+        help="rows per forward pass (default 1024; an hf: teacher's by its width); with "
+        "--distributed, the unit shared out to the ranks (the packet equals a single-process "
+        "run with the same N)",
     )
     add_distributed_options(p)
     p.add_argument("--json-form", action="store_true", help="write the JSON form instead of CBOR")
@@ -151,13 +152,8 @@ def _trace_count(value: str | None) -> int | None:
 def generate_command(args: argparse.Namespace) -> int:
     if args.threads < 1:
         raise UsageError("--threads must be >= 1")
-    if args.batch_size < 1:
+    if args.batch_size is not None and args.batch_size < 1:
         raise UsageError("--batch-size must be >= 1")
-    if args.distributed and args.teacher.startswith(HF_PREFIX):
-        raise UsageError(
-            "--distributed shares out an m2kt teacher's forward passes; an hf: teacher runs in "
-            "one process (its probes and prompts are one batch each)"
-        )
     dist = start_distributed(args)
     try:
         return _generate(args, dist)
@@ -222,6 +218,8 @@ def _generate(args: argparse.Namespace, dist: Any) -> int:
             trace_selection=args.trace_selection or "declared",
             max_new_tokens=args.max_new_tokens,
             model_dtype=args.model_dtype,
+            batch_size=args.batch_size,
+            dist=dist,
             **common,
         )
     else:
@@ -231,11 +229,12 @@ def _generate(args: argparse.Namespace, dist: Any) -> int:
             args.teacher,
             trace_selection=args.trace_selection or "cover",
             operators=args.operators,
-            batch_size=args.batch_size,
+            batch_size=args.batch_size or 1024,
             dist=dist,
             **common,
         )
     if dist is not None:
+        # None: the default (1024 rows, or an hf: teacher's by its width)
         stats_dist = {**dist.describe(), "batch_size": args.batch_size}
         result.stats["distributed"] = stats_dist
         if not dist.is_main:

@@ -146,6 +146,8 @@ def generate_hf_packet(
     name: str | None = None,
     device: Any = "cpu",
     model_dtype: str | None = None,
+    batch_size: int | None = None,
+    dist: Any = None,
 ) -> GenerationResult:
     """Build a knowledge packet from a Hugging Face model directory (spec/algorithms.md §6).
 
@@ -167,6 +169,14 @@ def generate_hf_packet(
         name: ``teacher.name`` (default: the directory's name).
         device: where the model runs (``cpu``, ``cuda``, ``auto``).
         model_dtype: precision of the weights (``fp32``; ``bf16``/``fp16`` on CUDA).
+        batch_size: rows per forward pass (default: as many as fit a few MiB of activations
+            at this model's width). Other batch shapes may change the last bits of the
+            states (sums in another order); a distributed run matches a single process with
+            the same batch size.
+        dist: a :class:`~m2kt_ref.transfer.distributed.DistContext`: the forward passes over
+            probes, anchors and trace problems are shared out in whole batches and gathered,
+            as for :func:`~m2kt_ref.transfer.generate_from_model`; the packet's bytes are a
+            single process's (the prompts' greedy continuations run on every rank).
 
     Returns:
         a :class:`~m2kt_ref.transfer.GenerationResult`; ``teacher.architecture`` is the model
@@ -263,7 +273,8 @@ def generate_hf_packet(
         key=key,
         title=f"{task.name} knowledge from a {hf.model_type} model ({layer})",
         extra_parameters={"hf": info},
-        batch_size=rows_per_batch(task.seq_len, width),
+        batch_size=batch_size or rows_per_batch(task.seq_len, width),
+        dist=dist,
     )
 
 
