@@ -153,7 +153,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--shard", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
-        return worker(args)
+        status = worker(args)
+        if args.distributed:  # a rank ends without finalisation (see end_process)
+            from m2kt_ref.transfer.distributed import end_process
+
+            end_process(status)
+        return status
     if args.quick:
         args.task, args.steps, args.rounds, args.protected, args.traces = "chain", 3, 1, 16, 4
     torch.set_num_threads(1)

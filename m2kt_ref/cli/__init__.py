@@ -43,20 +43,19 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: parse arguments and run the chosen handler; returns the exit status.
 
-    After a ``--distributed`` command (one rank of a torchrun job) the process ends here with
-    ``os._exit`` once its output is flushed: everything was written atomically and agreed by
-    the ranks before, and gloo's worker threads can abort the interpreter's finalisation
-    (``terminate called without an active exception``, SIGABRT) if any of their work objects
-    outlive the process group, which made torchrun report a failed rank now and then.
+    After a ``--distributed`` command (one rank of a torchrun job) the process ends here, its
+    output flushed, without interpreter finalisation
+    (:func:`~m2kt_ref.transfer.distributed.end_process`): everything was written atomically
+    and agreed by the ranks before.
     """
     args = build_parser().parse_args(argv)
     status = _run(args)
     from m2kt_ref.cli.common import joined_process_group
 
     if joined_process_group():
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(status)
+        from m2kt_ref.transfer.distributed import end_process
+
+        end_process(status)
     return status
 
 

@@ -112,11 +112,8 @@ def start_distributed(args: argparse.Namespace) -> Any:
 def stop_distributed(ctx: Any) -> None:
     """Leave the process group started by :func:`start_distributed` (None: nothing to do)."""
     if ctx is not None:
-        import gc
-
         from m2kt_ref.transfer.distributed import shutdown
 
-        gc.collect()  # DDP/FSDP objects in reference cycles, and their gloo work, go first
         shutdown(ctx)
 
 
