@@ -1213,7 +1213,7 @@ REFERENCE = [
         "ref-signatures-entry-tags",
         "packet-1.1.md §4.1: readers do not interpret tags in the signatures entry",
         "m2kt_ref/packet/codec.py",
-        '        {"semantic_decoders": _KeepTags()}\n        if tags',
+        '        {"semantic_decoders": KeepTags()}\n        if tags',
         "        {}\n        if tags",
     ),
     _m(

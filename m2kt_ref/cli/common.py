@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+_T = TypeVar("_T")
 
 __all__ = [
     "add_distributed_options",
     "add_limit_option",
     "add_trust_option",
+    "distributed_run",
     "joined_process_group",
     "limits_from",
     "print_json",
+    "rank0_writes",
     "start_distributed",
     "stop_distributed",
 ]
@@ -115,6 +121,35 @@ def stop_distributed(ctx: Any) -> None:
         from m2kt_ref.transfer.distributed import shutdown
 
         shutdown(ctx)
+
+
+@contextlib.contextmanager
+def distributed_run(args: argparse.Namespace) -> Iterator[Any]:
+    """The process group of ``--distributed`` for the ``with`` block (None without the flag),
+    left however the block ends."""
+    ctx = start_distributed(args)
+    try:
+        yield ctx
+    finally:
+        stop_distributed(ctx)
+
+
+def rank0_writes(ctx: Any, what: str, write: Callable[[], _T]) -> _T | None:
+    """Run ``write`` in a plain run or on rank 0 only; then every rank agrees whether it
+    succeeded (``DIST_FAILED`` on the others when it did not). Returns what ``write`` returned,
+    or None on a rank that did not write."""
+    if ctx is not None and not ctx.is_main:
+        ctx.agree(True, what)
+        return None
+    try:
+        result = write()
+    except BaseException:
+        if ctx is not None:
+            ctx.agree(False, what)
+        raise
+    if ctx is not None:
+        ctx.agree(True, what)
+    return result
 
 
 def joined_process_group() -> bool:

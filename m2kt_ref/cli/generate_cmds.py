@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from m2kt_ref.cli.common import add_distributed_options, start_distributed, stop_distributed
+from m2kt_ref.cli.common import add_distributed_options, distributed_run, rank0_writes
 from m2kt_ref.errors import UsageError
 
 __all__ = ["HF_PREFIX", "generate_command", "register"]
@@ -154,11 +154,8 @@ def generate_command(args: argparse.Namespace) -> int:
         raise UsageError("--threads must be >= 1")
     if args.batch_size is not None and args.batch_size < 1:
         raise UsageError("--batch-size must be >= 1")
-    dist = start_distributed(args)
-    try:
+    with distributed_run(args) as dist:
         return _generate(args, dist)
-    finally:
-        stop_distributed(dist)
 
 
 def _generate(args: argparse.Namespace, dist: Any) -> int:
@@ -235,23 +232,16 @@ def _generate(args: argparse.Namespace, dist: Any) -> int:
         )
     if dist is not None:
         # None: the default (1024 rows, or an hf: teacher's by its width)
-        stats_dist = {**dist.describe(), "batch_size": args.batch_size}
-        result.stats["distributed"] = stats_dist
-        if not dist.is_main:
-            dist.agree(True, "writing the packet")
-            return 0
-        try:
-            codec.write_packet(
-                result.packet, args.output, encoding="json" if args.json_form else "cbor"
-            )
-        except BaseException:
-            dist.agree(False, "writing the packet")
-            raise
-        dist.agree(True, "writing the packet")
-    else:
+        result.stats["distributed"] = {**dist.describe(), "batch_size": args.batch_size}
+
+    def save() -> Path:
         codec.write_packet(
             result.packet, args.output, encoding="json" if args.json_form else "cbor"
         )
+        return Path(args.output)
+
+    if rank0_writes(dist, "writing the packet", save) is None:  # another rank wrote it
+        return 0
     stats = {"file": args.output, "file_bytes": Path(args.output).stat().st_size, **result.stats}
     if args.json:
         print(json.dumps(stats, indent=2, sort_keys=True))

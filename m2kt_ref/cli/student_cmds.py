@@ -19,9 +19,9 @@ from typing import Any
 from m2kt_ref.cli.common import (
     add_distributed_options,
     add_trust_option,
+    distributed_run,
     print_json,
-    start_distributed,
-    stop_distributed,
+    rank0_writes,
 )
 from m2kt_ref.cli.generate_cmds import HF_PREFIX
 from m2kt_ref.errors import UsageError
@@ -228,11 +228,8 @@ def align_command(args: argparse.Namespace) -> int:
 def ingest_command(args: argparse.Namespace) -> int:
     if args.shard and not args.distributed:
         raise UsageError("--shard shards the student over the ranks of a --distributed run")
-    dist = start_distributed(args)
-    try:
+    with distributed_run(args) as dist:
         return _ingest(args, dist)
-    finally:
-        stop_distributed(dist)
 
 
 def _ingest(args: argparse.Namespace, dist: Any) -> int:
@@ -343,10 +340,8 @@ def _ingest(args: argparse.Namespace, dist: Any) -> int:
             "report": "report.json",
         },
     ]
-    if not main:  # rank 0 writes; the others wait until it has, and share its outcome
-        dist.agree(True, "writing the student")
-        return _status(report)
-    try:
+
+    def save() -> dict[str, Any]:
         save_model_dir(
             out,
             result.model.to("cpu"),
@@ -356,14 +351,13 @@ def _ingest(args: argparse.Namespace, dist: Any) -> int:
             split=split,
             train_config=student.train_config,
         )
-        report = write(report)
-    except BaseException:
-        if dist is not None:
-            dist.agree(False, "writing the student")
-        raise
-    if dist is not None:
-        dist.agree(True, "writing the student")
-    return _finish(args, report, out, result)
+        return write(report)
+
+    # rank 0 writes; the others wait until it has, and share its outcome
+    written = rank0_writes(dist, "writing the student", save)
+    if written is None:
+        return _status(report)
+    return _finish(args, written, out, result)
 
 
 def _status(report: dict[str, Any]) -> int:
@@ -431,22 +425,17 @@ def _ingest_hf(
             if args.json:
                 print_json(report)
         raise
-    report = result.report
-    if dist is not None and not dist.is_main:
-        dist.agree(True, "writing the student")
-        return _status(report)
     out = Path(args.out)
-    try:
-        if key is not None:
-            report = sign_report(report, key)
+
+    def save() -> dict[str, Any]:
+        report = result.report if key is None else sign_report(result.report, key)
         mhf.save_hf_student(hf, out, report=report)
-    except BaseException:
-        if dist is not None:
-            dist.agree(False, "writing the student")
-        raise
-    if dist is not None:
-        dist.agree(True, "writing the student")
-    return _finish(args, report, out, result)
+        return report
+
+    written = rank0_writes(dist, "writing the student", save)
+    if written is None:  # rank 0 wrote it
+        return _status(result.report)
+    return _finish(args, written, out, result)
 
 
 def _print_summary(report: dict[str, Any], out: Path) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 
 import cbor2
 
-__all__ = ["count_items", "has_duplicate_keys"]
+__all__ = ["KeepTags", "count_items", "has_duplicate_keys"]
 
 
 def _head(buf: bytes | memoryview, pos: int) -> tuple[int, int, int, int]:
@@ -129,7 +129,12 @@ def _marker(value: Any) -> Any:
     return ("other", repr(value))
 
 
-class _RawTags(dict):  # type: ignore[type-arg]
+class KeepTags(dict):  # type: ignore[type-arg]
+    """``semantic_decoders`` that keeps every tag as a :class:`cbor2.CBORTag` around the item it
+    holds, interpreting none: readers do not interpret tags in the signatures entry (spec §4.1),
+    so ``1([])`` is a well-formed item there (cbor2's own decoder for tag 1 would refuse it as a
+    bad date), and a map key is compared as the item it is."""
+
     def __contains__(self, key: object) -> bool:
         return True
 
@@ -144,7 +149,7 @@ def _decode_key(raw: bytes) -> Any:
     import io
 
     return cbor2.CBORDecoder(
-        io.BytesIO(raw), semantic_decoders=_RawTags(), allow_duplicate_keys=True
+        io.BytesIO(raw), semantic_decoders=KeepTags(), allow_duplicate_keys=True
     ).decode()
 
 

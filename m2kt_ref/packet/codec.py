@@ -45,7 +45,7 @@ from m2kt_ref.packet import columns, json_scan
 from m2kt_ref.packet import tensors as tz
 from m2kt_ref.packet.buffers import copy_into, join_bytes
 from m2kt_ref.packet.bulk import gc_paused
-from m2kt_ref.packet.cbor_scan import count_items, has_duplicate_keys
+from m2kt_ref.packet.cbor_scan import KeepTags, count_items, has_duplicate_keys
 from m2kt_ref.packet.files import read_bytes, write_atomic
 from m2kt_ref.packet.limits import DEFAULT_LIMITS, Limits
 from m2kt_ref.packet.model import PacketBody, TensorInfo
@@ -618,21 +618,6 @@ class _EveryTag(dict):  # type: ignore[type-arg]
         return _refuse_tag
 
 
-class _KeepTags(dict):  # type: ignore[type-arg]
-    """``semantic_decoders`` that keeps every tag as a :class:`cbor2.CBORTag` around the item it
-    holds: readers do not interpret tags in the signatures entry (spec §4.1), so ``1([])`` is a
-    well-formed item there (cbor2's own decoder for tag 1 would refuse it as a bad date)."""
-
-    def __contains__(self, key: object) -> bool:
-        return True
-
-    def get(self, key: object, default: Any = None) -> Any:
-        return lambda value, *_: cbor2.CBORTag(key, value)
-
-    def __getitem__(self, key: object) -> Any:
-        return self.get(key)
-
-
 def _caused_by(exc: BaseException | None, kind: type[BaseException]) -> bool:
     while exc is not None:
         if isinstance(exc, kind):
@@ -670,7 +655,7 @@ def decode_strict_cbor(item: bytes, limits: Limits, path: str, *, tags: bool = T
 def _decode_cbor(item: bytes, limits: Limits, path: str, *, tags: bool, duplicates: bool) -> Any:
     stream = io.BytesIO(item)
     no_tags: dict[str, Any] = (
-        {"semantic_decoders": _KeepTags()}
+        {"semantic_decoders": KeepTags()}
         if tags
         else {"semantic_decoders": _EveryTag(), "tag_hook": _refuse_tag}
     )

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+from typing import NamedTuple
 
 __all__ = ["JsonItemCount", "count_json_items", "item_bound", "outside_body_budget"]
 
@@ -41,14 +42,11 @@ def item_bound(text: bytes) -> int:
     return 1 + sum(text.count(c) for c in (b",", b":", b"[", b"{"))
 
 
-class JsonItemCount:
+class JsonItemCount(NamedTuple):
     """Items of the ``body`` member and of everything else, each stopped one past its budget."""
 
-    __slots__ = ("body", "other")
-
-    def __init__(self, body: int, other: int) -> None:
-        self.body = body
-        self.other = other
+    body: int
+    other: int
 
 
 def _is_body_key(token: bytes) -> bool:
